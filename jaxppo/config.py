@@ -1,0 +1,272 @@
+"""The one frozen, typed configuration of a PPO run.
+
+A `Config` is a pytree. Its *static* fields (``pytree_node=False``) change shapes or the
+compiled program: the environment, counts, network sizes and boolean switches. They live in
+the tree structure, so two configs that differ in one of them are two programs. Its *dynamic*
+fields are float leaves (learning rate, discount, clip range, ...): they reach the jitted
+program as traced values, so changing one never recompiles, and a config whose dynamic leaves
+are stacked along a leading axis (`stack_configs`) is how one vmaps over hyperparameters.
+
+Validation is the explicit function `validate`, called in Python before tracing; it is never
+run from ``__post_init__`` because JAX rebuilds pytrees through ``__init__``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+from flax import struct
+
+ACTIVATIONS = ("tanh", "relu")
+ACTION_DISTS = ("auto", "categorical", "gaussian")
+
+
+def _static(default):
+    return struct.field(pytree_node=False, default=default)
+
+
+class Config(struct.PyTreeNode):
+    """Hyperparameters of one PPO run (defaults: the classic-control settings of CleanRL).
+
+    Static fields (change the program): ``env_id``, ``num_envs``, ``num_steps``,
+    ``total_timesteps``, ``update_epochs``, ``num_minibatches``, ``hidden_sizes``,
+    ``activation``, ``action_dist`` and the switches ``anneal_lr``, ``normalize_advantages``,
+    ``clip_value_loss``, ``dual_clip``.
+
+    Dynamic fields (float leaves, traced, vmappable): ``learning_rate``, ``gamma``,
+    ``gae_lambda``, ``clip_eps``, ``dual_clip_c``, ``vf_coef``, ``vf_clip``, ``ent_coef``,
+    ``max_grad_norm``, ``adam_eps``, ``init_log_std``.
+
+    Attributes:
+        env_id: a gymnax environment id or a jaxppo probe id (`jaxppo.envs.registered`).
+        num_envs: parallel environments N in one rollout.
+        num_steps: steps T per environment in one rollout; one update sees T x N transitions.
+        total_timesteps: environment steps of the whole run; rounded down to whole updates.
+        update_epochs: passes over the rollout batch per update.
+        num_minibatches: minibatches per epoch; must divide T x N.
+        hidden_sizes: widths of the hidden layers of the actor and of the critic MLPs.
+        activation: "tanh" or "relu".
+        action_dist: "auto" picks from the env's action space; "categorical" (discrete
+            actions) or "gaussian" (continuous actions) asserts it.
+        anneal_lr: decay the learning rate linearly to 0 over all gradient steps.
+        normalize_advantages: standardize advantages per minibatch.
+        clip_value_loss: clip the value prediction around the rollout value by ``vf_clip``.
+        dual_clip: floor the clipped objective at ``dual_clip_c * A`` where A < 0.
+        learning_rate: Adam step size (initial value when annealed).
+        gamma: discount factor in [0, 1].
+        gae_lambda: GAE lambda in [0, 1].
+        clip_eps: PPO ratio clip range, > 0.
+        dual_clip_c: dual-clip constant c > 1 (used only when ``dual_clip``).
+        vf_coef: weight of the value loss.
+        vf_clip: value clip range (used only when ``clip_value_loss``).
+        ent_coef: weight of the entropy bonus.
+        max_grad_norm: global L2 norm the gradient is clipped to.
+        adam_eps: Adam's epsilon (1e-5, not optax's 1e-8).
+        init_log_std: initial state-independent log standard deviation (Gaussian policies).
+    """
+
+    env_id: str = _static("CartPole-v1")
+    num_envs: int = _static(4)
+    num_steps: int = _static(128)
+    total_timesteps: int = _static(500_000)
+    update_epochs: int = _static(4)
+    num_minibatches: int = _static(4)
+    hidden_sizes: tuple[int, ...] = _static((64, 64))
+    activation: str = _static("tanh")
+    action_dist: str = _static("auto")
+    anneal_lr: bool = _static(True)
+    normalize_advantages: bool = _static(True)
+    clip_value_loss: bool = _static(True)
+    dual_clip: bool = _static(False)
+
+    learning_rate: float = 2.5e-4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_eps: float = 0.2
+    dual_clip_c: float = 3.0
+    vf_coef: float = 0.5
+    vf_clip: float = 0.2
+    ent_coef: float = 0.01
+    max_grad_norm: float = 0.5
+    adam_eps: float = 1e-5
+    init_log_std: float = 0.0
+
+    @property
+    def batch_size(self) -> int:
+        """Transitions per update: num_steps x num_envs."""
+        return self.num_envs * self.num_steps
+
+    @property
+    def minibatch_size(self) -> int:
+        """Transitions per gradient step."""
+        return self.batch_size // self.num_minibatches
+
+    @property
+    def num_updates(self) -> int:
+        """Updates in the run: total_timesteps // batch_size (the remainder is not run)."""
+        return self.total_timesteps // self.batch_size
+
+    @property
+    def num_gradient_steps(self) -> int:
+        """Optimizer steps in the run: num_updates x update_epochs x num_minibatches."""
+        return self.num_updates * self.update_epochs * self.num_minibatches
+
+
+def static_fields() -> tuple[str, ...]:
+    """Names of the static (program-changing) fields, in declaration order."""
+    return tuple(
+        f.name for f in dataclasses.fields(Config) if not f.metadata.get("pytree_node", True)
+    )
+
+
+def dynamic_fields() -> tuple[str, ...]:
+    """Names of the dynamic (float leaf) fields, in declaration order."""
+    return tuple(f.name for f in dataclasses.fields(Config) if f.metadata.get("pytree_node", True))
+
+
+def _fail(name: str, value, allowed: str) -> None:
+    raise ValueError(f"Config.{name}={value!r} is invalid: {allowed}.")
+
+
+def _check_int(config: Config, name: str, minimum: int = 1) -> None:
+    value = getattr(config, name)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        _fail(name, value, f"must be an integer >= {minimum}")
+    if value < minimum:
+        _fail(name, value, f"must be an integer >= {minimum}")
+
+
+def _check_bool(config: Config, name: str) -> None:
+    value = getattr(config, name)
+    if not isinstance(value, bool | np.bool_):
+        _fail(name, value, "must be True or False")
+
+
+def _concrete(value) -> np.ndarray | None:
+    """The value as a numpy array, or None while it is being traced."""
+    if isinstance(value, jax.core.Tracer):
+        return None
+    return np.asarray(value, dtype=np.float64)
+
+
+def _check_range(config: Config, name: str, low: float, high: float, allowed: str, *,
+                 open_low: bool = False) -> None:
+    value = getattr(config, name)
+    array = _concrete(value)
+    if array is None:
+        return
+    ok = np.isfinite(array) & (array <= high) & ((array > low) if open_low else (array >= low))
+    if not np.all(ok):
+        bad = array if array.ndim == 0 else array[~ok][0]
+        _fail(name, float(bad), allowed)
+
+
+def _validate_static(config: Config) -> None:
+    if not isinstance(config.env_id, str):
+        _fail("env_id", config.env_id, "must be an environment id string")
+    for name in ("num_envs", "num_steps", "update_epochs", "num_minibatches", "total_timesteps"):
+        _check_int(config, name)
+    for name in ("anneal_lr", "normalize_advantages", "clip_value_loss", "dual_clip"):
+        _check_bool(config, name)
+    sizes = config.hidden_sizes
+    if not isinstance(sizes, tuple) or not all(
+        isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1 for s in sizes
+    ):
+        _fail("hidden_sizes", sizes, "must be a tuple of positive integers, e.g. (64, 64)")
+    if config.activation not in ACTIVATIONS:
+        _fail("activation", config.activation, f"must be one of {ACTIVATIONS}")
+    if config.action_dist not in ACTION_DISTS:
+        _fail("action_dist", config.action_dist, f"must be one of {ACTION_DISTS}")
+    if config.batch_size % config.num_minibatches:
+        _fail(
+            "num_minibatches",
+            config.num_minibatches,
+            f"must divide the batch num_envs x num_steps = {config.num_envs} x "
+            f"{config.num_steps} = {config.batch_size}",
+        )
+    if config.total_timesteps < config.batch_size:
+        _fail(
+            "total_timesteps",
+            config.total_timesteps,
+            f"must be at least one batch, num_envs x num_steps = {config.batch_size}",
+        )
+
+
+def _validate_dynamic(config: Config) -> None:
+    _check_range(config, "learning_rate", 0.0, np.inf, "must be > 0", open_low=True)
+    _check_range(config, "gamma", 0.0, 1.0, "must lie in [0, 1]")
+    _check_range(config, "gae_lambda", 0.0, 1.0, "must lie in [0, 1]")
+    _check_range(config, "clip_eps", 0.0, np.inf, "must be > 0", open_low=True)
+    if config.dual_clip:
+        _check_range(config, "dual_clip_c", 1.0, np.inf,
+                     "must be > 1 when dual_clip is enabled (3 is typical)", open_low=True)
+    if config.clip_value_loss:
+        _check_range(config, "vf_clip", 0.0, np.inf,
+                     "must be > 0 when clip_value_loss is enabled", open_low=True)
+    _check_range(config, "vf_coef", 0.0, np.inf, "must be >= 0")
+    _check_range(config, "ent_coef", 0.0, np.inf, "must be >= 0")
+    _check_range(config, "max_grad_norm", 0.0, np.inf, "must be > 0", open_low=True)
+    _check_range(config, "adam_eps", 0.0, np.inf, "must be > 0", open_low=True)
+    _check_range(config, "init_log_std", -np.inf, np.inf, "must be finite")
+
+
+def validate(config: Config) -> Config:
+    """Check every field and raise a `ValueError` naming the bad field, value and what is allowed.
+
+    Runs in Python before tracing. Static fields are always checked; dynamic leaves are checked
+    where they are concrete (numbers or arrays, every element of a stacked config), and skipped
+    while traced. The action distribution is checked against the environment's action space.
+
+    Returns:
+        The config, unchanged, so calls can be chained.
+    """
+    if not isinstance(config, Config):
+        raise TypeError(f"expected a jaxppo.Config, got {type(config).__name__}")
+    _validate_static(config)
+    _validate_dynamic(config)
+    from jaxppo import envs  # envs sit above config in the import order
+
+    env = envs.make(config.env_id)
+    kind = "categorical" if env.action_space.discrete else "gaussian"
+    if config.action_dist not in ("auto", kind):
+        _fail(
+            "action_dist",
+            config.action_dist,
+            f"{config.env_id} has a {'discrete' if kind == 'categorical' else 'continuous'} "
+            f"action space, so it needs {kind!r} (or 'auto')",
+        )
+    return config
+
+
+def stack_configs(configs: Sequence[Config]) -> Config:
+    """Stack the dynamic leaves of configs whose static fields agree, for `jax.vmap`.
+
+    Args:
+        configs: one or more configs that differ only in dynamic fields.
+
+    Returns:
+        A config whose dynamic leaves have a leading axis of length ``len(configs)``.
+
+    Raises:
+        ValueError: if ``configs`` is empty or two configs differ in a static field (named).
+    """
+    configs = list(configs)
+    if not configs:
+        raise ValueError("stack_configs needs at least one config, got an empty sequence")
+    first = configs[0]
+    for index, other in enumerate(configs[1:], start=1):
+        for name in static_fields():
+            if getattr(other, name) != getattr(first, name):
+                raise ValueError(
+                    f"stack_configs: configs[{index}].{name}={getattr(other, name)!r} differs "
+                    f"from configs[0].{name}={getattr(first, name)!r}; static fields change the "
+                    "compiled program and must agree (only dynamic fields can be stacked: "
+                    f"{', '.join(dynamic_fields())})"
+                )
+    for config in configs:
+        _validate_dynamic(config)
+    return jax.tree.map(lambda *xs: np.stack([np.asarray(x, np.float32) for x in xs]), *configs)

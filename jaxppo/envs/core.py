@@ -1,0 +1,151 @@
+"""The environment boundary: a gymnax adapter and the wrappers jaxppo trains through.
+
+The only module family that imports gymnax. Every env here is a stateless, hashable object
+(it is closed over by jitted code as a static value) with two pure methods:
+
+    reset(key)               -> (obs, state)
+    step(key, state, action) -> (state, Step)
+
+gymnax >= 1.0 steps return ``(obs, state, reward, terminated, truncated, info)`` with the
+pre-reset observation in ``info["final_observation"]``; the adapter keeps termination and
+truncation apart and exposes that observation as `Step.final_obs`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+from gymnax.environments import spaces
+
+
+class Step(struct.PyTreeNode):
+    """What one environment step returns, per env (batch axes are added by vmap).
+
+    Attributes:
+        obs: observation to act on next (already reset where the episode ended).
+        reward: reward of the transition.
+        terminated: the MDP reached a terminal state: no bootstrapping past it.
+        truncated: the episode was cut (time limit) in a non-terminal state: bootstrap from
+            ``final_obs`` but do not continue the GAE recursion.
+        final_obs: the pre-reset observation reached by this transition (equals ``obs``
+            where the episode did not end).
+        episode_return: undiscounted return of the episode so far, including this reward.
+        episode_length: steps of the episode so far, including this one.
+    """
+
+    obs: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    final_obs: jax.Array
+    episode_return: jax.Array
+    episode_length: jax.Array
+
+    @property
+    def done(self) -> jax.Array:
+        """Episode ended here (terminated or truncated); the next obs starts a new one."""
+        return jnp.logical_or(self.terminated, self.truncated)
+
+
+class ActionSpace(struct.PyTreeNode):
+    """Static description of an action space (numpy, never traced).
+
+    Attributes:
+        discrete: True for a finite set {0, ..., num_actions - 1}.
+        num_actions: number of discrete actions (0 for continuous spaces).
+        shape: shape of one continuous action (``()`` for discrete).
+        low, high: bounds of a continuous action, numpy arrays of ``shape``.
+    """
+
+    discrete: bool = struct.field(pytree_node=False)
+    num_actions: int = struct.field(pytree_node=False, default=0)
+    shape: tuple[int, ...] = struct.field(pytree_node=False, default=())
+    low: Any = struct.field(pytree_node=False, default=None)
+    high: Any = struct.field(pytree_node=False, default=None)
+
+
+def _action_space(space) -> ActionSpace:
+    if isinstance(space, spaces.Discrete):
+        return ActionSpace(discrete=True, num_actions=int(space.n))
+    if isinstance(space, spaces.Box):
+        shape = tuple(int(s) for s in space.shape)
+        low = np.broadcast_to(np.asarray(space.low, np.float32), shape).copy()
+        high = np.broadcast_to(np.asarray(space.high, np.float32), shape).copy()
+        return ActionSpace(discrete=False, shape=shape, low=low, high=high)
+    raise TypeError(f"unsupported gymnax action space {space!r}: expected Discrete or Box")
+
+
+class EpisodeState(struct.PyTreeNode):
+    """Env state plus the running statistics of the current episode."""
+
+    env_state: Any
+    episode_return: jax.Array
+    episode_length: jax.Array
+
+
+class GymnaxEnv:
+    """A gymnax environment with its default params, as a jaxppo env.
+
+    Observations are flattened to one float32 vector (what an MLP needs) and episode
+    return and length are tracked in the state.
+    """
+
+    def __init__(self, env_id: str, env, params) -> None:
+        self.env_id = env_id
+        self._env = env
+        self._params = params
+        self.action_space = _action_space(env.action_space(params))
+        obs_shape = env.observation_space(params).shape
+        self.observation_size = int(np.prod(obs_shape)) if len(obs_shape) else 1
+
+    def __repr__(self) -> str:
+        return f"GymnaxEnv({self.env_id!r})"
+
+    def _flat(self, obs: jax.Array) -> jax.Array:
+        return jnp.reshape(obs, (self.observation_size,)).astype(jnp.float32)
+
+    def _env_action(self, action: jax.Array) -> jax.Array:
+        space = self.action_space
+        if space.discrete:
+            return action
+        # The env receives the action clipped to its bounds; the policy's log-prob is of the
+        # unclipped sample (see rollout), so clipping does not bias the gradient estimate.
+        return jnp.clip(action, space.low, space.high)
+
+    def reset(self, key: jax.Array) -> tuple[jax.Array, EpisodeState]:
+        """Reset one env. Returns the flat float32 observation and the state."""
+        obs, env_state = self._env.reset(key, self._params)
+        zero = jnp.zeros((), jnp.float32)
+        return self._flat(obs), EpisodeState(env_state, zero, jnp.zeros((), jnp.int32))
+
+    def step(self, key: jax.Array, state: EpisodeState, action: jax.Array
+             ) -> tuple[EpisodeState, Step]:
+        """Step one env with auto-reset. See `Step` for what comes back."""
+        obs, env_state, reward, terminated, truncated, info = self._env.step(
+            key, state.env_state, self._env_action(action), self._params
+        )
+        reward = jnp.asarray(reward, jnp.float32)
+        terminated = jnp.asarray(terminated, jnp.bool_)
+        truncated = jnp.logical_and(jnp.asarray(truncated, jnp.bool_), ~terminated)
+        episode_return = state.episode_return + reward
+        episode_length = state.episode_length + 1
+        done = jnp.logical_or(terminated, truncated)
+        new_state = EpisodeState(
+            env_state,
+            jnp.where(done, 0.0, episode_return),
+            jnp.where(done, 0, episode_length),
+        )
+        step = Step(
+            obs=self._flat(obs),
+            reward=reward,
+            terminated=terminated,
+            truncated=truncated,
+            final_obs=self._flat(info["final_observation"]),
+            episode_return=episode_return,
+            episode_length=episode_length,
+        )
+        return new_state, step

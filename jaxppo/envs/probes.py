@@ -1,0 +1,138 @@
+"""Probe environments: tiny MDPs whose optimal values and actions are known in closed form.
+
+Each isolates one part of the learner, so a failing probe says where a bug is (the idea of
+Andy Jones' "debugging RL" probes). They follow gymnax's `Environment` interface, so they run
+through exactly the same adapter, rollout and update as real environments.
+
+| id                  | actions      | what is learned                       | known answer              |
+|---------------------|--------------|---------------------------------------|---------------------------|
+| ProbeValue-v0       | 1            | critic conditions on the observation  | V(+1) = +1, V(-1) = -1    |
+| ProbeDiscount-v0    | 1            | discounting over two steps            | V(0) = gamma, V(1) = 1    |
+| ProbeTruncation-v0  | 1            | bootstrapping through a time limit    | V = 1 / (1 - gamma)       |
+| ProbePolicy-v0      | 2            | actor conditions on the observation   | a = 1 on +1, a = 0 on -1  |
+| ProbeContinuous-v0  | Box [-1, 1]  | Gaussian actor conditions on the obs  | a = obs / 2               |
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+from gymnax.environments import environment, spaces
+
+
+@struct.dataclass
+class ProbeState(environment.EnvState):
+    sign: jax.Array
+
+
+@struct.dataclass
+class ProbeParams(environment.EnvParams):
+    max_steps_in_episode: int = 1000
+
+
+class _Probe(environment.Environment[ProbeState, ProbeParams]):
+    """Shared plumbing: observation = [sign] or [time]; subclasses give reward and ending."""
+
+    num_actions_: int = 1
+    observe_time = False
+
+    @property
+    def default_params(self) -> ProbeParams:
+        return ProbeParams()
+
+    def reset_env(self, key, params):
+        sign = jnp.where(jax.random.bernoulli(key), 1.0, -1.0)
+        state = ProbeState(sign=sign, time=0)
+        return self.get_obs(state), state
+
+    def get_obs(self, state, params=None, key=None):
+        value = jnp.asarray(state.time, jnp.float32) if self.observe_time else state.sign
+        return jnp.reshape(value, (1,)).astype(jnp.float32)
+
+    def step_env(self, key, state, action, params):
+        reward, terminated = self.transition(state, action)
+        state = state.replace(time=state.time + 1)
+        return self.get_obs(state), state, jnp.asarray(reward, jnp.float32), terminated, {}
+
+    def transition(self, state, action):
+        raise NotImplementedError
+
+    def is_terminated(self, state, params):
+        return jnp.array(False)
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    @property
+    def num_actions(self) -> int:
+        return self.num_actions_
+
+    def action_space(self, params=None):
+        return spaces.Discrete(self.num_actions_)
+
+    def observation_space(self, params=None):
+        return spaces.Box(-1.0, 1.0, (1,), jnp.float32)
+
+
+class ProbeValue(_Probe):
+    """One step; reward = the observed sign."""
+
+    def transition(self, state, action):
+        return state.sign, jnp.array(True)
+
+
+class ProbeDiscount(_Probe):
+    """Two steps observing time 0 then 1; reward 1 only at the end of the second."""
+
+    observe_time = True
+
+    def transition(self, state, action):
+        last = state.time >= 1
+        return jnp.where(last, 1.0, 0.0), last
+
+
+class ProbeTruncation(_Probe):
+    """Reward 1 every step, never terminates, cut by a 5-step time limit; the observation
+    is constant, so only bootstrapping through truncation gives V = 1 / (1 - gamma)."""
+
+    @property
+    def default_params(self) -> ProbeParams:
+        return ProbeParams(max_steps_in_episode=5)
+
+    def get_obs(self, state, params=None, key=None):
+        return jnp.zeros((1,), jnp.float32)
+
+    def transition(self, state, action):
+        return 1.0, jnp.array(False)
+
+
+class ProbePolicy(_Probe):
+    """One step; reward +1 for action 1 on sign +1 or action 0 on sign -1, else -1."""
+
+    num_actions_ = 2
+
+    def transition(self, state, action):
+        right = jnp.where(state.sign > 0, action == 1, action == 0)
+        return jnp.where(right, 1.0, -1.0), jnp.array(True)
+
+
+class ProbeContinuous(_Probe):
+    """One step, action in [-1, 1]; reward = -(a - sign / 2)^2, best action sign / 2."""
+
+    def transition(self, state, action):
+        a = jnp.reshape(action, ())
+        return -((a - 0.5 * state.sign) ** 2), jnp.array(True)
+
+    def action_space(self, params=None):
+        return spaces.Box(-1.0, 1.0, (1,), jnp.float32)
+
+
+PROBES = {
+    "ProbeValue-v0": ProbeValue,
+    "ProbeDiscount-v0": ProbeDiscount,
+    "ProbeTruncation-v0": ProbeTruncation,
+    "ProbePolicy-v0": ProbePolicy,
+    "ProbeContinuous-v0": ProbeContinuous,
+}

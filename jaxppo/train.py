@@ -1,0 +1,194 @@
+"""The whole PPO run as pure functions: `init`, `step` (one update) and `train`.
+
+``train(config, key) = init(config, key)`` then ``lax.scan(step)`` over ``num_updates``: one
+XLA program, which ``jax.vmap`` turns into many seeds (over ``key``) and many hyperparameter
+settings (over a config stacked by `jaxppo.stack_configs`). Nothing here prints or writes;
+metrics are returned.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from jaxppo import config as config_lib
+from jaxppo import envs, gae, losses, networks, rollout, update
+from jaxppo.config import Config
+
+
+class TrainState(struct.PyTreeNode):
+    """Everything a run carries between updates; arrays only.
+
+    Attributes:
+        params: actor-critic params.
+        opt_state: optax state of `update.make_optimizer`.
+        env_state: states of the N envs (with running episode statistics).
+        obs: current observations [N, O].
+        key: PRNG key for the rest of the run.
+        update_step: updates done so far (int32 scalar).
+    """
+
+    params: Any
+    opt_state: Any
+    env_state: Any
+    obs: jax.Array
+    key: jax.Array
+    update_step: jax.Array
+
+
+class Metrics(struct.PyTreeNode):
+    """Scalars per update: [num_updates] from `train`, [S, num_updates] after a vmap over seeds.
+
+    Attributes:
+        env_steps: environment steps done by the end of this update.
+        episode_return: mean undiscounted return of the episodes that ended during this
+            update's rollout; NaN in an update in which no episode ended (use nanmean).
+        episode_length: mean length of those episodes; NaN likewise.
+        episode_count: how many episodes ended during the rollout.
+        total_loss, policy_loss, value_loss, entropy, approx_kl, clip_fraction, grad_norm:
+            means over the update's update_epochs x num_minibatches gradient steps
+            (grad_norm before clipping).
+        explained_variance: of the rollout values for the GAE targets, before the update.
+        learning_rate: the rate of the update's first gradient step.
+    """
+
+    env_steps: jax.Array
+    episode_return: jax.Array
+    episode_length: jax.Array
+    episode_count: jax.Array
+    total_loss: jax.Array
+    policy_loss: jax.Array
+    value_loss: jax.Array
+    entropy: jax.Array
+    approx_kl: jax.Array
+    clip_fraction: jax.Array
+    grad_norm: jax.Array
+    explained_variance: jax.Array
+    learning_rate: jax.Array
+
+
+def init(config: Config, key: jax.Array) -> TrainState:
+    """Initial train state: fresh params and optimizer state, N freshly reset envs.
+
+    The key is split per purpose (network init, env resets, the rest of the run).
+    """
+    config_lib.validate(config)
+    env = envs.make(config.env_id)
+    net_key, env_key, run_key = jax.random.split(key, 3)
+    params = networks.init(config, env, net_key)
+    opt_state = update.make_optimizer(config).init(params)
+    obs, env_state = jax.vmap(env.reset)(jax.random.split(env_key, config.num_envs))
+    return TrainState(
+        params=params,
+        opt_state=opt_state,
+        env_state=env_state,
+        obs=obs,
+        key=run_key,
+        update_step=jnp.zeros((), jnp.int32),
+    )
+
+
+def _episode_stats(transitions: rollout.Transition) -> tuple[jax.Array, jax.Array, jax.Array]:
+    done = transitions.done
+    count = done.sum()
+    mean_return = jnp.where(done, transitions.episode_return, 0.0).sum() / count
+    mean_length = jnp.where(done, transitions.episode_length, 0).sum() / count
+    return mean_return, mean_length, count
+
+
+def _step(config: Config, state: TrainState) -> tuple[TrainState, Metrics]:
+    env = envs.make(config.env_id)
+    network = networks.make(config, env)
+    optimizer = update.make_optimizer(config)
+    key, rollout_key, update_key = jax.random.split(state.key, 3)
+
+    carry = rollout.EnvCarry(state.obs, state.env_state)
+    carry, transitions = rollout.rollout(
+        env, network, state.params, carry, rollout_key, config.num_steps
+    )
+    advantages, targets = gae.batched_gae(
+        transitions.reward,
+        transitions.value,
+        transitions.next_value,
+        transitions.terminated,
+        transitions.truncated,
+        config.gamma,
+        config.gae_lambda,
+    )
+    flat = update.Batch(
+        obs=transitions.obs,
+        action=transitions.action,
+        log_prob=transitions.log_prob,
+        value=transitions.value,
+        advantage=advantages,
+        target=targets,
+    )
+    flat = jax.tree.map(lambda x: x.reshape(config.batch_size, *x.shape[2:]), flat)
+    opt, info = update.update(
+        config, network, optimizer, update.OptCarry(state.params, state.opt_state), flat,
+        update_key,
+    )
+
+    episode_return, episode_length, episode_count = _episode_stats(transitions)
+    step_index = state.update_step
+    first_gradient_step = step_index * config.update_epochs * config.num_minibatches
+    metrics = Metrics(
+        env_steps=(step_index + 1) * config.batch_size,
+        episode_return=episode_return,
+        episode_length=episode_length,
+        episode_count=episode_count,
+        total_loss=info.total_loss,
+        policy_loss=info.policy_loss,
+        value_loss=info.value_loss,
+        entropy=info.entropy,
+        approx_kl=info.approx_kl,
+        clip_fraction=info.clip_fraction,
+        grad_norm=info.grad_norm,
+        explained_variance=losses.explained_variance(transitions.value, targets),
+        learning_rate=jnp.asarray(
+            update.learning_rate_schedule(config)(first_gradient_step), jnp.float32
+        ),
+    )
+    new_state = TrainState(
+        params=opt.params,
+        opt_state=opt.opt_state,
+        env_state=carry.env_state,
+        obs=carry.obs,
+        key=key,
+        update_step=step_index + 1,
+    )
+    return new_state, metrics
+
+
+def step(config: Config, state: TrainState) -> tuple[TrainState, Metrics]:
+    """One PPO update: rollout of T x N steps, GAE, update_epochs x num_minibatches steps.
+
+    Pure and jittable; ``jax.jit(step)`` is the building block of chunked, checkpointed runs.
+    Observation, action, log-prob and value of the rollout come from the params at the start
+    of the update, so the first minibatch of the first epoch has ratio exactly 1.
+    """
+    config_lib.validate(config)
+    return _step(config, state)
+
+
+def _scan_step(state: TrainState, _, config: Config) -> tuple[TrainState, Metrics]:
+    return _step(config, state)
+
+
+def train(config: Config, key: jax.Array) -> tuple[TrainState, Metrics]:
+    """A whole PPO run: `init`, then `step` scanned ``config.num_updates`` times.
+
+    Args:
+        config: the run's `Config` (dynamic leaves may be traced or, under vmap, batched).
+        key: a PRNG key; the same key gives the same result, bit for bit, on one machine.
+
+    Returns:
+        The final `TrainState` and the `Metrics`, each leaf [num_updates].
+    """
+    state = init(config, key)
+    body = functools.partial(_scan_step, config=config)
+    return jax.lax.scan(body, state, None, length=config.num_updates)
