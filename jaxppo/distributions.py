@@ -59,21 +59,25 @@ class DiagGaussian(struct.PyTreeNode):
     mean: jax.Array
     log_std: jax.Array
 
+    def _log_std(self) -> jax.Array:
+        # log_std is state-independent ([D]); broadcast explicitly to the batch [..., D].
+        return jnp.broadcast_to(self.log_std, self.mean.shape)
+
     def sample(self, key: jax.Array) -> jax.Array:
         """mean + std * eps with eps ~ N(0, I), shape [..., D]."""
         noise = jax.random.normal(key, self.mean.shape, self.mean.dtype)
-        return self.mean + jnp.exp(self.log_std) * noise
+        return self.mean + jnp.exp(self._log_std()) * noise
 
     def log_prob(self, action: jax.Array) -> jax.Array:
         """sum_d [-(a_d - mu_d)^2 / (2 sigma_d^2) - log sigma_d - log(2 pi) / 2], shape [...]."""
-        z = (action - self.mean) * jnp.exp(-self.log_std)
-        per_dim = -0.5 * z**2 - self.log_std - 0.5 * _LOG_2PI
+        log_std = self._log_std()
+        z = (action - self.mean) * jnp.exp(-log_std)
+        per_dim = -0.5 * z**2 - log_std - 0.5 * _LOG_2PI
         return jnp.sum(per_dim, axis=-1)
 
     def entropy(self) -> jax.Array:
         """sum_d [log sigma_d + (1 + log(2 pi)) / 2], shape [...]."""
-        log_std = jnp.broadcast_to(self.log_std, self.mean.shape)
-        return jnp.sum(log_std + 0.5 * (1.0 + _LOG_2PI), axis=-1)
+        return jnp.sum(self._log_std() + 0.5 * (1.0 + _LOG_2PI), axis=-1)
 
     def mode(self) -> jax.Array:
         """The mean [..., D]."""

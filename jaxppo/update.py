@@ -100,7 +100,7 @@ def _minibatch_step(carry: OptCarry, minibatch: Batch, network, config: Config, 
     grads, info = jax.grad(loss, has_aux=True)(carry.params, network, config, minibatch)
     updates, opt_state = optimizer.update(grads, carry.opt_state, carry.params)
     params = optax.apply_updates(carry.params, updates)
-    return OptCarry(params, opt_state), info.replace(grad_norm=optax.global_norm(grads))
+    return OptCarry(params, opt_state), info.replace(grad_norm=optax.tree.norm(grads))
 
 
 def shuffle_minibatches(batch: Batch, key: jax.Array, num_minibatches: int) -> Batch:

@@ -1,0 +1,217 @@
+"""The whole run: determinism, vmap == loop, no recompilation, rollout/update consistency.
+
+Compiled functions are shared through module-scoped fixtures: each distinct jit of a whole run
+costs seconds of compile time on a CPU.
+"""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxppo
+from jaxppo import envs, gae, networks, rollout, update
+
+TINY = jaxppo.Config(
+    num_envs=4, num_steps=16, total_timesteps=4 * 16 * 3, update_epochs=2, num_minibatches=2
+)
+
+
+class CountingTrain:
+    """jax.jit(train) that counts how often it is traced (= compiled, for jit)."""
+
+    def __init__(self):
+        self.traces = 0
+        self.jitted = jax.jit(self._train)
+
+    def _train(self, config, key):
+        self.traces += 1
+        return jaxppo.train(config, key)
+
+    def __call__(self, config, key):
+        return self.jitted(config, key)
+
+
+def _comparable(tree):
+    """Typed PRNG keys as their raw bits, so chex can compare whole train states."""
+    return jax.tree.map(
+        lambda x: jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x,
+        tree,
+    )
+
+
+@pytest.fixture(scope="module")
+def train_jit():
+    return CountingTrain()
+
+
+@pytest.fixture(scope="module")
+def single_run(train_jit):
+    return train_jit(TINY, jax.random.key(0))
+
+
+def test_tiny_run_has_finite_metrics_of_the_right_shape(single_run):
+    state, metrics = single_run
+    for name, value in vars(metrics).items():
+        assert value.shape == (TINY.num_updates,), name
+    finite = {k: v for k, v in vars(metrics).items() if k not in ("episode_return",
+                                                                   "episode_length")}
+    for name, value in finite.items():
+        assert np.all(np.isfinite(value)), name
+    # A near-random CartPole policy needs ~20 steps per episode: no episode ends in the first
+    # update's 16 steps per env, so its episode stats are NaN (documented); later ones end some.
+    count = np.asarray(metrics.episode_count)
+    np.testing.assert_array_equal(np.isnan(metrics.episode_return), count == 0)
+    assert count[0] == 0 and count[-1] > 0
+    assert np.all(np.asarray(metrics.episode_length)[count > 0] >= 8)
+    np.testing.assert_array_equal(metrics.env_steps, [64, 128, 192])
+    assert int(state.update_step) == TINY.num_updates
+    # Annealed rate: 2.5e-4 * (1 - k * 4 / 12) at the first gradient step of update k.
+    np.testing.assert_allclose(metrics.learning_rate, [2.5e-4, 2.5e-4 * 2 / 3, 2.5e-4 / 3],
+                               rtol=1e-6)
+
+
+def test_same_key_gives_identical_results(train_jit, single_run):
+    again = train_jit(TINY, jax.random.key(0))
+    chex.assert_trees_all_equal(_comparable(again), _comparable(single_run))
+    other = train_jit(TINY, jax.random.key(1))
+    assert not np.array_equal(other[1].total_loss, single_run[1].total_loss)
+
+
+def test_vmap_over_seeds_equals_single_runs(train_jit):
+    keys = jax.random.split(jax.random.key(7), 2)
+    batched = jax.jit(jax.vmap(jaxppo.train, in_axes=(None, 0)))(TINY, keys)
+    for i in range(2):
+        single = train_jit(TINY, keys[i])
+        chex.assert_trees_all_close(
+            _comparable(jax.tree.map(lambda x, i=i: x[i], batched)), _comparable(single),
+            rtol=1e-5, atol=1e-6,
+        )
+
+
+def test_settings_by_seeds_sweep_equals_single_runs(train_jit):
+    rates = (1e-3, 3e-4)
+    configs = jaxppo.stack_configs([TINY.replace(learning_rate=lr) for lr in rates])
+    keys = jax.random.split(jax.random.key(3), 2)
+    sweep = jax.jit(jax.vmap(jax.vmap(jaxppo.train, in_axes=(None, 0)), in_axes=(0, None)))
+    _, metrics = sweep(configs, keys)
+    assert metrics.total_loss.shape == (2, 2, TINY.num_updates)
+    for h, lr in enumerate(rates):
+        for s in range(2):
+            _, single = train_jit(TINY.replace(learning_rate=lr), keys[s])
+            chex.assert_trees_all_close(
+                jax.tree.map(lambda x, h=h, s=s: x[h, s], metrics), single, rtol=1e-5,
+                atol=1e-6,
+            )
+
+
+def test_dynamic_field_change_does_not_recompile_static_change_does(train_jit, single_run):
+    before = train_jit.traces
+    assert before >= 1
+    for config in (
+        TINY.replace(learning_rate=1e-3),
+        TINY.replace(clip_eps=0.1, ent_coef=0.0, gamma=0.9),
+        TINY.replace(learning_rate=5e-4, max_grad_norm=1.0),
+    ):
+        jax.block_until_ready(train_jit(config, jax.random.key(0)))
+    assert train_jit.traces == before
+    jax.block_until_ready(train_jit(TINY.replace(num_envs=8), jax.random.key(0)))
+    assert train_jit.traces == before + 1
+
+
+def test_learning_rate_changes_the_result(train_jit, single_run):
+    _, faster = train_jit(TINY.replace(learning_rate=1e-2), jax.random.key(0))
+    assert not np.allclose(faster.total_loss[1:], single_run[1].total_loss[1:])
+
+
+def test_eager_step_equals_jitted_step():
+    state = jaxppo.init(TINY, jax.random.key(4))
+    eager_state, eager_metrics = jaxppo.step(TINY, state)
+    jit_state, jit_metrics = jax.jit(jaxppo.step)(TINY, state)
+    chex.assert_trees_all_close(eager_state.params, jit_state.params, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(eager_metrics, jit_metrics, rtol=1e-5, atol=1e-6)
+
+
+def _rollout(config, key):
+    env = envs.make(config.env_id)
+    network = networks.make(config, env)
+    state = jaxppo.init(config, key)
+    carry = rollout.EnvCarry(state.obs, state.env_state)
+    _, transitions = jax.jit(rollout.rollout, static_argnums=(0, 1, 5))(
+        env, network, state.params, carry, key, config.num_steps
+    )
+    return network, state, transitions
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_first_minibatch_has_ratio_one(env_id):
+    """The rollout's log-probs and values are those the update recomputes before any step,
+    for continuous actions too (the log-prob is of the unclipped sample)."""
+    config = TINY.replace(env_id=env_id)
+    network, state, tr = _rollout(config, jax.random.key(5))
+    adv, targets = gae.batched_gae(tr.reward, tr.value, tr.next_value, tr.terminated,
+                                   tr.truncated, config.gamma, config.gae_lambda)
+    batch = update.Batch(tr.obs, tr.action, tr.log_prob, tr.value, adv, targets)
+    batch = jax.tree.map(lambda x: x.reshape(config.batch_size, *x.shape[2:]), batch)
+    _, info = update.loss(state.params, network, config, batch)
+    np.testing.assert_allclose(info.approx_kl, 0.0, atol=1e-6)
+    assert float(info.clip_fraction) == 0.0
+    # Ratio 1 and normalized advantages: the surrogate is -mean(normalized A) = 0.
+    np.testing.assert_allclose(info.policy_loss, 0.0, atol=1e-5)
+    if env_id == "Pendulum-v1":
+        low, high = envs.make(env_id).action_space.low, envs.make(env_id).action_space.high
+        # Some sampled actions leave [-2, 2] only if the policy's noise is large; what matters
+        # is that they are stored unclipped: the log-prob was computed from the stored action.
+        assert tr.action.shape == (config.num_steps, config.num_envs, 1)
+        assert np.all(low <= 2) and np.all(high >= -2)
+
+
+def test_next_value_is_the_next_steps_value_where_no_episode_ended():
+    config = TINY.replace(num_steps=64, total_timesteps=256)
+    _, _, tr = _rollout(config, jax.random.key(6))
+    done = np.asarray(tr.done[:-1])
+    assert done.any() and (~done).any()
+    nv = np.asarray(tr.next_value[:-1])
+    v_next = np.asarray(tr.value[1:])
+    np.testing.assert_allclose(nv[~done], v_next[~done], rtol=1e-5, atol=1e-6)
+    # Where an episode ended, next_value is the value of the pre-reset observation, not of the
+    # fresh episode's first observation.
+    assert not np.allclose(nv[done], v_next[done])
+
+
+def test_truncation_is_not_termination_in_the_rollout():
+    """ProbeTruncation never terminates and is cut every 5 steps."""
+    config = TINY.replace(env_id="ProbeTruncation-v0", num_steps=10)
+    _, _, tr = _rollout(config, jax.random.key(0))
+    assert not np.asarray(tr.terminated).any()
+    truncated = np.asarray(tr.truncated)
+    np.testing.assert_array_equal(truncated[:, 0], [0, 0, 0, 0, 1] * 2)
+    np.testing.assert_array_equal(np.asarray(tr.episode_length)[:, 0], [1, 2, 3, 4, 5] * 2)
+
+
+def test_bad_input_is_refused_before_tracing():
+    key = jax.random.key(0)
+    with pytest.raises(ValueError, match="unknown env_id 'NoSuchEnv-v0'.*CartPole-v1"):
+        jaxppo.train(jaxppo.Config(env_id="NoSuchEnv-v0"), key)
+    with pytest.raises(ValueError, match="num_minibatches=3.*must divide"):
+        jax.jit(jaxppo.train)(TINY.replace(num_minibatches=3), key)
+    with pytest.raises(ValueError, match="action_dist='gaussian'.*discrete"):
+        jaxppo.init(TINY.replace(action_dist="gaussian"), key)
+    with pytest.raises(ValueError, match="action_dist='categorical'.*continuous"):
+        jaxppo.init(TINY.replace(env_id="Pendulum-v1", action_dist="categorical"), key)
+    with pytest.raises(ValueError, match="clip_eps=-0.1"):
+        jaxppo.train(TINY.replace(clip_eps=-0.1), key)
+
+
+def test_stack_configs_rejects_a_static_difference():
+    with pytest.raises(ValueError, match=r"configs\[1\]\.num_envs=8 differs"):
+        jaxppo.stack_configs([TINY, TINY.replace(num_envs=8)])
+
+
+def test_config_leaves_are_traced_not_closed_over():
+    """A jaxpr of train holds the dynamic leaves as inputs, not as baked constants."""
+    jaxpr = jax.make_jaxpr(jaxppo.train)(TINY, jax.random.key(0))
+    assert len(jaxpr.in_avals) == len(jax.tree.leaves(TINY)) + 1
+    assert all(aval.shape == () for aval in jaxpr.in_avals[:-1])
+    assert jnp.issubdtype(jaxpr.in_avals[0].dtype, jnp.floating)
