@@ -17,15 +17,17 @@ if not _os.environ.get("JAXPPO_KEEP_XLA_FLAGS") and "concurrency_optimized" not 
     _os.environ["XLA_FLAGS"] = (_os.environ.get("XLA_FLAGS", "") + " " + _FLAG).strip()
 
 from jaxppo import envs  # noqa: E402
-from jaxppo.config import Config, stack_configs, validate  # noqa: E402
+from jaxppo.config import PRESETS, Config, preset, stack_configs, validate  # noqa: E402
 from jaxppo.train import Metrics, TrainState, init, step, train  # noqa: E402
 
 __all__ = [
     "Config",
+    "PRESETS",
     "Metrics",
     "TrainState",
     "envs",
     "init",
+    "preset",
     "stack_configs",
     "step",
     "train",

@@ -23,7 +23,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m jaxppo",
         description="Train PPO over several seeds in one jitted, vmapped call.",
     )
-    parser.add_argument("--env", default="CartPole-v1", help="environment id (default: %(default)s)")
+    parser.add_argument("--env", default="CartPole-v1",
+                        help="environment id (default: %(default)s)")
     parser.add_argument("--seeds", type=int, default=8, help="seeds trained at once (default: 8)")
     parser.add_argument("--total-timesteps", type=int, default=None,
                         help="env steps per seed (default: Config's, 500000)")
@@ -79,7 +80,7 @@ def plot_learning_curves(env_steps: np.ndarray, returns: np.ndarray, title: str,
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    config = jaxppo.Config(env_id=args.env)
+    config = jaxppo.preset(args.env)
     if args.total_timesteps is not None:
         config = config.replace(total_timesteps=args.total_timesteps)
     try:

@@ -4,13 +4,13 @@ Each isolates one part of the learner, so a failing probe says where a bug is (t
 Andy Jones' "debugging RL" probes). They follow gymnax's `Environment` interface, so they run
 through exactly the same adapter, rollout and update as real environments.
 
-| id                  | actions      | what is learned                       | known answer              |
-|---------------------|--------------|---------------------------------------|---------------------------|
-| ProbeValue-v0       | 1            | critic conditions on the observation  | V(+1) = +1, V(-1) = -1    |
-| ProbeDiscount-v0    | 1            | discounting over two steps            | V(0) = gamma, V(1) = 1    |
-| ProbeTruncation-v0  | 1            | bootstrapping through a time limit    | V = 1 / (1 - gamma)       |
-| ProbePolicy-v0      | 2            | actor conditions on the observation   | a = 1 on +1, a = 0 on -1  |
-| ProbeContinuous-v0  | Box [-1, 1]  | Gaussian actor conditions on the obs  | a = obs / 2               |
+| id                 | actions     | what is learned                   | known answer             |
+|--------------------|-------------|-----------------------------------|--------------------------|
+| ProbeValue-v0      | 1           | critic conditions on the obs      | V(+1) = +1, V(-1) = -1   |
+| ProbeDiscount-v0   | 1           | discounting over two steps        | V(0) = gamma, V(1) = 1   |
+| ProbeTruncation-v0 | 1           | bootstrapping through time limits | V = 1 / (1 - gamma)      |
+| ProbePolicy-v0     | 2           | actor conditions on the obs       | a = 1 on +1, 0 on -1     |
+| ProbeContinuous-v0 | Box [-1, 1] | Gaussian actor conditions on obs  | a = obs / 2              |
 """
 
 from __future__ import annotations

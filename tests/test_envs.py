@@ -1,0 +1,72 @@
+"""The environment boundary: gymnax 1.0 steps, termination vs truncation, episode stats."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxppo import envs
+
+
+def test_unknown_id_lists_the_known_ones():
+    with pytest.raises(ValueError, match="unknown env_id 'CartPole-v9'.*CartPole-v1.*Probe"):
+        envs.make("CartPole-v9")
+
+
+def test_make_is_cached_and_describes_spaces():
+    cartpole = envs.make("CartPole-v1")
+    assert envs.make("CartPole-v1") is cartpole
+    assert cartpole.action_space.discrete and cartpole.action_space.num_actions == 2
+    assert cartpole.observation_size == 4
+    pendulum = envs.make("Pendulum-v1")
+    assert not pendulum.action_space.discrete
+    assert pendulum.action_space.shape == (1,)
+    np.testing.assert_array_equal(pendulum.action_space.low, [-2.0])
+    np.testing.assert_array_equal(pendulum.action_space.high, [2.0])
+    # MinAtar observations (10 x 10 x 4) are flattened for an MLP.
+    assert envs.make("Breakout-MinAtar").observation_size == 400
+
+
+def _run(env, actions, key):
+    obs, state = env.reset(key)
+    steps = []
+    for i, action in enumerate(actions):
+        state, step = env.step(jax.random.fold_in(key, i), state, action)
+        steps.append(step)
+    return jax.tree.map(lambda *x: jnp.stack(x), *steps)
+
+
+def test_cartpole_terminates_and_reports_the_episode():
+    env = envs.make("CartPole-v1")
+    # Always pushing right topples the pole within a few dozen steps: a termination.
+    steps = _run(env, [1] * 60, jax.random.key(0))
+    end = int(np.argmax(np.asarray(steps.terminated)))
+    assert steps.terminated[end] and not steps.truncated[:end + 1].any()
+    np.testing.assert_array_equal(steps.episode_length[: end + 1], np.arange(1, end + 2))
+    np.testing.assert_allclose(steps.episode_return[end], end + 1)  # reward 1 per step
+    # After the end, the env was reset: the next obs starts a fresh episode and differs from
+    # the pre-reset observation reported in final_obs; elsewhere they are equal.
+    assert not np.allclose(steps.obs[end], steps.final_obs[end])
+    np.testing.assert_array_equal(steps.obs[:end], steps.final_obs[:end])
+    assert steps.episode_length[end + 1] == 1
+
+
+def test_truncation_is_separate_from_termination():
+    env = envs.make("ProbeTruncation-v0")
+    steps = _run(env, [0] * 10, jax.random.key(1))
+    np.testing.assert_array_equal(steps.truncated, [0, 0, 0, 0, 1] * 2)
+    assert not steps.terminated.any()
+    np.testing.assert_array_equal(steps.done, steps.truncated)
+
+
+def test_pendulum_clips_the_action_it_receives():
+    env = envs.make("Pendulum-v1")
+    key = jax.random.key(2)
+    _, state = env.reset(key)
+    _, big = env.step(key, state, jnp.array([50.0]))
+    _, bound = env.step(key, state, jnp.array([2.0]))
+    # The env sees clip(50, -2, 2) = 2: identical reward and next observation.
+    np.testing.assert_array_equal(big.reward, bound.reward)
+    np.testing.assert_array_equal(big.obs, bound.obs)
+    _, inside = env.step(key, state, jnp.array([0.5]))
+    assert not np.array_equal(inside.obs, bound.obs)
