@@ -1,0 +1,152 @@
+"""Tests of the optimizer built by `jaxppo.update`: global-norm clip then Adam, and its schedule."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxppo
+from jaxppo import update
+
+B1, B2 = 0.9, 0.999  # optax.adam defaults, which make_optimizer keeps
+
+# A small config: batch 4 x 8 = 32, 320 steps = 10 updates, x 2 epochs x 2 minibatches = 40
+# gradient steps.
+SMALL = {"num_envs": 4, "num_steps": 8, "total_timesteps": 320, "update_epochs": 2,
+         "num_minibatches": 2}
+
+
+def _params():
+    return {"a": jnp.float32([0.5, -1.0]), "b": jnp.float32([[1.0, 2.0], [3.0, -4.0]])}
+
+
+def _grads(scale, seed=0, steps=3):
+    """``steps`` gradient trees of varying norm (the step-to-step ratio matters under clipping)."""
+    rng = np.random.default_rng(seed)
+    return [
+        {
+            "a": (scale * (k + 1) * rng.normal(size=2)).astype(np.float32),
+            "b": (scale * (k + 1) * rng.normal(size=(2, 2))).astype(np.float32),
+        }
+        for k in range(steps)
+    ]
+
+
+def _run_optimizer(config, grads):
+    """Params after applying make_optimizer(config) to each gradient tree in turn."""
+    optimizer = update.make_optimizer(config)
+    params = _params()
+    state = optimizer.init(params)
+    for g in grads:
+        updates, state = optimizer.update(jax.tree.map(jnp.asarray, g), state, params)
+        params = optax.apply_updates(params, updates)
+    return params
+
+
+def _reference(grads, learning_rates, max_grad_norm, eps, clip=True):
+    """Global-norm clip then bias-corrected Adam, by hand in float64 numpy."""
+    params = {k: np.float64(v) for k, v in _params().items()}
+    m = {k: np.zeros_like(v) for k, v in params.items()}
+    v = {k: np.zeros_like(p) for k, p in params.items()}
+    for t, (g, lr) in enumerate(zip(grads, learning_rates, strict=True), start=1):
+        g = {k: np.float64(x) for k, x in g.items()}
+        norm = np.sqrt(sum(np.sum(x**2) for x in g.values()))
+        if clip and norm >= max_grad_norm:
+            g = {k: x / norm * max_grad_norm for k, x in g.items()}
+        for k in params:
+            m[k] = B1 * m[k] + (1 - B1) * g[k]
+            v[k] = B2 * v[k] + (1 - B2) * g[k] ** 2
+            m_hat = m[k] / (1 - B1**t)
+            v_hat = v[k] / (1 - B2**t)
+            params[k] = params[k] - lr * m_hat / (np.sqrt(v_hat) + eps)
+    return params
+
+
+def _global_norms(grads):
+    return [np.sqrt(sum(np.sum(np.float64(x) ** 2) for x in g.values())) for g in grads]
+
+
+@pytest.mark.parametrize(("scale", "clipped"), [(3.0, True), (0.02, False)])
+def test_make_optimizer_is_global_norm_clip_then_adam(scale, clipped):
+    grads = _grads(scale)
+    # Norms are about 3 * sqrt(6) * k for scale 3 and 0.02 * sqrt(6) * k for scale 0.02.
+    assert all((n > 0.5) == clipped for n in _global_norms(grads))
+    config = jaxppo.Config(anneal_lr=False, learning_rate=0.1, max_grad_norm=0.5, adam_eps=1e-5)
+    params = _run_optimizer(config, grads)
+    expected = _reference(grads, [0.1] * 3, max_grad_norm=0.5, eps=1e-5)
+    chex.assert_trees_all_close(params, expected, rtol=1e-5, atol=1e-6)
+    # The clip changes the result exactly when some norm exceeds max_grad_norm.
+    unclipped = _reference(grads, [0.1] * 3, max_grad_norm=0.5, eps=1e-5, clip=False)
+    differs = not all(np.allclose(expected[k], unclipped[k], rtol=1e-5) for k in expected)
+    assert differs == clipped
+
+
+def test_adam_eps_is_taken_from_config():
+    # Gradients ~1e-6: the first Adam step is -lr * g / (|g| + eps), about -0.09 lr with
+    # eps = 1e-5 and about -0.99 lr with eps = 1e-8.
+    grads = _grads(1e-6, seed=1, steps=2)
+    for eps in (1e-5, 1e-8):
+        config = jaxppo.Config(anneal_lr=False, learning_rate=0.1, adam_eps=eps)
+        params = _run_optimizer(config, grads)
+        chex.assert_trees_all_close(
+            params, _reference(grads, [0.1] * 2, 0.5, eps), rtol=1e-5, atol=1e-6
+        )
+    default = _run_optimizer(jaxppo.Config(anneal_lr=False, learning_rate=0.1), grads)
+    optax_eps = _reference(grads, [0.1] * 2, 0.5, 1e-8)
+    assert not np.allclose(default["a"], optax_eps["a"], rtol=1e-3)
+    assert jaxppo.Config().adam_eps == 1e-5
+
+
+def test_learning_rate_schedule_anneals_linearly_to_zero():
+    config = jaxppo.Config(anneal_lr=True, learning_rate=0.1, **SMALL)
+    assert config.num_gradient_steps == 40  # 320 // 32 = 10 updates x 2 epochs x 2 minibatches
+    schedule = update.learning_rate_schedule(config)
+    chex.assert_trees_all_close(schedule(0), 0.1, rtol=1e-6)
+    chex.assert_trees_all_close(schedule(10), 0.075, rtol=1e-6)  # 0.1 * (1 - 10 / 40)
+    chex.assert_trees_all_close(schedule(20), 0.05, rtol=1e-6)  # 0.1 * (1 - 20 / 40)
+    chex.assert_trees_all_close(schedule(40), 0.0, atol=1e-9)
+    chex.assert_trees_all_close(schedule(41), 0.0, atol=1e-9)
+
+
+def test_learning_rate_schedule_constant_without_annealing():
+    config = jaxppo.Config(anneal_lr=False, learning_rate=0.1, **SMALL)
+    schedule = update.learning_rate_schedule(config)
+    for count in (0, 20, 40):
+        chex.assert_trees_all_close(schedule(count), 0.1, rtol=1e-6)
+
+
+def test_annealed_optimizer_uses_learning_rate_at_step_count():
+    # num_gradient_steps = 4 (total 32 = 1 update x 2 epochs x 2 minibatches): steps 0, 1, 2
+    # use lr 0.1 * (1 - k / 4) = 0.1, 0.075, 0.05.
+    config = jaxppo.Config(anneal_lr=True, learning_rate=0.1, **{**SMALL, "total_timesteps": 32})
+    assert config.num_gradient_steps == 4
+    grads = _grads(3.0)
+    expected = _reference(grads, [0.1, 0.075, 0.05], max_grad_norm=0.5, eps=1e-5)
+    chex.assert_trees_all_close(_run_optimizer(config, grads), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_traced_learning_rate_under_jit_matches_python_float():
+    grads = _grads(3.0, steps=2)
+
+    @jax.jit
+    def run(config, grads):
+        optimizer = update.make_optimizer(config)
+        params = _params()
+        state = optimizer.init(params)
+        for g in grads:
+            updates, state = optimizer.update(g, state, params)
+            params = optax.apply_updates(params, updates)
+        return params
+
+    for anneal_lr in (False, True):
+        python_float = jaxppo.Config(anneal_lr=anneal_lr, learning_rate=0.1, **SMALL)
+        traced = python_float.replace(learning_rate=jnp.float32(0.1))
+        jitted = run(traced, jax.tree.map(jnp.asarray, grads))
+        chex.assert_trees_all_close(
+            jitted, _run_optimizer(python_float, grads), rtol=1e-6, atol=1e-7
+        )
+        # The leaf is traced: another rate gives another result from the same program.
+        other = run(traced.replace(learning_rate=jnp.float32(0.2)), grads)
+        assert not np.allclose(other["a"], jitted["a"])
