@@ -92,24 +92,8 @@ def init(config: Config, key: jax.Array) -> TrainState:
     )
 
 
-def _episode_stats(transitions: rollout.Transition) -> tuple[jax.Array, jax.Array, jax.Array]:
-    done = transitions.done
-    count = done.sum()
-    mean_return = jnp.where(done, transitions.episode_return, 0.0).sum() / count
-    mean_length = jnp.where(done, transitions.episode_length, 0).sum() / count
-    return mean_return, mean_length, count
-
-
-def _step(config: Config, state: TrainState) -> tuple[TrainState, Metrics]:
-    env = envs.make(config.env_id)
-    network = networks.make(config, env)
-    optimizer = update.make_optimizer(config)
-    key, rollout_key, update_key = jax.random.split(state.key, 3)
-
-    carry = rollout.EnvCarry(state.obs, state.env_state)
-    carry, transitions = rollout.rollout(
-        env, network, state.params, carry, rollout_key, config.num_steps
-    )
+def _batch(config: Config, transitions: rollout.Transition) -> update.Batch:
+    """GAE per env on the [T, N] rollout, then flattened to [T * N] training data."""
     advantages, targets = gae.batched_gae(
         transitions.reward,
         transitions.value,
@@ -119,7 +103,7 @@ def _step(config: Config, state: TrainState) -> tuple[TrainState, Metrics]:
         config.gamma,
         config.gae_lambda,
     )
-    flat = update.Batch(
+    batch = update.Batch(
         obs=transitions.obs,
         action=transitions.action,
         log_prob=transitions.log_prob,
@@ -127,20 +111,21 @@ def _step(config: Config, state: TrainState) -> tuple[TrainState, Metrics]:
         advantage=advantages,
         target=targets,
     )
-    flat = jax.tree.map(lambda x: x.reshape(config.batch_size, *x.shape[2:]), flat)
-    opt, info = update.update(
-        config, network, optimizer, update.OptCarry(state.params, state.opt_state), flat,
-        update_key,
-    )
+    return jax.tree.map(lambda x: x.reshape(config.batch_size, *x.shape[2:]), batch)
 
-    episode_return, episode_length, episode_count = _episode_stats(transitions)
-    step_index = state.update_step
-    first_gradient_step = step_index * config.update_epochs * config.num_minibatches
-    metrics = Metrics(
-        env_steps=(step_index + 1) * config.batch_size,
-        episode_return=episode_return,
-        episode_length=episode_length,
-        episode_count=episode_count,
+
+def _metrics(config: Config, update_step: jax.Array, transitions: rollout.Transition,
+             batch: update.Batch, info: update.LossInfo) -> Metrics:
+    done = transitions.done
+    count = done.sum()
+    first_gradient_step = update_step * config.update_epochs * config.num_minibatches
+    learning_rate = update.learning_rate_schedule(config)(first_gradient_step)
+    return Metrics(
+        env_steps=(update_step + 1) * config.batch_size,
+        # 0 / 0 = NaN when no episode ended in this rollout (documented in Metrics).
+        episode_return=jnp.where(done, transitions.episode_return, 0.0).sum() / count,
+        episode_length=jnp.where(done, transitions.episode_length, 0).sum() / count,
+        episode_count=count,
         total_loss=info.total_loss,
         policy_loss=info.policy_loss,
         value_loss=info.value_loss,
@@ -148,10 +133,25 @@ def _step(config: Config, state: TrainState) -> tuple[TrainState, Metrics]:
         approx_kl=info.approx_kl,
         clip_fraction=info.clip_fraction,
         grad_norm=info.grad_norm,
-        explained_variance=losses.explained_variance(transitions.value, targets),
-        learning_rate=jnp.asarray(
-            update.learning_rate_schedule(config)(first_gradient_step), jnp.float32
-        ),
+        explained_variance=losses.explained_variance(batch.value, batch.target),
+        learning_rate=jnp.asarray(learning_rate, jnp.float32),
+    )
+
+
+def _step(config: Config, state: TrainState) -> tuple[TrainState, Metrics]:
+    env = envs.make(config.env_id)
+    network = networks.make(config, env)
+    optimizer = update.make_optimizer(config)
+    key, rollout_key, update_key = jax.random.split(state.key, 3)
+
+    carry, transitions = rollout.rollout(
+        env, network, state.params, rollout.EnvCarry(state.obs, state.env_state), rollout_key,
+        config.num_steps,
+    )
+    batch = _batch(config, transitions)
+    opt, info = update.update(
+        config, network, optimizer, update.OptCarry(state.params, state.opt_state), batch,
+        update_key,
     )
     new_state = TrainState(
         params=opt.params,
@@ -159,9 +159,9 @@ def _step(config: Config, state: TrainState) -> tuple[TrainState, Metrics]:
         env_state=carry.env_state,
         obs=carry.obs,
         key=key,
-        update_step=step_index + 1,
+        update_step=state.update_step + 1,
     )
-    return new_state, metrics
+    return new_state, _metrics(config, state.update_step, transitions, batch, info)
 
 
 def step(config: Config, state: TrainState) -> tuple[TrainState, Metrics]:
