@@ -23,6 +23,9 @@ from flax import struct
 
 ACTIVATIONS = ("tanh", "relu")
 ACTION_DISTS = ("auto", "categorical", "gaussian")
+SHUFFLE_MODES = ("transitions", "trajectories")
+ENT_SCHEDULES = ("constant", "linear", "exponential")
+GRAD_NORM_TYPES = ("l2", "max")
 
 
 def _static(default):
@@ -56,6 +59,26 @@ class Config(struct.PyTreeNode):
         normalize_advantages: standardize advantages per minibatch.
         clip_value_loss: clip the value prediction around the rollout value by ``vf_clip``.
         dual_clip: floor the clipped objective at ``dual_clip_c * A`` where A < 0.
+        normalize_obs: normalize observations by running mean / variance (clipped to
+            +-obs_clip); statistics frozen within an update, merged after it.
+        scale_rewards: divide rewards by the running std of the per-env discounted return.
+        normalize_values: the critic predicts value targets normalized by their running
+            mean / std (statistics merged after each update).
+        recompute_advantages: recompute values and GAE with the latest critic every epoch.
+        shuffle: "transitions" (minibatches of single transitions) or "trajectories"
+            (minibatches of whole env trajectories, time order kept; num_minibatches must
+            divide num_envs).
+        ent_schedule: "constant", "linear" or "exponential" decay of the entropy coefficient
+            from ent_coef to ent_coef_end over the run.
+        kl_early_stop: skip the rest of an update's minibatch steps once a minibatch's
+            approx_kl (before its step) exceeds target_kl.
+        action_masking: take valid-action masks from the env (it must provide them); masked
+            actions get zero probability.
+        squash_mean: Gaussian mean = tanh-squashed actor output scaled to the action bounds.
+        grad_norm_type: "l2" clips the global L2 norm of the gradient to max_grad_norm; "max"
+            clips its global max-norm (largest absolute entry), scaling the whole gradient.
+        fourier_features: F > 0 encodes observations as [cos(2 pi x B), sin(2 pi x B)] with
+            B ~ N(0, fourier_scale^2) of shape [O, F], fixed at init (Tancik et al. 2020).
         learning_rate: Adam step size (initial value when annealed).
         gamma: discount factor in [0, 1].
         gae_lambda: GAE lambda in [0, 1].
@@ -67,6 +90,11 @@ class Config(struct.PyTreeNode):
         max_grad_norm: global L2 norm the gradient is clipped to.
         adam_eps: Adam's epsilon (1e-5, not optax's 1e-8).
         init_log_std: initial state-independent log standard deviation (Gaussian policies).
+        obs_clip: normalized observations are clipped to [-obs_clip, obs_clip], > 0.
+        ent_coef_end: final entropy coefficient of a linear or exponential schedule.
+        target_kl: the approx_kl threshold of kl_early_stop, > 0.
+        temperature: discrete policies are softmax(logits / temperature), > 0.
+        fourier_scale: standard deviation of the Fourier feature frequencies, > 0.
     """
 
     env_id: str = _static("CartPole-v1")
@@ -82,6 +110,17 @@ class Config(struct.PyTreeNode):
     normalize_advantages: bool = _static(True)
     clip_value_loss: bool = _static(True)
     dual_clip: bool = _static(False)
+    normalize_obs: bool = _static(False)
+    scale_rewards: bool = _static(False)
+    normalize_values: bool = _static(False)
+    recompute_advantages: bool = _static(False)
+    shuffle: str = _static("transitions")
+    ent_schedule: str = _static("constant")
+    kl_early_stop: bool = _static(False)
+    action_masking: bool = _static(False)
+    squash_mean: bool = _static(False)
+    grad_norm_type: str = _static("l2")
+    fourier_features: int = _static(0)
 
     learning_rate: float = 2.5e-4
     gamma: float = 0.99
@@ -94,6 +133,11 @@ class Config(struct.PyTreeNode):
     max_grad_norm: float = 0.5
     adam_eps: float = 1e-5
     init_log_std: float = 0.0
+    obs_clip: float = 10.0
+    ent_coef_end: float = 0.0
+    target_kl: float = 0.02
+    temperature: float = 1.0
+    fourier_scale: float = 1.0
 
     @property
     def batch_size(self) -> int:
@@ -170,8 +214,19 @@ def _validate_static(config: Config) -> None:
         _fail("env_id", config.env_id, "must be an environment id string")
     for name in ("num_envs", "num_steps", "update_epochs", "num_minibatches", "total_timesteps"):
         _check_int(config, name)
-    for name in ("anneal_lr", "normalize_advantages", "clip_value_loss", "dual_clip"):
+    for name in ("anneal_lr", "normalize_advantages", "clip_value_loss", "dual_clip",
+                 "normalize_obs", "scale_rewards", "normalize_values", "recompute_advantages",
+                 "kl_early_stop", "action_masking", "squash_mean"):
         _check_bool(config, name)
+    _check_int(config, "fourier_features", minimum=0)
+    for name, allowed in (("shuffle", SHUFFLE_MODES), ("ent_schedule", ENT_SCHEDULES),
+                          ("grad_norm_type", GRAD_NORM_TYPES)):
+        if getattr(config, name) not in allowed:
+            _fail(name, getattr(config, name), f"must be one of {allowed}")
+    if config.shuffle == "trajectories" and config.num_envs % config.num_minibatches:
+        _fail("num_minibatches", config.num_minibatches,
+              f"must divide num_envs={config.num_envs} when shuffle='trajectories' "
+              "(each minibatch holds whole env trajectories)")
     sizes = config.hidden_sizes
     if not isinstance(sizes, tuple) or not all(
         isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1 for s in sizes
@@ -212,6 +267,21 @@ def _validate_dynamic(config: Config) -> None:
     _check_range(config, "max_grad_norm", 0.0, np.inf, "must be > 0", open_low=True)
     _check_range(config, "adam_eps", 0.0, np.inf, "must be > 0", open_low=True)
     _check_range(config, "init_log_std", -np.inf, np.inf, "must be finite")
+    if config.normalize_obs:
+        _check_range(config, "obs_clip", 0.0, np.inf, "must be > 0", open_low=True)
+    if config.ent_schedule != "constant":
+        _check_range(config, "ent_coef_end", 0.0, np.inf, "must be >= 0")
+    if config.ent_schedule == "exponential":
+        _check_range(config, "ent_coef", 0.0, np.inf,
+                     "must be > 0 for an exponential schedule", open_low=True)
+        _check_range(config, "ent_coef_end", 0.0, np.inf,
+                     "must be > 0 for an exponential schedule", open_low=True)
+    if config.kl_early_stop:
+        _check_range(config, "target_kl", 0.0, np.inf,
+                     "must be > 0 when kl_early_stop is enabled", open_low=True)
+    _check_range(config, "temperature", 0.0, np.inf, "must be > 0", open_low=True)
+    if config.fourier_features:
+        _check_range(config, "fourier_scale", 0.0, np.inf, "must be > 0", open_low=True)
 
 
 def validate(config: Config) -> Config:
@@ -239,6 +309,17 @@ def validate(config: Config) -> Config:
             f"{config.env_id} has a {'discrete' if kind == 'categorical' else 'continuous'} "
             f"action space, so it needs {kind!r} (or 'auto')",
         )
+    if config.squash_mean and env.action_space.discrete:
+        _fail("squash_mean", True, f"applies to continuous actions only; {config.env_id} "
+              "has discrete actions")
+    if config.action_masking and not env.has_action_mask:
+        _fail("action_masking", True, f"{config.env_id} provides no action masks (an env "
+              "provides them with an action_mask(state, params) method, as ProbeMasked-v0 "
+              "does)")
+    if not env.action_space.discrete:
+        _check_range(config, "temperature", 1.0, 1.0,
+                     f"applies to discrete actions only; {config.env_id} has continuous "
+                     "actions, so it must stay 1.0")
     return config
 
 

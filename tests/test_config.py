@@ -21,7 +21,7 @@ def _distinct_dynamic_config():
 def test_leaves_are_the_dynamic_fields_in_order():
     config = _distinct_dynamic_config()
     leaves = jax.tree.leaves(config)
-    assert len(leaves) == len(config_lib.dynamic_fields()) == 11
+    assert len(leaves) == len(config_lib.dynamic_fields()) == 16
     assert leaves == [getattr(config, name) for name in config_lib.dynamic_fields()]
     assert jax.tree.leaves(jaxppo.Config()) == [
         getattr(jaxppo.Config(), name) for name in config_lib.dynamic_fields()

@@ -99,6 +99,8 @@ class GymnaxEnv:
         self._env = env
         self._params = params
         self.action_space = _action_space(env.action_space(params))
+        # Envs with invalid actions expose them through `action_mask(state, params) -> [K]`.
+        self.has_action_mask = callable(getattr(env, "action_mask", None))
         obs_shape = env.observation_space(params).shape
         self.observation_size = int(np.prod(obs_shape)) if len(obs_shape) else 1
 
@@ -115,6 +117,12 @@ class GymnaxEnv:
         # The env receives the action clipped to its bounds; the policy's log-prob is of the
         # unclipped sample (see rollout), so clipping does not bias the gradient estimate.
         return jnp.clip(action, space.low, space.high)
+
+    def action_mask(self, state: EpisodeState) -> jax.Array:
+        """Valid actions [K] (True = allowed) in ``state``; all True for envs without masks."""
+        if self.has_action_mask:
+            return jnp.asarray(self._env.action_mask(state.env_state, self._params), jnp.bool_)
+        return jnp.ones((max(self.action_space.num_actions, 1),), jnp.bool_)
 
     def reset(self, key: jax.Array) -> tuple[jax.Array, EpisodeState]:
         """Reset one env. Returns the flat float32 observation and the state."""
