@@ -4,6 +4,28 @@ Separate actor and critic MLPs (no shared torso, the classic-control default), o
 initialization with gain sqrt(2) on hidden layers, 0.01 on the policy head and 1.0 on the value
 head, zero biases (Huang et al. 2022, details 2 and 3). Networks are rebuilt from the Config by
 `make`; only their params are carried in the train state.
+
+Callers go through the module-level functions, which apply every policy switch of the Config:
+
+    dist, value = apply(network, params, config, obs, mask)   # rollout and loss
+    value(network, params, config, obs)                       # critic only
+    act(network, params, config, obs, key, mask)              # sample, or the mode without key
+
+Where each switch lives:
+
+- ``fourier_features`` (F > 0): obs [..., O] -> [cos(2 pi x B), sin(2 pi x B)] [..., 2F]
+  before the MLPs (`encode`; Tancik et al. 2020). B [O, F] ~ N(0, fourier_scale^2) is drawn by
+  `init` and stored as ``params["params"]["fourier_B"]``; the forward pass reads it through
+  ``stop_gradient``, so its gradient is exactly zero and Adam leaves it where it is.
+- ``temperature`` (dynamic): the discrete policy is softmax(logits / temperature), in rollout
+  and loss alike, so the PPO ratio compares the same distribution.
+- ``action_masking``: the caller's mask [..., K] sets invalid logits to a large negative value
+  (`distributions.Categorical.from_logits`): probability exactly 0, finite log-probs.
+- ``squash_mean`` (static): Gaussian mean = low + (tanh(raw) + 1) / 2 * (high - low), with the
+  env's bounds as static module attributes set by `make`.
+
+``network.apply(params, obs)`` on the flax module alone gives the same result as `apply` for a
+config with none of the dynamic switches (no Fourier features, temperature 1, no mask).
 """
 
 from __future__ import annotations
@@ -14,6 +36,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxppo import distributions
 from jaxppo.config import Config
@@ -23,6 +46,9 @@ _ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu}
 HIDDEN_GAIN = math.sqrt(2.0)
 POLICY_GAIN = 0.01
 VALUE_GAIN = 1.0
+
+# Where `init` stores the fixed Fourier frequencies B [O, F], inside params["params"].
+FOURIER_KEY = "fourier_B"
 
 
 def _dense(features: int, gain: float, name: str) -> nn.Dense:
@@ -51,19 +77,28 @@ class MLP(nn.Module):
 
 
 class ActorCritic(nn.Module):
-    """obs [..., O] -> (action distribution over [...], value [...]).
+    """Network input [..., I] -> (action distribution over [...], value [...]).
+
+    The input is the observation, or its Fourier encoding ([..., 2F]) when the config has
+    Fourier features; use the module-level `apply`, which encodes and applies temperature and
+    masks.
 
     Attributes:
         hidden_sizes: widths of the hidden layers of each MLP.
         activation: "tanh" or "relu".
         num_actions: K for a Categorical policy; 0 for a Gaussian one.
         action_size: D for a Gaussian policy (ignored when ``num_actions`` > 0).
+        squash_mean: Gaussian mean = low + (tanh(raw) + 1) / 2 * (high - low).
+        action_low, action_high: the D action bounds (floats; needed by ``squash_mean``).
     """
 
     hidden_sizes: Sequence[int]
     activation: str
     num_actions: int
     action_size: int = 0
+    squash_mean: bool = False
+    action_low: tuple[float, ...] | None = None
+    action_high: tuple[float, ...] | None = None
 
     def setup(self) -> None:
         self.critic = MLP(self.hidden_sizes, self.activation, 1, VALUE_GAIN)
@@ -73,38 +108,173 @@ class ActorCritic(nn.Module):
             # State-independent log std, a free parameter (set to Config.init_log_std by init).
             self.log_std = self.param("log_std", nn.initializers.zeros, (self.action_size,))
 
-    def __call__(self, obs: jax.Array):
-        return self.policy(obs), self.value(obs)
+    def __call__(self, x: jax.Array):
+        return self.policy(x), self.value(x)
 
-    def value(self, obs: jax.Array) -> jax.Array:
-        """V(obs), shape [...]."""
-        return self.critic(obs)[..., 0]
+    def value(self, x: jax.Array) -> jax.Array:
+        """V at the input, shape [...]."""
+        return self.critic(x)[..., 0]
 
-    def policy(self, obs: jax.Array):
-        """The action distribution at obs, batched over [...]."""
-        out = self.actor(obs)
+    def policy(self, x: jax.Array):
+        """The action distribution at the input, batched over [...] (temperature 1, no mask)."""
+        out = self.actor(x)
         if self.num_actions:
             return distributions.Categorical.from_logits(out)
+        if self.squash_mean:
+            out = squash(out, self.action_low, self.action_high)
         return distributions.DiagGaussian(out, self.log_std)
 
 
+def squash(raw: jax.Array, low: Sequence[float], high: Sequence[float]) -> jax.Array:
+    """low + (tanh(raw) + 1) / 2 * (high - low): raw [..., D] mapped into [low, high] [D].
+
+    tanh saturates to exactly +-1 in float32 for |raw| > ~9, so the mean reaches the bounds but
+    never leaves them, however large ``raw`` grows.
+    """
+    low = jnp.broadcast_to(jnp.asarray(low, raw.dtype), raw.shape)
+    high = jnp.broadcast_to(jnp.asarray(high, raw.dtype), raw.shape)
+    return low + 0.5 * (jnp.tanh(raw) + 1.0) * (high - low)
+
+
+def _bounds(space) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    low = tuple(float(x) for x in np.ravel(space.low))
+    high = tuple(float(x) for x in np.ravel(space.high))
+    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+        raise ValueError(
+            f"squash_mean needs finite action bounds; the env has low={low}, high={high}"
+        )
+    return low, high
+
+
 def make(config: Config, env) -> ActorCritic:
-    """The network for ``config`` on ``env`` (a `jaxppo.envs` env)."""
+    """The network for ``config`` on ``env`` (a `jaxppo.envs` env).
+
+    Only static fields are read, so the module is hashable and the same for every value of the
+    dynamic leaves.
+    """
     space = env.action_space
+    squash_mean = bool(config.squash_mean) and not space.discrete
+    low, high = _bounds(space) if squash_mean else (None, None)
     return ActorCritic(
         hidden_sizes=tuple(config.hidden_sizes),
         activation=config.activation,
         num_actions=space.num_actions if space.discrete else 0,
         action_size=0 if space.discrete else math.prod(space.shape),
+        squash_mean=squash_mean,
+        action_low=low,
+        action_high=high,
     )
 
 
+def input_size(config: Config, env) -> int:
+    """Width of the MLPs' input: 2F with Fourier features, else the observation size O."""
+    return 2 * config.fourier_features if config.fourier_features else env.observation_size
+
+
 def init(config: Config, env, key: jax.Array):
-    """Initial params: orthogonal weights, zero biases, log_std = config.init_log_std."""
+    """Initial params: orthogonal weights, zero biases, log_std = config.init_log_std and,
+    with Fourier features, B = fourier_scale * N(0, 1) [O, F] at ``params["params"]["fourier_B"]``.
+
+    Pure in the dynamic leaves (init_log_std and fourier_scale may be traced or vmapped). The
+    network weights use ``key`` itself, so they do not depend on the Fourier switch; B uses
+    ``fold_in(key, 1)``.
+    """
     network = make(config, env)
-    params = network.init(key, jnp.zeros((env.observation_size,), jnp.float32))
-    if env.action_space.discrete:
-        return params
+    params = network.init(key, jnp.zeros((input_size(config, env),), jnp.float32))
     inner = dict(params["params"])
-    inner["log_std"] = jnp.full_like(inner["log_std"], config.init_log_std)
+    if not env.action_space.discrete:
+        inner["log_std"] = jnp.full_like(inner["log_std"], config.init_log_std)
+    if config.fourier_features:
+        shape = (env.observation_size, config.fourier_features)
+        normal = jax.random.normal(jax.random.fold_in(key, 1), shape, jnp.float32)
+        inner[FOURIER_KEY] = jnp.asarray(config.fourier_scale, jnp.float32) * normal
     return {"params": inner}
+
+
+def encode(params, config: Config, obs: jax.Array) -> jax.Array:
+    """The network input for obs [..., O]: obs itself, or its Fourier features [..., 2F].
+
+    gamma(x) = [cos(2 pi x B), sin(2 pi x B)] with the fixed B [O, F] of ``params``, read
+    through ``stop_gradient`` so that B is never trained (Tancik et al. 2020, "Fourier Features
+    Let Networks Learn High Frequency Functions in Low Dimensional Domains").
+    """
+    if not config.fourier_features:
+        return obs
+    b = jax.lax.stop_gradient(params["params"][FOURIER_KEY])
+    if obs.shape[-1] != b.shape[0]:
+        raise ValueError(f"obs [..., {obs.shape[-1]}] does not match fourier_B {b.shape}")
+    projected = 2.0 * math.pi * jnp.matmul(obs, b)
+    return jnp.concatenate([jnp.cos(projected), jnp.sin(projected)], axis=-1)
+
+
+def _module_params(params):
+    """The variables the flax module declares (everything but the Fourier matrix)."""
+    inner = {k: v for k, v in params["params"].items() if k != FOURIER_KEY}
+    return {"params": inner}
+
+
+def _adjust(dist, config: Config, mask: jax.Array | None):
+    """Apply temperature and mask to the module's distribution (Categorical only)."""
+    if isinstance(dist, distributions.Categorical):
+        return distributions.Categorical.from_logits(dist.logits / config.temperature, mask)
+    if mask is not None:
+        raise ValueError("action masks apply to discrete (Categorical) policies only; got a "
+                         "mask for a Gaussian policy")
+    return dist
+
+
+def apply(network: ActorCritic, params, config: Config, obs: jax.Array,
+          mask: jax.Array | None = None):
+    """The policy and value at obs, with every switch of ``config`` applied.
+
+    Discrete: ``Categorical.from_logits(logits / temperature, mask)``, i.e. the policy is
+    softmax(logits / temperature) over the valid actions. Continuous: DiagGaussian(mean,
+    log_std), mean squashed into the bounds when ``squash_mean``.
+
+    Args:
+        network: `make(config, env)`.
+        params: `init(config, env, key)` (or trained params of the same layout).
+        config: the run's Config; ``temperature`` may be traced.
+        obs: observations [..., O] (already normalized by the caller).
+        mask: valid actions [..., K] (True = allowed), or None; Categorical policies only.
+
+    Returns:
+        (dist, value): a distribution batched over [...] and V(obs) [...].
+    """
+    dist, value_ = network.apply(_module_params(params), encode(params, config, obs))
+    return _adjust(dist, config, mask), value_
+
+
+def value(network: ActorCritic, params, config: Config, obs: jax.Array) -> jax.Array:
+    """V(obs) [...] for obs [..., O], the critic alone (Fourier-encoded when configured)."""
+    return network.apply(_module_params(params), encode(params, config, obs), method="value")
+
+
+def policy(network: ActorCritic, params, config: Config, obs: jax.Array,
+           mask: jax.Array | None = None):
+    """The action distribution of `apply` without evaluating the critic."""
+    dist = network.apply(_module_params(params), encode(params, config, obs), method="policy")
+    return _adjust(dist, config, mask)
+
+
+def act(network: ActorCritic, params, config: Config, obs: jax.Array,
+        key: jax.Array | None = None, mask: jax.Array | None = None,
+        deterministic: bool | None = None) -> jax.Array:
+    """Actions at obs [..., O]: the mode, or a sample of the policy of `apply`.
+
+    Args:
+        key: PRNG key for sampling; None means deterministic.
+        mask: valid actions [..., K] or None (Categorical policies only).
+        deterministic: True gives the mode (key ignored), False a sample (needs a key);
+            None (default) means a sample when a key is given, else the mode.
+
+    Returns:
+        Integer actions [...] (discrete) or actions [..., D] (continuous, not clipped; the env
+        clips them to its bounds).
+    """
+    if deterministic is None:
+        deterministic = key is None
+    if not deterministic and key is None:
+        raise ValueError("act(deterministic=False) samples and needs a PRNG key")
+    dist = policy(network, params, config, obs, mask)
+    return dist.mode() if deterministic else dist.sample(key)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxppo import config as config_lib
-from jaxppo import envs, gae, losses, networks, rollout, update
+from jaxppo import envs, gae, losses, networks, normalize, rollout, update
 from jaxppo.config import Config
 
 
@@ -30,6 +30,8 @@ class TrainState(struct.PyTreeNode):
         obs: current observations [N, O].
         key: PRNG key for the rest of the run.
         update_step: updates done so far (int32 scalar).
+        normalizers: running statistics of observations, discounted returns and value
+            targets; part of the policy (a saved policy normalizes exactly as in training).
     """
 
     params: Any
@@ -38,6 +40,7 @@ class TrainState(struct.PyTreeNode):
     obs: jax.Array
     key: jax.Array
     update_step: jax.Array
+    normalizers: normalize.Normalizers
 
 
 class Metrics(struct.PyTreeNode):
@@ -54,6 +57,9 @@ class Metrics(struct.PyTreeNode):
             (grad_norm before clipping).
         explained_variance: of the rollout values for the GAE targets, before the update.
         learning_rate: the rate of the update's first gradient step.
+        ent_coef: the entropy coefficient of the update (see `update.entropy_coefficient`).
+        gradient_steps: gradient steps taken (fewer than update_epochs x num_minibatches
+            only when KL early stop fired).
     """
 
     env_steps: jax.Array
@@ -69,6 +75,8 @@ class Metrics(struct.PyTreeNode):
     grad_norm: jax.Array
     explained_variance: jax.Array
     learning_rate: jax.Array
+    ent_coef: jax.Array
+    gradient_steps: jax.Array
 
 
 def init(config: Config, key: jax.Array) -> TrainState:
@@ -89,53 +97,61 @@ def init(config: Config, key: jax.Array) -> TrainState:
         obs=obs,
         key=run_key,
         update_step=jnp.zeros((), jnp.int32),
+        normalizers=normalize.Normalizers.create(env.observation_size, config.num_envs),
     )
 
 
-def _batch(config: Config, transitions: rollout.Transition) -> update.Batch:
-    """GAE per env on the [T, N] rollout, then flattened to [T * N] training data."""
-    advantages, targets = gae.batched_gae(
-        transitions.reward,
-        transitions.value,
-        transitions.next_value,
-        transitions.terminated,
-        transitions.truncated,
-        config.gamma,
-        config.gae_lambda,
-    )
-    batch = update.Batch(
-        obs=transitions.obs,
-        action=transitions.action,
-        log_prob=transitions.log_prob,
-        value=transitions.value,
-        advantage=advantages,
-        target=targets,
-    )
-    return jax.tree.map(lambda x: x.reshape(config.batch_size, *x.shape[2:]), batch)
-
-
-def _metrics(config: Config, update_step: jax.Array, transitions: rollout.Transition,
-             batch: update.Batch, info: update.LossInfo) -> Metrics:
+def _metrics(config: Config, state: TrainState, transitions: rollout.Transition,
+             batch: update.Batch, info: update.UpdateInfo, ent_coef: jax.Array) -> Metrics:
     done = transitions.done
     count = done.sum()
-    first_gradient_step = update_step * config.update_epochs * config.num_minibatches
+    first_gradient_step = state.update_step * config.update_epochs * config.num_minibatches
     learning_rate = update.learning_rate_schedule(config)(first_gradient_step)
     return Metrics(
-        env_steps=(update_step + 1) * config.batch_size,
+        env_steps=(state.update_step + 1) * config.batch_size,
         # 0 / 0 = NaN when no episode ended in this rollout (documented in Metrics).
         episode_return=jnp.where(done, transitions.episode_return, 0.0).sum() / count,
         episode_length=jnp.where(done, transitions.episode_length, 0).sum() / count,
         episode_count=count,
-        total_loss=info.total_loss,
-        policy_loss=info.policy_loss,
-        value_loss=info.value_loss,
-        entropy=info.entropy,
-        approx_kl=info.approx_kl,
-        clip_fraction=info.clip_fraction,
-        grad_norm=info.grad_norm,
+        total_loss=info.loss.total_loss,
+        policy_loss=info.loss.policy_loss,
+        value_loss=info.loss.value_loss,
+        entropy=info.loss.entropy,
+        approx_kl=info.loss.approx_kl,
+        clip_fraction=info.loss.clip_fraction,
+        grad_norm=info.loss.grad_norm,
         explained_variance=losses.explained_variance(batch.value, batch.target),
         learning_rate=jnp.asarray(learning_rate, jnp.float32),
+        ent_coef=jnp.asarray(ent_coef, jnp.float32),
+        gradient_steps=info.gradient_steps,
     )
+
+
+def _scaled_rewards(config: Config, normalizers: normalize.Normalizers,
+                    transitions: rollout.Transition) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Rewards for GAE (scaled by the frozen return std when scale_rewards is on), the
+    running discounted return after the rollout [N] and its value at every step [T, N]."""
+    last, returns = normalize.discounted_returns(
+        normalizers.discounted_return, transitions.reward, transitions.done, config.gamma
+    )
+    reward = transitions.reward
+    if config.scale_rewards:
+        reward = normalize.scale_rewards(normalizers.reward, reward)
+    return reward, last, returns
+
+
+def _merged(config: Config, normalizers: normalize.Normalizers, transitions: rollout.Transition,
+            discounted: tuple[jax.Array, jax.Array], targets: jax.Array) -> normalize.Normalizers:
+    """Statistics after the update: what this rollout saw merged in (per enabled switch)."""
+    last, returns = discounted
+    new = normalizers.replace(discounted_return=last)
+    if config.normalize_obs:
+        new = new.replace(obs=normalize.merge(normalizers.obs, transitions.raw_obs))
+    if config.scale_rewards:
+        new = new.replace(reward=normalize.merge(normalizers.reward, returns))
+    if config.normalize_values:
+        new = new.replace(value=normalize.merge(normalizers.value, targets))
+    return new
 
 
 def _step(config: Config, state: TrainState) -> tuple[TrainState, Metrics]:
@@ -144,13 +160,21 @@ def _step(config: Config, state: TrainState) -> tuple[TrainState, Metrics]:
     optimizer = update.make_optimizer(config)
     key, rollout_key, update_key = jax.random.split(state.key, 3)
 
+    policy = rollout.Policy(state.params, state.normalizers)
     carry, transitions = rollout.rollout(
-        env, network, state.params, rollout.EnvCarry(state.obs, state.env_state), rollout_key,
-        config.num_steps,
+        config, env, network, policy, rollout.EnvCarry(state.obs, state.env_state), rollout_key
     )
-    batch = _batch(config, transitions)
+    reward, last_return, returns = _scaled_rewards(config, state.normalizers, transitions)
+    advantages, targets = gae.batched_gae(
+        reward, transitions.value, transitions.next_value, transitions.terminated,
+        transitions.truncated, config.gamma, config.gae_lambda,
+    )
+    data = update.UpdateData(transitions, reward, state.normalizers)
+    batch = update.make_batch(config, data, advantages, targets)
+    ent_coef = update.entropy_coefficient(config, state.update_step)
     opt, info = update.update(
-        config, network, optimizer, update.OptCarry(state.params, state.opt_state), batch,
+        config.replace(ent_coef=ent_coef), network, optimizer,
+        update.OptCarry(state.params, state.opt_state, jnp.zeros((), jnp.bool_)), data, batch,
         update_key,
     )
     new_state = TrainState(
@@ -160,8 +184,10 @@ def _step(config: Config, state: TrainState) -> tuple[TrainState, Metrics]:
         obs=carry.obs,
         key=key,
         update_step=state.update_step + 1,
+        normalizers=_merged(config, state.normalizers, transitions, (last_return, returns),
+                            targets),
     )
-    return new_state, _metrics(config, state.update_step, transitions, batch, info)
+    return new_state, _metrics(config, state, transitions, batch, info, ent_coef)
 
 
 def step(config: Config, state: TrainState) -> tuple[TrainState, Metrics]:

@@ -10,19 +10,32 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxppo import losses
+from jaxppo import gae, losses, networks, normalize, rollout
 from jaxppo.config import Config
 
 
 class Batch(struct.PyTreeNode):
-    """Flat training data, every field [B, ...] (or [M, B / M, ...] once split)."""
+    """Training data, [T, N, ...] as built, [M, B / M, ...] once cut into minibatches.
+
+    ``value`` and ``target`` are in the critic's units: normalized by the frozen value
+    statistics when normalize_values is on, return units otherwise.
+    """
 
     obs: jax.Array
     action: jax.Array
+    action_mask: jax.Array
     log_prob: jax.Array
     value: jax.Array
     advantage: jax.Array
     target: jax.Array
+
+
+class UpdateData(struct.PyTreeNode):
+    """What an update learns from: the rollout, its (scaled) rewards, the frozen statistics."""
+
+    transitions: rollout.Transition
+    reward: jax.Array
+    normalizers: normalize.Normalizers
 
 
 class LossInfo(struct.PyTreeNode):
@@ -38,10 +51,18 @@ class LossInfo(struct.PyTreeNode):
 
 
 class OptCarry(struct.PyTreeNode):
-    """Params and optimizer state, carried through the minibatch scan."""
+    """Params, optimizer state and the KL early-stop flag, carried through the epochs."""
 
     params: Any
     opt_state: Any
+    stopped: jax.Array
+
+
+class UpdateInfo(struct.PyTreeNode):
+    """An update's loss info (mean over the gradient steps taken) and how many were taken."""
+
+    loss: LossInfo
+    gradient_steps: jax.Array
 
 
 def learning_rate_schedule(config: Config) -> optax.Schedule:
@@ -55,20 +76,49 @@ def learning_rate_schedule(config: Config) -> optax.Schedule:
     return lambda count: config.learning_rate
 
 
-def make_optimizer(config: Config) -> optax.GradientTransformation:
-    """clip_by_global_norm(max_grad_norm), then Adam(eps=adam_eps) at the scheduled rate.
+def entropy_coefficient(config: Config, update_step: jax.Array) -> jax.Array:
+    """The entropy coefficient of update k (0-based) of U = num_updates, with f = k / U:
 
-    One optimizer over actor and critic params (Huang et al. 2022, details 4 and 11).
+        constant:     ent_coef
+        linear:       ent_coef + (ent_coef_end - ent_coef) * f
+        exponential:  ent_coef * (ent_coef_end / ent_coef) ** f
     """
-    return optax.chain(
-        optax.clip_by_global_norm(config.max_grad_norm),
-        optax.adam(learning_rate_schedule(config), eps=config.adam_eps),
-    )
+    fraction = jnp.asarray(update_step, jnp.float32) / config.num_updates
+    start, end = config.ent_coef, config.ent_coef_end
+    if config.ent_schedule == "linear":
+        return start + (end - start) * fraction
+    if config.ent_schedule == "exponential":
+        return start * (end / start) ** fraction
+    return jnp.asarray(start, jnp.float32)
+
+
+def clip_by_global_max_norm(max_norm: float | jax.Array) -> optax.GradientTransformation:
+    """Scale the whole gradient so that its largest absolute entry is at most ``max_norm``
+    (the infinity-norm version of global-norm clipping; PyTorch's norm_type=inf)."""
+
+    def update_fn(updates, state, params=None):
+        del params
+        norm = jnp.max(jnp.stack([jnp.max(jnp.abs(g)) for g in jax.tree.leaves(updates)]))
+        scale = jnp.minimum(1.0, max_norm / jnp.maximum(norm, 1e-12))
+        return jax.tree.map(lambda g: g * scale, updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
+
+
+def make_optimizer(config: Config) -> optax.GradientTransformation:
+    """Gradient clipping (global L2 norm, or global max-norm), then Adam(eps=adam_eps) at the
+    scheduled rate. One optimizer over actor and critic (Huang et al. 2022, details 4, 11)."""
+    if config.grad_norm_type == "max":
+        clip = clip_by_global_max_norm(config.max_grad_norm)
+    else:
+        clip = optax.clip_by_global_norm(config.max_grad_norm)
+    return optax.chain(clip, optax.adam(learning_rate_schedule(config), eps=config.adam_eps))
 
 
 def loss(params, network, config: Config, batch: Batch) -> tuple[jax.Array, LossInfo]:
     """policy_loss + vf_coef * value_loss - ent_coef * entropy on one minibatch."""
-    dist, value = network.apply(params, batch.obs)
+    mask = batch.action_mask if config.action_masking else None
+    dist, value = networks.apply(network, params, config, batch.obs, mask)
     advantage = batch.advantage
     if config.normalize_advantages:
         advantage = losses.normalize_advantages(advantage)
@@ -96,40 +146,100 @@ def loss(params, network, config: Config, batch: Batch) -> tuple[jax.Array, Loss
     return total, info
 
 
+def make_batch(config: Config, data: UpdateData, advantage: jax.Array, target: jax.Array
+               ) -> Batch:
+    """Training data from the rollout and its GAE advantages and targets (return units)."""
+    tr = data.transitions
+    old_value = tr.value
+    if config.normalize_values:
+        old_value = normalize.normalize(data.normalizers.value, old_value)
+        target = normalize.normalize(data.normalizers.value, target)
+    return Batch(obs=tr.obs, action=tr.action, action_mask=tr.action_mask,
+                 log_prob=tr.log_prob, value=old_value, advantage=advantage, target=target)
+
+
+def epoch_batch(config: Config, network, params, data: UpdateData) -> Batch:
+    """With recompute_advantages: values of the rollout's observations and next observations
+    under ``params``' critic (the latest at the start of an epoch), then GAE again."""
+    tr = data.transitions
+    policy = rollout.Policy(params, data.normalizers)
+    value = rollout.critic_value(config, network, policy, tr.obs)
+    next_value = rollout.critic_value(config, network, policy, tr.final_obs)
+    advantage, target = gae.batched_gae(data.reward, value, next_value, tr.terminated,
+                                        tr.truncated, config.gamma, config.gae_lambda)
+    return make_batch(config, data, advantage, target)
+
+
 def _minibatch_step(carry: OptCarry, minibatch: Batch, network, config: Config, optimizer):
     grads, info = jax.grad(loss, has_aux=True)(carry.params, network, config, minibatch)
     updates, opt_state = optimizer.update(grads, carry.opt_state, carry.params)
     params = optax.apply_updates(carry.params, updates)
-    return OptCarry(params, opt_state), info.replace(grad_norm=optax.tree.norm(grads))
+    # KL early stop: approx_kl is measured before this step; once over target_kl, this step
+    # and every later one of the update are skipped (a select, so it runs inside jit / vmap).
+    stop = carry.stopped
+    if config.kl_early_stop:
+        stop = stop | (info.approx_kl > config.target_kl)
+    new = OptCarry(params, opt_state, stop)
+    old = carry.replace(stopped=stop)
+    carry = jax.tree.map(lambda o, n: jnp.where(stop, o, n), old, new)
+    return carry, (info.replace(grad_norm=optax.tree.norm(grads)), ~stop)
 
 
-def shuffle_minibatches(batch: Batch, key: jax.Array, num_minibatches: int) -> Batch:
-    """A random permutation of the B transitions, split into [M, B / M, ...]."""
-    size = batch.obs.shape[0]
-    permutation = jax.random.permutation(key, size)
+def shuffle_minibatches(batch: Batch, key: jax.Array, config: Config) -> Batch:
+    """Cut a [T, N, ...] batch into [M, B / M, ...] minibatches of a random order.
 
-    def split(x):
-        return jnp.take(x, permutation, axis=0).reshape(num_minibatches, -1, *x.shape[1:])
+    shuffle="transitions": a permutation of all T x N transitions.
+    shuffle="trajectories": a permutation of the N envs, each minibatch holding N / M whole
+    trajectories, time order kept inside each.
+    """
+    steps, envs_ = batch.obs.shape[:2]
+    m = config.num_minibatches
+    if config.shuffle == "trajectories":
+        order = jax.random.permutation(key, envs_)
 
-    return jax.tree.map(split, batch)
+        def split(x):
+            x = jnp.take(x, order, axis=1).reshape(steps, m, envs_ // m, *x.shape[2:])
+            return jnp.swapaxes(x, 0, 1).reshape(m, steps * (envs_ // m), *x.shape[3:])
+
+        return jax.tree.map(split, batch)
+    order = jax.random.permutation(key, steps * envs_)
+
+    def split_flat(x):
+        x = x.reshape(steps * envs_, *x.shape[2:])
+        return jnp.take(x, order, axis=0).reshape(m, -1, *x.shape[1:])
+
+    return jax.tree.map(split_flat, batch)
 
 
-def _epoch(carry: OptCarry, key: jax.Array, batch: Batch, network, config: Config, optimizer):
-    minibatches = shuffle_minibatches(batch, key, config.num_minibatches)
+def _epoch(carry: OptCarry, inputs, batch: Batch, data: UpdateData, network, config: Config,
+           optimizer):
+    key, first = inputs
+    if config.recompute_advantages:
+        # The first epoch's critic is the rollout's: its batch is already at hand.
+        batch = jax.lax.cond(first, lambda: batch,
+                             lambda: epoch_batch(config, network, carry.params, data))
+    minibatches = shuffle_minibatches(batch, key, config)
     step = functools.partial(_minibatch_step, network=network, config=config, optimizer=optimizer)
     return jax.lax.scan(step, carry, minibatches)
 
 
-def update(config: Config, network, optimizer, carry: OptCarry, batch: Batch, key: jax.Array
-           ) -> tuple[OptCarry, LossInfo]:
-    """update_epochs passes over ``batch``, each a fresh permutation cut into minibatches.
+def update(config: Config, network, optimizer, carry: OptCarry, data: UpdateData,
+           batch: Batch, key: jax.Array) -> tuple[OptCarry, UpdateInfo]:
+    """update_epochs passes over ``batch`` [T, N], each a fresh permutation cut into
+    minibatches; with recompute_advantages every epoch after the first rebuilds the batch
+    from the latest critic.
 
     Returns:
-        The new params and optimizer state, and the loss info averaged over all
-        update_epochs x num_minibatches gradient steps.
+        The new params and optimizer state, and the loss info averaged over the gradient
+        steps taken (all update_epochs x num_minibatches of them unless KL early stop fired).
     """
     epoch = functools.partial(
-        _epoch, batch=batch, network=network, config=config, optimizer=optimizer
+        _epoch, batch=batch, data=data, network=network, config=config, optimizer=optimizer
     )
-    carry, info = jax.lax.scan(epoch, carry, jax.random.split(key, config.update_epochs))
-    return carry, jax.tree.map(jnp.mean, info)
+    keys = jax.random.split(key, config.update_epochs)
+    first = jnp.arange(config.update_epochs) == 0
+    carry, (info, taken) = jax.lax.scan(epoch, carry, (keys, first))
+    count = taken.sum()
+    weights = taken / jnp.maximum(count, 1)
+    mean_info = jax.tree.map(lambda x: jnp.sum(x * weights), info)
+    return carry, UpdateInfo(mean_info, count)

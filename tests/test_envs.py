@@ -70,3 +70,43 @@ def test_pendulum_clips_the_action_it_receives():
     np.testing.assert_array_equal(big.obs, bound.obs)
     _, inside = env.step(key, state, jnp.array([0.5]))
     assert not np.array_equal(inside.obs, bound.obs)
+
+
+def test_probe_masked_masks_depend_on_the_sign_and_score_actions():
+    env = envs.make("ProbeMasked-v0")
+    assert "ProbeMasked-v0" in envs.registered()
+    assert env.has_action_mask and env.action_space.num_actions == 4
+    obs, states = jax.vmap(env.reset)(jax.random.split(jax.random.key(3), 16))
+    signs = np.asarray(obs[:, 0])
+    assert set(signs) == {-1.0, 1.0}
+    masks = np.asarray(jax.jit(jax.vmap(env.action_mask))(states))
+    positive = np.array([True, False, True, False])
+    np.testing.assert_array_equal(masks, np.where(signs[:, None] > 0, positive, ~positive))
+    # Rewards per action: sign +1 -> [0, -1, +1, -1] (best 2); sign -1 -> [-1, +1, -1, 0]
+    # (best 1); invalid actions -1, the other valid one 0. Every episode is one step.
+    keys = jax.random.split(jax.random.key(4), 16)
+    for action, on_plus, on_minus in [(0, 0.0, -1.0), (1, -1.0, 1.0), (2, 1.0, -1.0),
+                                      (3, -1.0, 0.0)]:
+        actions = jnp.full((16,), action, jnp.int32)
+        _, step = jax.vmap(env.step)(keys, states, actions)
+        np.testing.assert_array_equal(step.reward, np.where(signs > 0, on_plus, on_minus))
+        assert step.terminated.all() and not step.truncated.any()
+        np.testing.assert_array_equal(step.episode_length, np.ones(16))
+
+
+def test_probe_masked_mask_follows_the_auto_reset():
+    env = envs.make("ProbeMasked-v0")
+    _, state = env.reset(jax.random.key(0))
+    for i in range(6):
+        state, step = env.step(jax.random.key(10 + i), state, jnp.int32(0))
+        # After the one-step episode the state is the reset one: its mask matches the new obs.
+        expected = [True, False, True, False] if step.obs[0] > 0 else [False, True, False, True]
+        np.testing.assert_array_equal(env.action_mask(state), expected)
+
+
+def test_envs_without_masks_allow_every_action():
+    cartpole = envs.make("CartPole-v1")
+    assert not cartpole.has_action_mask
+    _, state = cartpole.reset(jax.random.key(0))
+    np.testing.assert_array_equal(cartpole.action_mask(state), [True, True])
+    assert not envs.make("ProbePolicy-v0").has_action_mask

@@ -138,8 +138,9 @@ def _rollout(config, key):
     network = networks.make(config, env)
     state = jaxppo.init(config, key)
     carry = rollout.EnvCarry(state.obs, state.env_state)
-    _, transitions = jax.jit(rollout.rollout, static_argnums=(0, 1, 5))(
-        env, network, state.params, carry, key, config.num_steps
+    policy = rollout.Policy(state.params, state.normalizers)
+    _, transitions = jax.jit(rollout.rollout, static_argnums=(0, 1, 2))(
+        config, env, network, policy, carry, key
     )
     return network, state, transitions
 
@@ -152,8 +153,8 @@ def test_first_minibatch_has_ratio_one(env_id):
     network, state, tr = _rollout(config, jax.random.key(5))
     adv, targets = gae.batched_gae(tr.reward, tr.value, tr.next_value, tr.terminated,
                                    tr.truncated, config.gamma, config.gae_lambda)
-    batch = update.Batch(tr.obs, tr.action, tr.log_prob, tr.value, adv, targets)
-    batch = jax.tree.map(lambda x: x.reshape(config.batch_size, *x.shape[2:]), batch)
+    data = update.UpdateData(tr, tr.reward, state.normalizers)
+    batch = update.make_batch(config, data, adv, targets)
     _, info = update.loss(state.params, network, config, batch)
     np.testing.assert_allclose(info.approx_kl, 0.0, atol=1e-6)
     assert float(info.clip_fraction) == 0.0

@@ -11,6 +11,10 @@ through exactly the same adapter, rollout and update as real environments.
 | ProbeTruncation-v0 | 1           | bootstrapping through time limits | V = 1 / (1 - gamma)      |
 | ProbePolicy-v0     | 2           | actor conditions on the obs       | a = 1 on +1, 0 on -1     |
 | ProbeContinuous-v0 | Box [-1, 1] | Gaussian actor conditions on obs  | a = obs / 2              |
+| ProbeMasked-v0     | 4, masked   | action masks reach the policy     | a = 2 on +1, 1 on -1     |
+
+ProbeMasked-v0 is the one probe with invalid actions: its ``action_mask(state, params)`` allows
+{0, 2} on sign +1 and {1, 3} on sign -1 (the adapter exposes it as `GymnaxEnv.action_mask`).
 """
 
 from __future__ import annotations
@@ -129,10 +133,32 @@ class ProbeContinuous(_Probe):
         return spaces.Box(-1.0, 1.0, (1,), jnp.float32)
 
 
+class ProbeMasked(_Probe):
+    """One step, 4 actions of which 2 are valid: {0, 2} on sign +1, {1, 3} on sign -1.
+
+    Reward +1 for the best valid action (2 on +1, 1 on -1), 0 for the other valid one and -1
+    for an invalid one. With masking, the optimal policy earns +1, so V = 1.
+    """
+
+    num_actions_ = 4
+
+    def action_mask(self, state, params=None) -> jax.Array:
+        """Valid actions bool[4] in ``state``: [T, F, T, F] on sign +1, [F, T, F, T] on -1."""
+        positive = jnp.array([True, False, True, False])
+        return jnp.where(state.sign > 0, positive, ~positive)
+
+    def transition(self, state, action):
+        valid = self.action_mask(state)[action]
+        best = action == jnp.where(state.sign > 0, 2, 1)
+        reward = jnp.where(best, 1.0, jnp.where(valid, 0.0, -1.0))
+        return reward, jnp.array(True)
+
+
 PROBES = {
     "ProbeValue-v0": ProbeValue,
     "ProbeDiscount-v0": ProbeDiscount,
     "ProbeTruncation-v0": ProbeTruncation,
     "ProbePolicy-v0": ProbePolicy,
     "ProbeContinuous-v0": ProbeContinuous,
+    "ProbeMasked-v0": ProbeMasked,
 }

@@ -1,0 +1,286 @@
+"""The update-side implementation details: each switch does what it says, inside jit.
+
+Normalizer statistics are checked against numpy over everything the rollouts saw, recomputed
+here by replaying each update's rollout with the same key the step uses.
+"""
+
+import functools
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxppo
+from jaxppo import envs, gae, networks, normalize, rollout, update
+
+TINY = jaxppo.Config(
+    num_envs=4, num_steps=16, total_timesteps=4 * 16 * 4, update_epochs=2, num_minibatches=2
+)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _step_and_rollout(config, state):
+    """The step, plus the rollout it makes (same key split as `train._step`)."""
+    env = envs.make(config.env_id)
+    network = networks.make(config, env)
+    _, rollout_key, _ = jax.random.split(state.key, 3)
+    _, transitions = rollout.rollout(
+        config, env, network, rollout.Policy(state.params, state.normalizers),
+        rollout.EnvCarry(state.obs, state.env_state), rollout_key,
+    )
+    new_state, metrics = jaxppo.step(config, state)
+    return new_state, metrics, transitions
+
+
+def _run(config, updates=3):
+    state = jaxppo.init(config, jax.random.key(0))
+    seen = []
+    for _ in range(updates):
+        before = state
+        state, metrics, transitions = _step_and_rollout(config, state)
+        seen.append((before, transitions, metrics))
+    return state, seen
+
+
+@pytest.fixture(scope="module")
+def normalized_run():
+    config = TINY.replace(normalize_obs=True, scale_rewards=True, normalize_values=True)
+    return config, _run(config)
+
+
+def test_observation_statistics_equal_numpy_over_everything_seen(normalized_run):
+    config, (state, seen) = normalized_run
+    raw = np.concatenate([np.asarray(t.raw_obs).reshape(-1, 4) for _, t, _ in seen])
+    assert raw.shape == (3 * 16 * 4, 4)
+    stats = state.normalizers.obs
+    np.testing.assert_allclose(stats.mean, raw.mean(axis=0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(stats.var, raw.var(axis=0), rtol=1e-4, atol=1e-6)
+    assert float(stats.count) == raw.shape[0]
+
+
+def test_statistics_are_frozen_within_an_update(normalized_run):
+    """Every observation of update k was normalized with the statistics from before it."""
+    config, (_, seen) = normalized_run
+    for before, transitions, _ in seen:
+        expected = normalize.normalize(before.normalizers.obs, transitions.raw_obs,
+                                       config.obs_clip)
+        chex.assert_trees_all_close(transitions.obs, expected, rtol=1e-6)
+    first = seen[0][1]
+    # Fresh statistics (mean 0, var 1) make the first update's normalization the identity.
+    np.testing.assert_allclose(first.obs, first.raw_obs, rtol=1e-6)
+
+
+def _discounted_reference(rewards, dones, gamma, start):
+    """Plain loop: R_t = gamma * R_{t-1} + r_t, reset to 0 after a step that ended."""
+    running = np.array(start, np.float64)
+    out = np.zeros_like(rewards, np.float64)
+    for t in range(rewards.shape[0]):
+        running = gamma * running + rewards[t]
+        out[t] = running
+        running = np.where(dones[t], 0.0, running)
+    return out, running
+
+
+def test_discounted_returns_match_a_plain_loop():
+    rng = np.random.default_rng(0)
+    rewards = rng.normal(size=(20, 3)).astype(np.float32)
+    dones = rng.random((20, 3)) < 0.2
+    start = rng.normal(size=3).astype(np.float32)
+    last, returns = normalize.discounted_returns(jnp.asarray(start), rewards, dones, 0.9)
+    ref, ref_last = _discounted_reference(rewards, dones, 0.9, start)
+    np.testing.assert_allclose(returns, ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(last, ref_last, rtol=1e-5, atol=1e-6)
+
+
+def test_reward_scaling_uses_the_running_return_std(normalized_run):
+    config, (state, seen) = normalized_run
+    carry = np.zeros(4)
+    all_returns = []
+    for before, transitions, _ in seen:
+        returns, carry = _discounted_reference(np.asarray(transitions.reward),
+                                               np.asarray(transitions.done), 0.99, carry)
+        all_returns.append(returns)
+        # The rewards GAE saw in this update: r / sqrt(var(R seen before it) + 1e-8).
+        scaled = normalize.scale_rewards(before.normalizers.reward, transitions.reward)
+        if not all_returns[:-1]:
+            np.testing.assert_allclose(scaled, transitions.reward, rtol=1e-6)
+        else:
+            var = np.concatenate([r.ravel() for r in all_returns[:-1]]).var()
+            np.testing.assert_allclose(scaled, transitions.reward / np.sqrt(var + 1e-8),
+                                       rtol=1e-4)
+    everything = np.concatenate([r.ravel() for r in all_returns])
+    np.testing.assert_allclose(state.normalizers.reward.var, everything.var(), rtol=1e-4)
+    np.testing.assert_allclose(state.normalizers.discounted_return, carry, rtol=1e-5)
+
+
+def test_value_targets_are_normalized_and_values_denormalized(normalized_run):
+    config, (state, seen) = normalized_run
+    targets = []
+    for before, tr, _ in seen:
+        reward = normalize.scale_rewards(before.normalizers.reward, tr.reward)
+        _, target = gae.batched_gae(reward, tr.value, tr.next_value, tr.terminated,
+                                    tr.truncated, config.gamma, config.gae_lambda)
+        targets.append(np.asarray(target).ravel())
+        # The rollout's values are the critic's outputs mapped back to return units.
+        network = networks.make(config, envs.make(config.env_id))
+        raw = networks.value(network, before.params, config, tr.obs)
+        np.testing.assert_allclose(
+            tr.value, normalize.denormalize(before.normalizers.value, raw), rtol=1e-5, atol=1e-6
+        )
+    everything = np.concatenate(targets)
+    np.testing.assert_allclose(state.normalizers.value.mean, everything.mean(), rtol=1e-4)
+    np.testing.assert_allclose(state.normalizers.value.var, everything.var(), rtol=1e-4)
+
+
+def test_switches_off_leave_statistics_fresh():
+    config = TINY
+    state, _ = _run(config, updates=1)
+    fresh = normalize.Normalizers.create(4, 4)
+    chex.assert_trees_all_equal(state.normalizers.obs, fresh.obs)
+    chex.assert_trees_all_equal(state.normalizers.reward, fresh.reward)
+    chex.assert_trees_all_equal(state.normalizers.value, fresh.value)
+
+
+def _update_inputs(config):
+    """A rollout and its first-epoch batch, for exercising update pieces directly."""
+    env = envs.make(config.env_id)
+    network = networks.make(config, env)
+    state = jaxppo.init(config, jax.random.key(1))
+    policy = rollout.Policy(state.params, state.normalizers)
+    _, tr = rollout.rollout(config, env, network, policy,
+                            rollout.EnvCarry(state.obs, state.env_state), jax.random.key(2))
+    data = update.UpdateData(tr, tr.reward, state.normalizers)
+    adv, target = gae.batched_gae(tr.reward, tr.value, tr.next_value, tr.terminated,
+                                  tr.truncated, config.gamma, config.gae_lambda)
+    return network, state, data, update.make_batch(config, data, adv, target)
+
+
+def test_recompute_advantages_uses_the_critic_after_the_previous_epoch():
+    config = TINY.replace(recompute_advantages=True, learning_rate=1e-2)
+    network, state, data, batch = _update_inputs(config)
+    optimizer = update.make_optimizer(config)
+    carry = update.OptCarry(state.params, optimizer.init(state.params), jnp.array(False))
+    epoch = functools.partial(update._epoch, batch=batch, data=data, network=network,
+                              config=config, optimizer=optimizer)
+    key1, key2 = jax.random.split(jax.random.key(3))
+    after_1, _ = epoch(carry, (key1, jnp.array(True)))
+    # Epoch 2's data: GAE recomputed by hand from the critic after epoch 1.
+    tr = data.transitions
+    values = network.apply(after_1.params, tr.obs, method="value")
+    next_values = network.apply(after_1.params, tr.final_obs, method="value")
+    adv, target = gae.batched_gae(tr.reward, values, next_values, tr.terminated,
+                                  tr.truncated, config.gamma, config.gae_lambda)
+    recomputed = update.epoch_batch(config, network, after_1.params, data)
+    np.testing.assert_allclose(recomputed.advantage, adv, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(recomputed.target, target, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(recomputed.advantage, batch.advantage, atol=1e-4)
+    # And epoch 2 trains on exactly that batch.
+    after_2, _ = epoch(after_1, (key2, jnp.array(False)))
+    by_hand = update.shuffle_minibatches(recomputed, key2, config)
+    step = functools.partial(update._minibatch_step, network=network, config=config,
+                             optimizer=optimizer)
+    expected, _ = jax.lax.scan(step, after_1, by_hand)
+    chex.assert_trees_all_close(after_2.params, expected.params, rtol=1e-5, atol=1e-7)
+
+
+def _index_batch(steps, envs_):
+    """A batch whose obs hold (t, n) so shuffles can be traced back."""
+    t, n = np.meshgrid(np.arange(steps), np.arange(envs_), indexing="ij")
+    obs = jnp.asarray(np.stack([t, n], -1), jnp.float32)
+    zeros = jnp.zeros((steps, envs_))
+    return update.Batch(obs=obs, action=zeros.astype(jnp.int32),
+                        action_mask=jnp.ones((steps, envs_, 2), bool), log_prob=zeros,
+                        value=zeros, advantage=zeros, target=zeros)
+
+
+def test_transition_shuffle_is_a_permutation():
+    config = TINY.replace(num_minibatches=4)
+    out = update.shuffle_minibatches(_index_batch(16, 4), jax.random.key(0), config)
+    assert out.obs.shape == (4, 16, 2)
+    pairs = {tuple(p) for p in np.asarray(out.obs).reshape(-1, 2).astype(int)}
+    assert len(pairs) == 64
+    other = update.shuffle_minibatches(_index_batch(16, 4), jax.random.key(1), config)
+    assert not np.array_equal(out.obs, other.obs)
+
+
+def test_trajectory_shuffle_keeps_whole_trajectories_in_time_order():
+    config = TINY.replace(num_minibatches=2, shuffle="trajectories")
+    out = np.asarray(update.shuffle_minibatches(_index_batch(16, 4), jax.random.key(0),
+                                                config).obs).astype(int)
+    assert out.shape == (2, 32, 2)
+    pairs = {tuple(p) for p in out.reshape(-1, 2)}
+    assert len(pairs) == 64  # a permutation of the batch
+    for minibatch in out:
+        envs_in = sorted(set(minibatch[:, 1]))
+        assert len(envs_in) == 2  # N / M = 2 whole trajectories
+        for n in envs_in:
+            times = minibatch[minibatch[:, 1] == n, 0]
+            np.testing.assert_array_equal(times, np.arange(16))
+
+
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [
+        # ent_coef 0.1 -> 0.001 over U = 4 updates, f = k / 4.
+        ("constant", [0.1, 0.1, 0.1, 0.1]),
+        ("linear", [0.1, 0.07525, 0.0505, 0.02575]),  # 0.1 - 0.099 * f
+        ("exponential", [0.1, 0.1 * 0.01**0.25, 0.1 * 0.01**0.5, 0.1 * 0.01**0.75]),
+    ],
+)
+def test_entropy_schedule_follows_its_formula(schedule, expected):
+    config = TINY.replace(ent_schedule=schedule, ent_coef=0.1, ent_coef_end=0.001)
+    got = [float(update.entropy_coefficient(config, k)) for k in range(4)]
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_entropy_schedule_reaches_the_loss_inside_jit():
+    config = TINY.replace(ent_schedule="linear", ent_coef=0.1, ent_coef_end=0.001)
+    _, metrics = jax.jit(jaxppo.train)(config, jax.random.key(0))
+    np.testing.assert_allclose(metrics.ent_coef, [0.1, 0.07525, 0.0505, 0.02575], rtol=1e-5)
+    # total = policy + 0.5 * value - ent_coef * entropy, per update means.
+    np.testing.assert_allclose(
+        metrics.total_loss,
+        metrics.policy_loss + 0.5 * metrics.value_loss - metrics.ent_coef * metrics.entropy,
+        rtol=1e-4, atol=1e-5,
+    )
+
+
+def test_kl_early_stop_skips_the_remaining_steps():
+    tripped = TINY.replace(kl_early_stop=True, target_kl=1e-9, learning_rate=1e-2)
+    state, metrics = jax.jit(jaxppo.train)(tripped, jax.random.key(0))
+    # The first minibatch has ratio 1 (approx_kl 0 <= 1e-9) and is taken; the second already
+    # sees the changed policy, exceeds 1e-9 and stops the update: 1 of 4 steps.
+    np.testing.assert_array_equal(metrics.gradient_steps, [1, 1, 1, 1])
+    _, loose = jax.jit(jaxppo.train)(tripped.replace(target_kl=1e9), jax.random.key(0))
+    np.testing.assert_array_equal(loose.gradient_steps, [4, 4, 4, 4])
+
+
+def test_max_norm_clipping_scales_by_the_largest_entry():
+    clip = update.clip_by_global_max_norm(0.5)
+    grads = {"a": jnp.array([1.0, -2.0]), "b": jnp.array([[0.5]])}
+    out, _ = clip.update(grads, clip.init(grads))
+    # Largest |g| is 2 -> scale 0.5 / 2 = 0.25 for every entry.
+    np.testing.assert_allclose(out["a"], [0.25, -0.5])
+    np.testing.assert_allclose(out["b"], [[0.125]])
+    small = {"a": jnp.array([0.1, -0.2])}
+    np.testing.assert_allclose(clip.update(small, clip.init(small))[0]["a"], [0.1, -0.2])
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        (dict(kl_early_stop=True, target_kl=0.0), r"target_kl=0\.0.*kl_early_stop"),
+        (dict(shuffle="trajectories", num_envs=4, num_minibatches=8, num_steps=16),
+         r"num_minibatches=8.*num_envs=4"),
+        (dict(shuffle="episodes"), r"shuffle='episodes'.*transitions"),
+        (dict(ent_schedule="cosine"), r"ent_schedule='cosine'"),
+        (dict(ent_schedule="exponential", ent_coef_end=0.0), r"ent_coef_end=0\.0.*exponential"),
+        (dict(grad_norm_type="l1"), r"grad_norm_type='l1'"),
+        (dict(normalize_obs=True, obs_clip=-1.0), r"obs_clip=-1\.0"),
+    ],
+)
+def test_bad_switch_values_are_refused(fields, match):
+    with pytest.raises(ValueError, match=match):
+        jaxppo.validate(TINY.replace(**fields))
