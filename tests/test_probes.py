@@ -75,3 +75,17 @@ def test_gaussian_policy_conditions_on_the_observation():
     dist, _ = network.apply(params, SIGNS)
     # Reward -(a - sign / 2)^2: the optimal mean is sign / 2.
     np.testing.assert_allclose(dist.mode()[:, 0], [0.5, -0.5], atol=0.1)
+
+
+def test_masked_actions_are_never_taken_while_learning():
+    config = PROBE.replace(env_id="ProbeMasked-v0", action_masking=True)
+    state, metrics = jax.jit(jaxppo.train)(config, jax.random.key(0))
+    # An invalid action would earn -1; valid ones earn 0 or +1. So no update's mean return
+    # can be below 0, and the best valid action (+1) is learned.
+    assert np.all(np.asarray(metrics.episode_return) >= 0.0)
+    assert metrics.episode_return[-1] > 0.9
+    network = networks.make(config, envs.make("ProbeMasked-v0"))
+    masks = jnp.array([[True, False, True, False], [False, True, False, True]])
+    dist = networks.policy(network, state.params, config, SIGNS, masks)
+    np.testing.assert_array_equal(dist.mode(), [2, 1])
+    np.testing.assert_array_equal(np.exp(dist.log_prob(jnp.array([1, 0]))), [0.0, 0.0])
