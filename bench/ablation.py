@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import pathlib
-import platform
 import time
 import warnings
 
 import jax
+import machine as machine_info  # bench/machine.py
 import numpy as np
 
 import jaxppo
@@ -167,12 +166,12 @@ def main() -> None:
             print(f"{env_id:12s} {name:28s} IQM {row['iqm']:9.1f}  CI [{row['ci95'][0]:.1f}, "
                   f"{row['ci95'][1]:.1f}]  {row['seconds_with_compile']:.0f} s", flush=True)
     total = time.perf_counter() - start
-    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-               "device": str(jax.devices()[0]), "jax": jax.__version__}
+    machine = machine_info.describe()
     payload = {"seeds": args.seeds, "budgets": budgets, "total_seconds": round(total),
                "machine": machine, "results": results}
     (out / "ablation.json").write_text(json.dumps(payload, indent=1) + "\n")
-    header = (f"# Ablation: one switch flipped at a time\n\nMachine: {machine['cores']} cores, "
+    header = (f"# Ablation: one switch flipped at a time\n\nMachine: {machine['cpu']}, "
+              f"{machine['cores']} cores, "
               f"{machine['device']}, jax {machine['jax']}; total {total / 60:.1f} min.\n"
               "Command: `python bench/ablation.py`\n\n")
     (out / "ablation.md").write_text(header + _table(results, budgets, args.seeds))

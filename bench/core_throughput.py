@@ -10,25 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
-import platform
 import statistics
 import time
 
 import jax
+import machine as machine_info  # bench/machine.py
 
 import jaxppo
-
-
-def _cpu_model() -> str:
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def measure(config: jaxppo.Config, seeds: int, repeats: int) -> dict:
@@ -57,15 +46,7 @@ def main() -> None:
     args = parser.parse_args()
     config = jaxppo.Config()
     rows = [measure(config, s, args.repeats) for s in args.seeds]
-    machine = {
-        "cpu": _cpu_model(),
-        "cores": os.cpu_count(),
-        "device": str(jax.devices()[0]),
-        "backend": jax.default_backend(),
-        "jax": jax.__version__,
-        "python": platform.python_version(),
-        "xla_flags": os.environ.get("XLA_FLAGS", ""),
-    }
+    machine = machine_info.describe()
     result = {"benchmark": "CartPole-v1 default config, whole run (500k env steps per seed)",
               "machine": machine, "rows": rows}
     out = pathlib.Path(args.out)
