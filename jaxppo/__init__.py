@@ -18,6 +18,7 @@ if not _os.environ.get("JAXPPO_KEEP_XLA_FLAGS") and "concurrency_optimized" not 
 
 from jaxppo import envs  # noqa: E402
 from jaxppo.config import PRESETS, Config, preset, stack_configs, validate  # noqa: E402
+from jaxppo.sweep import SweepResult, grid, random_search, sweep  # noqa: E402
 from jaxppo.train import Metrics, TrainState, init, step, train  # noqa: E402
 
 __all__ = [
@@ -30,6 +31,10 @@ __all__ = [
     "preset",
     "stack_configs",
     "step",
+    "SweepResult",
+    "grid",
+    "random_search",
+    "sweep",
     "train",
     "validate",
 ]
