@@ -24,7 +24,7 @@ import machine as machine_info  # bench/machine.py
 import numpy as np
 
 import jaxppo
-from jaxppo import evaluate
+from jaxppo import stats
 
 BUDGETS = {"CartPole-v1": 200_000, "Acrobot-v1": 200_000, "Pendulum-v1": 250_000}
 
@@ -75,7 +75,7 @@ def _settings(env_id: str, timesteps_scale: float) -> dict[str, jaxppo.Config]:
 def _bootstrap_iqm(scores: np.ndarray, draws: int = 2000, seed: int = 0) -> tuple[float, float]:
     rng = np.random.default_rng(seed)
     samples = rng.choice(scores, size=(draws, scores.size), replace=True)
-    stats = [evaluate.iqm(s) for s in samples]
+    stats = [stats.iqm(s) for s in samples]
     return float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))
 
 
@@ -86,14 +86,14 @@ def run_setting(config: jaxppo.Config, seeds: int) -> dict:
     _, metrics = jax.block_until_ready(fn(config, keys))
     seconds = time.perf_counter() - start
     returns = np.asarray(metrics.episode_return)
-    final = evaluate.final_returns(returns)
+    final = stats.final_returns(returns)
     finite = final[~np.isnan(final)]
     low, high = _bootstrap_iqm(finite) if finite.size else (float("nan"),) * 2
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # updates where no seed ended one
         curve = np.nanmean(returns, axis=0)
     return {
-        "iqm": evaluate.iqm(finite) if finite.size else float("nan"),
+        "iqm": stats.iqm(finite) if finite.size else float("nan"),
         "ci95": [low, high],
         "final_per_seed": [float(x) for x in final],
         "seconds_with_compile": round(seconds, 1),

@@ -15,7 +15,7 @@ import jax
 import numpy as np
 
 import jaxppo
-from jaxppo import evaluate
+from jaxppo import stats
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -62,7 +62,7 @@ def plot_learning_curves(env_steps: np.ndarray, returns: np.ndarray, title: str,
     fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
     for run in smooth:
         ax.plot(env_steps, run, color="tab:blue", alpha=0.25, linewidth=0.8)
-    center = [evaluate.iqm(col[~np.isnan(col)]) if (~np.isnan(col)).any() else np.nan
+    center = [stats.iqm(col[~np.isnan(col)]) if (~np.isnan(col)).any() else np.nan
               for col in smooth.T]
     ax.plot(env_steps, center, color="tab:blue", linewidth=2.0,
             label=f"IQM over {returns.shape[0]} seeds")
@@ -101,14 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     run_s = time.perf_counter() - start
 
     returns = np.asarray(metrics.episode_return)
-    final = evaluate.final_returns(returns)
+    final = stats.final_returns(returns)
     steps = config.num_updates * config.batch_size
     print(f"\n{'seed':>4}  {'final return':>12}  {'episodes':>8}")
     for seed, (value, count) in enumerate(zip(final, np.asarray(metrics.episode_count).sum(1),
                                               strict=True)):
         print(f"{seed:>4}  {value:>12.1f}  {count:>8d}")
     finite = final[~np.isnan(final)]
-    summary = evaluate.iqm(finite) if finite.size else float("nan")
+    summary = stats.iqm(finite) if finite.size else float("nan")
     print(f"\nIQM final return over {args.seeds} seeds: {summary:.1f} "
           f"(mean {np.nanmean(final):.1f}, min {np.nanmin(final):.1f}, max {np.nanmax(final):.1f})")
     print("final return = mean training-episode return over the last 10 updates")

@@ -1,6 +1,6 @@
 """Learning thresholds (slow): IQM over 8 seeds of the final training returns.
 
-"Final return" is `evaluate.final_returns`: the mean training-episode return over the last 10
+"Final return" is `stats.final_returns`: the mean training-episode return over the last 10
 updates of each seed. All 8 seeds train in one vmapped call.
 """
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import jaxppo
-from jaxppo import evaluate
+from jaxppo import stats
 
 pytestmark = pytest.mark.slow
 
@@ -17,9 +17,9 @@ pytestmark = pytest.mark.slow
 def _final_iqm(config: jaxppo.Config, seeds: int = 8) -> tuple[float, np.ndarray]:
     keys = jax.random.split(jax.random.key(0), seeds)
     _, metrics = jax.jit(jax.vmap(jaxppo.train, in_axes=(None, 0)))(config, keys)
-    final = evaluate.final_returns(metrics.episode_return)
+    final = stats.final_returns(metrics.episode_return)
     assert not np.isnan(final).any(), final
-    return evaluate.iqm(final), final
+    return stats.iqm(final), final
 
 
 def test_cartpole_reaches_475_within_500k_steps():
