@@ -16,8 +16,9 @@ if not _os.environ.get("JAXPPO_KEEP_XLA_FLAGS") and "concurrency_optimized" not 
 ):
     _os.environ["XLA_FLAGS"] = (_os.environ.get("XLA_FLAGS", "") + " " + _FLAG).strip()
 
-from jaxppo import envs  # noqa: E402
+from jaxppo import envs, experiment, stats  # noqa: E402
 from jaxppo.config import PRESETS, Config, preset, stack_configs, validate  # noqa: E402
+from jaxppo.evaluation import EvalResult, LoadedPolicy, evaluate, load  # noqa: E402
 from jaxppo.sweep import SweepResult, grid, random_search, sweep  # noqa: E402
 from jaxppo.train import Metrics, TrainState, init, step, train  # noqa: E402
 
@@ -26,7 +27,13 @@ __all__ = [
     "PRESETS",
     "Metrics",
     "TrainState",
+    "EvalResult",
+    "LoadedPolicy",
     "envs",
+    "evaluate",
+    "experiment",
+    "load",
+    "stats",
     "init",
     "preset",
     "stack_configs",

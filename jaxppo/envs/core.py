@@ -107,6 +107,12 @@ class GymnaxEnv:
     def __repr__(self) -> str:
         return f"GymnaxEnv({self.env_id!r})"
 
+    @property
+    def max_episode_steps(self) -> int | None:
+        """The env's time limit (gymnax's ``max_steps_in_episode``), or None without one."""
+        limit = getattr(self._params, "max_steps_in_episode", None)
+        return None if limit is None else int(limit)
+
     def _flat(self, obs: jax.Array) -> jax.Array:
         return jnp.reshape(obs, (self.observation_size,)).astype(jnp.float32)
 

@@ -1,0 +1,409 @@
+"""The ``jaxppo`` command line (also ``python -m jaxppo``).
+
+    jaxppo train --env CartPole-v1 --seeds 8 --out runs/cartpole
+    jaxppo eval runs/cartpole --episodes 100
+    jaxppo resume runs/cartpole
+    jaxppo sweep --env CartPole-v1 --learning-rate 1e-3,3e-4 --clip-eps 0.1,0.2 --seeds 4
+    jaxppo envs
+
+Every Config field is a flag (``--learning-rate``, ``--num-envs``, ``--normalize-obs`` /
+``--no-normalize-obs``, ...) with the field's documentation as help. A run starts from
+`jaxppo.preset` of its env. Mistakes (an unknown flag, a bad value, a missing run directory, a
+checkpoint of another program) print one clear line and exit with status 2; a Ctrl-C saves a
+checkpoint and the metrics so far and exits with status 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import math
+import pathlib
+import re
+import sys
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with "did you mean" for unknown flags."""
+
+    def error(self, message: str):
+        unknown = re.findall(r"(--[\w-]+)", message) if "unrecognized" in message else []
+        hints = []
+        for flag in unknown:
+            known = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+            close = difflib.get_close_matches(flag, known, n=1)
+            if close:
+                hints.append(f"{flag}: did you mean {close[0]}?")
+        if hints:
+            message += " (" + "; ".join(hints) + ")"
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _field_docs() -> dict[str, str]:
+    """Config field -> its line(s) in the Attributes section of Config's docstring."""
+    from jaxppo.config import Config
+
+    docs: dict[str, str] = {}
+    current = None
+    in_attributes = False
+    for line in (Config.__doc__ or "").splitlines():
+        if line.strip() == "Attributes:":
+            in_attributes = True
+            continue
+        if not in_attributes:
+            continue
+        match = re.match(r"^\s{8}(\w+): (.*)$", line)
+        if match:
+            current = match.group(1)
+            docs[current] = match.group(2).strip()
+        elif current and line.startswith(" " * 12):
+            docs[current] += " " + line.strip()
+    return docs
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, sweep: bool) -> None:
+    """One flag per Config field (values parsed later, so errors name the field)."""
+    from jaxppo import config as config_lib
+    from jaxppo.config import Config
+
+    docs = _field_docs()
+    group = parser.add_argument_group(
+        "Config fields", "default: jaxppo.preset(env) (Config's defaults for most envs)"
+        + ("; a dynamic field takes a comma-separated list of values to sweep" if sweep else ""))
+    defaults = Config()
+    dynamic = set(config_lib.dynamic_fields())
+    for field in dataclasses.fields(Config):
+        name = field.name
+        default = getattr(defaults, name)
+        help_text = docs.get(name, "").replace("%", "%%")
+        flags = [_flag(name)] + (["--env"] if name == "env_id" else [])
+        if isinstance(default, bool):
+            group.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction,
+                               default=None, help=f"{help_text} (default: {default})")
+            continue
+        if name in dynamic:
+            metavar = "X[,X...]" if sweep else "X"
+        elif isinstance(default, tuple):
+            metavar = "N[,N...]"
+        else:
+            metavar = type(default).__name__.upper()
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        group.add_argument(*flags, dest=name, default=None, metavar=metavar,
+                           help=f"{help_text} (default: {shown})")
+
+
+def _parse_field(name: str, text: str, default):
+    """A flag's text as the type of the field's default; ValueError naming the flag."""
+    try:
+        if isinstance(default, tuple):
+            return tuple(int(x) for x in text.split(",") if x.strip())
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, float):
+            return float(text)
+    except ValueError:
+        kind = ("a comma-separated list of integers" if isinstance(default, tuple)
+                else type(default).__name__)
+        raise ValueError(f"{_flag(name)} {text!r}: expected {kind}") from None
+    return text
+
+
+def _config_from_args(args, sweep: bool):
+    """(base config, sweep space) from the parsed flags."""
+    import jaxppo
+    from jaxppo import config as config_lib
+    from jaxppo.config import Config
+
+    env_id = args.env_id or "CartPole-v1"
+    if env_id not in jaxppo.envs.registered():
+        close = difflib.get_close_matches(env_id, jaxppo.envs.registered(), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; `jaxppo envs` lists them"
+        raise ValueError(f"unknown environment {env_id!r}{hint}")
+    config = jaxppo.preset(env_id)
+    defaults = Config()
+    dynamic = set(config_lib.dynamic_fields())
+    overrides, space = {}, {}
+    for field in dataclasses.fields(Config):
+        name = field.name
+        value = getattr(args, name, None)
+        if value is None or name == "env_id":
+            continue
+        default = getattr(defaults, name)
+        if isinstance(default, bool):
+            overrides[name] = bool(value)
+            continue
+        if "," in value and not isinstance(default, tuple):
+            if not sweep:
+                raise ValueError(f"{_flag(name)} {value!r}: one value expected; use "
+                                 "`jaxppo sweep` to train a list of values")
+            if name not in dynamic:
+                raise ValueError(
+                    f"cannot sweep {_flag(name)}: {name} is a static field, and each value "
+                    "would compile a different program; run one sweep per value of it instead")
+            parts = [p.strip() for p in value.split(",")]
+            if any(not p for p in parts):
+                raise ValueError(f"{_flag(name)} {value!r}: a malformed list (an empty item)")
+            space[name] = [_parse_field(name, p, default) for p in parts]
+        else:
+            overrides[name] = _parse_field(name, value, default)
+    return config.replace(**overrides), space
+
+
+def _common_run_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="seeds per setting, trained in one call (default: 8 for train, 4 "
+                        "for sweep)")
+    parser.add_argument("--seed", type=int, default=0, help="base PRNG seed (default: 0)")
+    parser.add_argument("--out", default=None,
+                        help="run directory (default: runs/ENV_ID-DATE-TIME)")
+    parser.add_argument("--chunk-updates", type=int, default=None,
+                        help="updates per compiled chunk (default: about 50 chunks per run)")
+    parser.add_argument("--checkpoint-every", type=int, default=10,
+                        help="chunks between checkpoints (default: 10; one is always saved at "
+                        "the end and on Ctrl-C)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace what the run directory holds")
+    _output_flags(parser)
+
+
+def _output_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="also write TensorBoard event files (needs tensorboardX)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="jaxppo", description="PPO in JAX: many seeds and settings in one "
+                     "compiled call.",
+                     epilog="`jaxppo COMMAND --help` describes each command.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    train = commands.add_parser("train", help="train seeds of one config",
+                                description="Train S seeds of one Config in one compiled, "
+                                "chunked, checkpointed call.")
+    _common_run_flags(train)
+    _add_config_flags(train, sweep=False)
+    sweep = commands.add_parser("sweep", help="train a grid of settings x seeds",
+                                description="Train every combination of the listed values of "
+                                "dynamic fields, x seeds, in one compiled call; rank them.")
+    _common_run_flags(sweep)
+    _add_config_flags(sweep, sweep=True)
+    evaluate = commands.add_parser("eval", help="evaluate the policies of a run",
+                                   description="Run the trained policies of a run directory "
+                                   "for E episodes per run.")
+    evaluate.add_argument("run_dir", help="a run directory written by train or sweep")
+    evaluate.add_argument("--episodes", type=int, default=100,
+                          help="episodes per run (default: 100)")
+    evaluate.add_argument("--stochastic", action="store_true",
+                          help="sample actions (default: the policy's mode)")
+    evaluate.add_argument("--seed", type=int, default=1, help="PRNG seed (default: 1)")
+    resume = commands.add_parser("resume", help="continue a stopped run",
+                                 description="Continue a run from its newest checkpoint.")
+    resume.add_argument("run_dir", help="a run directory written by train or sweep")
+    _output_flags(resume)
+    commands.add_parser("envs", help="list the environments", description="List every "
+                        "environment id jaxppo accepts.")
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------
+# Output.
+
+
+def _fmt(x: float, digits: int = 1) -> str:
+    return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _print_run_table(result) -> None:
+    from jaxppo import stats
+
+    final = result.final_returns()
+    episodes = result.metrics["episode_count"].sum(axis=-1)
+    labels = result.setting_labels()
+    if result.spec.num_settings == 1:
+        print(f"\n{'seed':>4}  {'final return':>12}  {'episodes':>8}")
+        for s in range(result.spec.seeds):
+            print(f"{s:>4}  {_fmt(final[0, s]):>12}  {int(episodes[0, s]):>8d}")
+        finite = final[0][~np.isnan(final[0])]
+        if finite.size:
+            agg = stats.aggregate(finite)
+            print(f"\nIQM {stats.format_ci(agg['iqm'])} (95% stratified bootstrap CI) over "
+                  f"{result.spec.seeds} seeds; median {_fmt(agg['median']['value'])}, mean "
+                  f"{_fmt(agg['mean']['value'])}, min {_fmt(float(finite.min()))}, max "
+                  f"{_fmt(float(finite.max()))}")
+    else:
+        _print_ranking(labels, final)
+    print("final return = mean training-episode return over each run's last 10 updates")
+
+
+def _print_ranking(labels: Sequence[str], final: np.ndarray) -> None:
+    from jaxppo import stats
+
+    rows = []
+    for label, row in zip(labels, final, strict=True):
+        finite = row[~np.isnan(row)]
+        agg = stats.aggregate(finite)["iqm"] if finite.size else None
+        rows.append((agg["value"] if agg else -math.inf, label, agg, finite.size))
+    rows.sort(key=lambda r: -r[0])
+    width = max(len(r[1]) for r in rows)
+    print(f"\n{'rank':>4}  {'setting':<{width}}  {'IQM final return [95% CI]':>28}")
+    for rank, (_, label, agg, _) in enumerate(rows, start=1):
+        text = stats.format_ci(agg) if agg else "no finished episode"
+        print(f"{rank:>4}  {label:<{width}}  {text:>28}")
+
+
+def _print_paths(result) -> None:
+    print("\nwritten:")
+    for name, path in result.paths.items():
+        print(f"  {name + ':':<16} {path}")
+
+
+def _print_timing(result) -> None:
+    steps = result.spec.num_runs * (result.updates_done * result.spec.config.batch_size)
+    line = f"compile {result.compile_s:.1f} s, run {result.run_s:.1f} s"
+    if result.run_s > 0:
+        line += f", {steps / result.run_s:,.0f} env steps/s over all {result.spec.num_runs} runs"
+    print(line)
+
+
+def _report(result) -> int:
+    if result.interrupted:
+        print(f"\ninterrupted after {result.updates_done} of {result.spec.config.num_updates} "
+              f"updates; checkpoint and metrics saved. Continue with: jaxppo resume "
+              f"{result.run_dir}")
+    _print_run_table(result)
+    _print_timing(result)
+    _print_paths(result)
+    return EXIT_INTERRUPTED if result.interrupted else 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands.
+
+
+def _train(args, sweep: bool) -> int:
+    import jax
+
+    import jaxppo
+
+    config, space = _config_from_args(args, sweep)
+    seeds = args.seeds if args.seeds is not None else (4 if sweep else 8)
+    out = args.out or f"runs/{config.env_id}-{time.strftime('%Y%m%d-%H%M%S')}"
+    spec = jaxppo.experiment.make_spec(config, space or None, seeds=seeds, seed=args.seed,
+                                       chunk_updates=args.chunk_updates,
+                                       checkpoint_every=args.checkpoint_every)
+    what = (f"{spec.num_settings} settings x {seeds} seeds" if space else f"{seeds} seeds")
+    print(f"PPO on {config.env_id}: {what} x {config.num_updates} updates x "
+          f"{config.batch_size} env steps, one compiled call per chunk of "
+          f"{spec.chunk_updates} updates ({jax.default_backend()}); compiling...")
+    result = jaxppo.experiment.run(
+        config, seeds, out, space=space or None, seed=args.seed,
+        chunk_updates=args.chunk_updates, checkpoint_every=args.checkpoint_every,
+        progress=not args.no_progress, tensorboard=args.tensorboard, overwrite=args.overwrite)
+    return _report(result)
+
+
+def _resume(args) -> int:
+    import jaxppo
+
+    spec = jaxppo.experiment.load_spec(args.run_dir)
+    print(f"resuming {args.run_dir}: PPO on {spec.config.env_id}, {spec.num_runs} runs")
+    result = jaxppo.experiment.resume(args.run_dir, progress=not args.no_progress,
+                                      tensorboard=args.tensorboard)
+    return _report(result)
+
+
+def _eval(args) -> int:
+    import json
+
+    import jax
+
+    import jaxppo
+    from jaxppo import config as config_lib
+    from jaxppo import stats
+
+    if args.episodes < 1:
+        raise ValueError(f"--episodes {args.episodes}: expected an integer >= 1")
+    spec, state, _, done = jaxppo.experiment.restore(args.run_dir)
+    configs = config_lib.stack_configs([c for c in spec.configs() for _ in range(spec.seeds)])
+    start = time.perf_counter()
+    result = jaxppo.evaluate(configs, state, jax.random.key(args.seed), args.episodes,
+                             deterministic=not args.stochastic)
+    seconds = time.perf_counter() - start
+    returns = result.returns.reshape(spec.num_settings, spec.seeds, args.episodes)
+    per_run = returns.mean(axis=-1)
+    mode = "sampled" if args.stochastic else "deterministic (mode)"
+    print(f"{args.run_dir}: {args.episodes} episodes per run, {mode} actions, checkpoint "
+          f"after {done} updates ({seconds:.1f} s incl. compile)")
+    labels = jaxppo.experiment.setting_labels(spec)
+    report = {"episodes": args.episodes, "deterministic": not args.stochastic,
+              "updates_done": done, "settings": []}
+    for h in range(spec.num_settings):
+        agg = stats.aggregate(per_run[h])
+        if spec.num_settings == 1:
+            print(f"\n{'seed':>4}  {'mean return':>11}  {'min':>8}  {'max':>8}")
+            for s in range(spec.seeds):
+                r = returns[h, s]
+                print(f"{s:>4}  {r.mean():>11.1f}  {r.min():>8.1f}  {r.max():>8.1f}")
+            print(f"\nIQM over seeds {stats.format_ci(agg['iqm'])} (95% CI); median "
+                  f"{_fmt(agg['median']['value'])}, mean {_fmt(agg['mean']['value'])}")
+        report["settings"].append({"setting": h, "label": labels[h],
+                                   "returns": returns[h].tolist(), "aggregate": agg})
+    if spec.num_settings > 1:
+        _print_ranking(labels, per_run)
+    unfinished = int((~result.finished).sum())
+    if unfinished:
+        print(f"{unfinished} episodes did not end within the step limit (partial returns)")
+    path = pathlib.Path(args.run_dir) / "eval.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwritten: {path}")
+    return 0
+
+
+def _envs() -> int:
+    import jaxppo
+
+    print("environments (any of them works with --env):")
+    for env_id in jaxppo.envs.registered():
+        print(f"  {env_id}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    from jaxppo.experiment import RunError
+
+    try:
+        if args.command in ("train", "sweep"):
+            return _train(args, sweep=args.command == "sweep")
+        if args.command == "resume":
+            return _resume(args)
+        if args.command == "eval":
+            return _eval(args)
+        return _envs()
+    except (RunError, ValueError) as error:
+        print(f"jaxppo {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"\njaxppo {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
