@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import functools
 import math
 import pathlib
 import re
@@ -186,10 +187,12 @@ def _output_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="jaxppo", description="PPO in JAX: many seeds and settings in one "
-                     "compiled call.",
+    parser = _Parser(prog="jaxppo", allow_abbrev=False,
+                     description="PPO in JAX: many seeds and settings in one compiled call.",
                      epilog="`jaxppo COMMAND --help` describes each command.")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    # No prefix matching of flags: --learning-rat is a typo, not --learning-rate.
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                     parser_class=functools.partial(_Parser, allow_abbrev=False))
     train = commands.add_parser("train", help="train seeds of one config",
                                 description="Train S seeds of one Config in one compiled, "
                                 "chunked, checkpointed call.")
@@ -383,7 +386,10 @@ def _envs() -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # reported by the command's own parser, which knows its flags
+        command = parser._subparsers._group_actions[0].choices.get(args.command, parser)
+        command.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE

@@ -15,7 +15,8 @@ state.
 A run directory holds:
 
     config.json       the base Config, the swept settings, seeds, chunking
-    metrics.csv       tidy per-update metrics: setting, swept fields, seed, update, env_steps, ...
+    metrics.csv       tidy per-update metrics: setting, config.<swept field>..., seed, update,
+                      env_steps, then one column per `jaxppo.Metrics` field
     checkpoints/      orbax checkpoints, one folder per number of updates done
     summary.json      final returns per run and their aggregates per setting
     plots/            learning_curve.png (and sweep.png for a sweep)
@@ -188,7 +189,8 @@ def make_spec(config: Config, space: Mapping[str, Sequence[float]] | None = None
     settings: dict[str, tuple[float, ...]] = {}
     if space:
         table = _settings_table(space)
-        settings = {k: tuple(float(x) for x in v) for k, v in table.items()}
+        # The shortest decimal that rounds to the float32 leaf: 0.001, not 0.0010000000474974513.
+        settings = {k: tuple(float(str(np.float32(x))) for x in v) for k, v in table.items()}
     spec = Spec(config, settings, seeds, int(seed), min(chunk, config.num_updates),
                 checkpoint_every)
     for c in spec.configs():
@@ -344,7 +346,9 @@ def setting_labels(spec: Spec) -> list[str]:
 
 
 def _metrics_header(spec: Spec) -> list[str]:
-    return ["setting", *spec.settings, "seed", "update", "env_steps",
+    # Swept values are columns "config.<field>": a metric may share the field's name
+    # (learning_rate is also the per-update, possibly annealed, rate).
+    return ["setting", *[f"config.{k}" for k in spec.settings], "seed", "update", "env_steps",
             *[m for m in METRIC_NAMES if m != "env_steps"]]
 
 
@@ -353,7 +357,7 @@ def _metrics_rows(spec: Spec, metrics: Mapping[str, np.ndarray], start: int, sto
     names = [m for m in METRIC_NAMES if m != "env_steps"]
     batch = spec.config.batch_size
     for h in range(spec.num_settings):
-        swept = [f"{v[h]:.9g}" for v in spec.settings.values()]
+        swept = [repr(v[h]) for v in spec.settings.values()]
         for s in range(spec.seeds):
             for u in range(start, stop):
                 values = [_csv_number(metrics[m][h, s, u]) for m in names]
@@ -636,7 +640,8 @@ def _execute(spec: Spec, run_dir: pathlib.Path, *, restored=None, devices=None,
                     break
                 if chunks % spec.checkpoint_every == 0 and done < total:
                     _save(manager, spec, state, metrics, done)
-            _save(manager, spec, state, metrics, done)
+            if done > first:  # a finished run resumed has nothing new to save
+                _save(manager, spec, state, metrics, done)
             manager.wait_until_finished()
     finally:
         bar.close()

@@ -4,3 +4,26 @@ import jax
 
 # Implicit rank promotion hides shape bugs ([T] + [T, 1] silently becomes [T, T]).
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+# ---------------------------------------------------------------------------------------------
+# One tiny experiment shared by the experiment, evaluation and CLI tests (its compiled chunk is
+# cached per program, so every run of this config in the session reuses one compilation).
+
+import pytest  # noqa: E402
+
+import jaxppo  # noqa: E402
+
+# 2 envs x 8 steps = 16 env steps per update, 7 updates; chunks of 3 updates: 3 + 3 + 1.
+RUNNER_CONFIG = jaxppo.Config(num_envs=2, num_steps=8, total_timesteps=7 * 16, update_epochs=1,
+                              num_minibatches=2, hidden_sizes=(8,))
+RUNNER_SEEDS = 2
+RUNNER_CHUNK = 3
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory):
+    """A whole uninterrupted run (checkpoint after every chunk) and its directory."""
+    out = tmp_path_factory.mktemp("runs") / "full"
+    return jaxppo.experiment.run(RUNNER_CONFIG, RUNNER_SEEDS, out, chunk_updates=RUNNER_CHUNK,
+                                 checkpoint_every=1, progress=False, tensorboard=True)

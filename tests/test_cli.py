@@ -1,0 +1,145 @@
+"""The jaxppo command line: train, eval, resume, sweep, envs; every mistake exits 2 with one
+clear line and no traceback. Commands run in-process (sharing compiled programs)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import RUNNER_CHUNK, RUNNER_SEEDS
+
+from jaxppo import cli
+
+TINY_FLAGS = ["--num-envs", "2", "--num-steps", "8", "--total-timesteps", "112",
+              "--update-epochs", "1", "--num-minibatches", "2", "--hidden-sizes", "8",
+              "--chunk-updates", str(RUNNER_CHUNK), "--no-progress"]
+
+
+def run_cli(capsys, *argv):
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "cartpole"
+    code = cli.main(["train", "--env", "CartPole-v1", "--seeds", str(RUNNER_SEEDS), *TINY_FLAGS,
+                     "--out", str(out)])
+    assert code == 0
+    return out
+
+
+def test_train_prints_table_and_paths(trained, capsys):
+    # Run again into a fresh directory to see the output (the program is already compiled).
+    out = trained.parent / "again"
+    code, text, _ = run_cli(capsys, "train", "--seeds", str(RUNNER_SEEDS), *TINY_FLAGS,
+                            "--out", str(out))
+    assert code == 0
+    assert "PPO on CartPole-v1: 2 seeds x 7 updates x 16 env steps" in text
+    assert "seed  final return  episodes" in text
+    assert "IQM " in text and "95% stratified bootstrap CI" in text
+    assert f"learning curve:  {out}/plots/learning_curve.png" in text
+    assert (out / "metrics.csv").exists()
+
+
+def test_config_flags_reach_the_config(trained):
+    config = json.loads((trained / "config.json").read_text())["config"]
+    assert config["num_envs"] == 2 and config["hidden_sizes"] == [8]
+    assert config["total_timesteps"] == 112
+
+
+def test_eval_writes_report(trained, capsys):
+    code, text, _ = run_cli(capsys, "eval", str(trained), "--episodes", "3")
+    assert code == 0
+    assert "3 episodes per run, deterministic (mode) actions" in text
+    report = json.loads((trained / "eval.json").read_text())
+    assert len(report["settings"][0]["returns"]) == RUNNER_SEEDS
+    assert len(report["settings"][0]["returns"][0]) == 3
+
+
+def test_resume_of_finished_run(trained, capsys):
+    code, text, _ = run_cli(capsys, "resume", str(trained), "--no-progress")
+    assert code == 0 and "resuming" in text and "seed  final return" in text
+
+
+def test_sweep_ranks_settings(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    code, text, _ = run_cli(capsys, "sweep", "--learning-rate", "1e-3,3e-4", "--clip-eps",
+                            "0.1,0.2", "--seeds", "2", *TINY_FLAGS, "--out", str(out))
+    assert code == 0
+    assert "4 settings x 2 seeds" in text
+    assert "rank  setting" in text
+    ranked = [line for line in text.splitlines() if line.strip()[:1].isdigit() and "=" in line]
+    assert len(ranked) == 4
+    assert (out / "plots" / "sweep.png").exists()
+
+
+def test_envs_lists_ids(capsys):
+    code, text, _ = run_cli(capsys, "envs")
+    assert code == 0 and "CartPole-v1" in text and "ProbeValue-v0" in text
+
+
+def test_help_is_built_from_config(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "--learning-rate" in text and "Adam step size" in text
+    assert "--normalize-obs, --no-normalize-obs" in text
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--learning-rat", "1e-3"], "did you mean --learning-rate"),
+    (["train", "--num-envs", "four"], "--num-envs 'four': expected int"),
+    (["train", "--env", "CartPol-v1"], "unknown environment 'CartPol-v1'; did you mean"),
+    (["train", "--learning-rate", "1e-3,3e-4"], "use `jaxppo sweep`"),
+    (["train", "--clip-eps", "-1"], "clip_eps"),
+    (["sweep", "--num-envs", "2,4"], "cannot sweep --num-envs: num_envs is a static field"),
+    (["sweep", "--clip-eps", "0.1,,0.2"], "malformed list"),
+    (["eval", "/nonexistent/run"], "run directory /nonexistent/run does not exist"),
+    (["resume", "/nonexistent/run"], "does not exist"),
+    (["eval", "/tmp", "--episodes", "0"], "--episodes 0"),
+])
+def test_mistakes_exit_2_with_one_line(capsys, argv, message):
+    try:
+        code = cli.main(argv)
+    except SystemExit as exit_info:  # argparse's own errors
+        code = exit_info.code
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_existing_run_is_not_overwritten(trained, capsys):
+    before = (trained / "metrics.csv").read_bytes()
+    code, _, err = run_cli(capsys, "train", *TINY_FLAGS, "--out", str(trained))
+    assert code == 2 and "already holds files" in err and "--overwrite" in err
+    assert (trained / "metrics.csv").read_bytes() == before
+
+
+def test_ctrl_c_in_a_real_process_saves_and_exits_130(tmp_path):
+    """SIGINT to `python -m jaxppo train`: exit 130, a checkpoint, the resume hint; then
+    `jaxppo resume` finishes the run."""
+    out = tmp_path / "interrupted"
+    flags = [f if f != "112" else "16000" for f in TINY_FLAGS]  # 1000 updates
+    flags[flags.index("--chunk-updates") + 1] = "5"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "jaxppo", "train", "--seeds", "1", *flags,
+                             "--out", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 300
+    csv = out / "metrics.csv"
+    while time.time() < deadline and (not csv.exists() or csv.stat().st_size < 1000):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "checkpoint and metrics saved" in stdout and "jaxppo resume" in stdout
+    assert "Traceback" not in stderr
+    done = json.loads((out / "summary.json").read_text())["updates_done"]
+    assert 0 < done < 1000 and done % 5 == 0

@@ -1,0 +1,234 @@
+"""The experiment runner: chunked == one call, exact resume, Ctrl-C, files on disk, errors."""
+
+import json
+import os
+import signal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import RUNNER_CHUNK, RUNNER_CONFIG, RUNNER_SEEDS
+
+import jaxppo
+from jaxppo import experiment
+
+
+def _bits(tree):
+    """Host arrays, PRNG keys as their raw bits, for exact comparison."""
+    return jax.tree.map(lambda x: np.asarray(
+        jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x), tree)
+
+
+def assert_same_run(a, b):
+    """Bit-for-bit equal final states and metrics (NaN where no episode ended in both)."""
+    for x, y in zip(jax.tree.leaves(_bits(a.state)), jax.tree.leaves(_bits(b.state)),
+                    strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert set(a.metrics) == set(b.metrics)
+    for name in a.metrics:
+        np.testing.assert_array_equal(a.metrics[name], b.metrics[name], err_msg=name)
+
+
+def test_finished_run_shapes_and_files(finished_run):
+    r = finished_run
+    assert r.finished and not r.interrupted and r.updates_done == 7
+    assert r.metrics["episode_return"].shape == (1, RUNNER_SEEDS, 7)
+    assert jax.tree.leaves(r.state)[0].shape[0] == RUNNER_SEEDS
+    # env_steps of update u is (u + 1) x 16.
+    np.testing.assert_array_equal(r.metrics["env_steps"][0, 0], 16 * np.arange(1, 8))
+    for name in ("config", "metrics", "summary", "checkpoints", "learning curve", "tensorboard"):
+        assert r.paths[name].exists(), name
+    assert r.paths["learning curve"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Checkpoints are named by updates done; the last two are kept (3, 6, 7 -> 6, 7).
+    assert sorted(int(p.name) for p in r.paths["checkpoints"].iterdir() if p.name.isdigit()) \
+        == [6, 7]
+
+
+def test_chunked_run_equals_one_jitted_train(finished_run):
+    """The chunks (3 + 3 + 1 updates, the last through the skip branch) compute what one
+    jax.jit(vmap(train)) call computes, with the same keys."""
+    keys = jax.random.split(jax.random.key(0), RUNNER_SEEDS)
+    state, metrics = jax.jit(jax.vmap(jaxppo.train, in_axes=(None, 0)))(RUNNER_CONFIG, keys)
+    for name, values in finished_run.metrics.items():
+        np.testing.assert_allclose(values[0], np.asarray(getattr(metrics, name)), rtol=1e-5,
+                                   atol=1e-6, err_msg=name)
+    for x, y in zip(jax.tree.leaves(_bits(finished_run.state)), jax.tree.leaves(_bits(state)),
+                    strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_metrics_csv_is_tidy_and_matches(finished_run):
+    rows = experiment.read_metrics(finished_run.run_dir)
+    assert list(rows[0])[:4] == ["setting", "seed", "update", "env_steps"]
+    assert len(rows) == 1 * RUNNER_SEEDS * 7
+    for row in rows:
+        s, u = int(row["seed"]), int(row["update"])
+        assert int(row["env_steps"]) == (u + 1) * 16
+        for name in ("total_loss", "entropy", "learning_rate"):
+            np.testing.assert_allclose(float(row[name]), finished_run.metrics[name][0, s, u],
+                                       rtol=1e-6)
+        expected = finished_run.metrics["episode_return"][0, s, u]
+        assert (row["episode_return"] == "") == bool(np.isnan(expected))
+
+
+def test_config_json_round_trip(finished_run):
+    data = json.loads((finished_run.run_dir / "config.json").read_text())
+    spec = experiment.Spec.from_json(data)
+    assert spec == finished_run.spec
+    assert spec.config == RUNNER_CONFIG
+    assert data["config"]["hidden_sizes"] == [8]
+
+
+def test_summary_json(finished_run):
+    summary = json.loads((finished_run.run_dir / "summary.json").read_text())
+    final = finished_run.final_returns()
+    assert summary["finished"] and summary["updates_done"] == 7
+    got = np.array(summary["settings"][0]["final_returns"], dtype=float)
+    np.testing.assert_allclose(got, final[0])
+
+
+@pytest.mark.parametrize("stop_after", [1, 2])
+def test_resume_is_bit_exact(finished_run, tmp_path, stop_after):
+    """Stopped after chunk k (k x 3 updates), resumed: the uninterrupted run, bit for bit,
+    and the same metrics.csv byte for byte."""
+    out = tmp_path / "stopped"
+    stopped = experiment.run(RUNNER_CONFIG, RUNNER_SEEDS, out, chunk_updates=RUNNER_CHUNK,
+                             progress=False, plots=False, stop_after_chunks=stop_after)
+    assert stopped.interrupted and stopped.updates_done == RUNNER_CHUNK * stop_after
+    assert len(experiment.read_metrics(out)) == RUNNER_SEEDS * RUNNER_CHUNK * stop_after
+    resumed = experiment.resume(out, progress=False, plots=False)
+    assert resumed.finished and not resumed.interrupted
+    assert_same_run(resumed, finished_run)
+    assert (out / "metrics.csv").read_bytes() == (finished_run.run_dir / "metrics.csv").read_bytes()
+
+
+def test_ctrl_c_saves_and_resume_finishes(finished_run, tmp_path, monkeypatch):
+    """A real SIGINT during the first chunk: the run ends after that chunk with a checkpoint
+    and the metrics so far; resume then gives the uninterrupted run."""
+    write = experiment._write_metrics
+    calls = []
+
+    def write_then_interrupt(*args, **kwargs):
+        write(*args, **kwargs)
+        calls.append(kwargs.get("fresh"))
+        if calls.count(False) == 1:  # after the first chunk's rows
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(experiment, "_write_metrics", write_then_interrupt)
+    out = tmp_path / "interrupted"
+    result = experiment.run(RUNNER_CONFIG, RUNNER_SEEDS, out, chunk_updates=RUNNER_CHUNK,
+                            progress=False, plots=False)
+    assert result.interrupted and result.updates_done == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    monkeypatch.setattr(experiment, "_write_metrics", write)
+    _, _, history, done = experiment.restore(out)
+    assert done == 3 and history["episode_return"].shape == (1, RUNNER_SEEDS, 3)
+    assert_same_run(experiment.resume(out, progress=False, plots=False), finished_run)
+
+
+def test_existing_directory_is_not_overwritten(finished_run, tmp_path):
+    out = tmp_path / "keep"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    with pytest.raises(experiment.RunError, match="already holds files.*overwrite"):
+        experiment.run(RUNNER_CONFIG, RUNNER_SEEDS, out, progress=False)
+    assert (out / "precious.txt").read_text() == "keep me"
+
+
+def test_resume_errors(finished_run, tmp_path):
+    with pytest.raises(experiment.RunError, match="does not exist"):
+        experiment.resume(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(experiment.RunError, match="no config.json"):
+        experiment.resume(tmp_path / "empty")
+    bad = tmp_path / "bad_json"
+    bad.mkdir()
+    (bad / "config.json").write_text("{not json")
+    with pytest.raises(experiment.RunError, match="not valid JSON"):
+        experiment.resume(bad)
+    no_ckpt = tmp_path / "no_ckpt"
+    no_ckpt.mkdir()
+    (no_ckpt / "config.json").write_text((finished_run.run_dir / "config.json").read_text())
+    with pytest.raises(experiment.RunError, match="holds no checkpoint"):
+        experiment.resume(no_ckpt)
+
+
+def _copy_run(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_mismatched_checkpoint_is_refused(finished_run, tmp_path):
+    """config.json edited to another static config: the checkpoint is of another program."""
+    run_dir = _copy_run(finished_run.run_dir, tmp_path / "edited")
+    data = json.loads((run_dir / "config.json").read_text())
+    data["config"]["num_envs"] = 4
+    (run_dir / "config.json").write_text(json.dumps(data))
+    with pytest.raises(experiment.RunError, match="num_envs=2 but config.json says 4"):
+        experiment.resume(run_dir, progress=False)
+    data["config"]["num_envs"] = 2
+    data["seeds"] = 3
+    (run_dir / "config.json").write_text(json.dumps(data))
+    with pytest.raises(experiment.RunError, match="holds 2 runs but config.json describes 3"):
+        experiment.resume(run_dir, progress=False)
+    data["seeds"] = 2
+    data["config"]["no_such_field"] = 1
+    (run_dir / "config.json").write_text(json.dumps(data))
+    with pytest.raises(experiment.RunError, match="unknown Config field.*no_such_field"):
+        experiment.resume(run_dir, progress=False)
+
+
+def test_corrupt_checkpoint_is_refused(finished_run, tmp_path):
+    run_dir = _copy_run(finished_run.run_dir, tmp_path / "corrupt")
+    state_dir = run_dir / "checkpoints" / "7" / "state"
+    for path in state_dir.rglob("*"):
+        if path.is_file() and path.name != "commit_success.txt":
+            path.write_bytes(b"garbage")
+    with pytest.raises(experiment.RunError, match="cannot (read|restore) checkpoint"):
+        experiment.resume(run_dir, progress=False)
+
+
+def test_bad_arguments_are_refused_before_running(tmp_path):
+    with pytest.raises(ValueError, match="seeds=0"):
+        experiment.run(RUNNER_CONFIG, 0, tmp_path / "a")
+    with pytest.raises(ValueError, match="chunk_updates=0"):
+        experiment.run(RUNNER_CONFIG, 2, tmp_path / "a", chunk_updates=0)
+    with pytest.raises(ValueError, match="cannot sweep Config.num_envs"):
+        experiment.run(RUNNER_CONFIG, 2, tmp_path / "a", space={"num_envs": [2, 4]})
+    assert not (tmp_path / "a").exists()
+
+
+def test_tensorboard_event_files(finished_run):
+    files = list((finished_run.run_dir / "tensorboard" / "setting0").glob("events.out.*"))
+    assert len(files) == 1
+    data = files[0].read_bytes()
+    for tag in (b"episode_return/iqm", b"episode_return/seed0", b"train/entropy"):
+        assert tag in data, tag
+
+
+def test_sweep_run_layout(tmp_path):
+    """A 2-setting run: metrics [H, S, U], rows per setting carry the swept value, and
+    setting h seed s equals a plain run of that setting with seed s."""
+    space = {"learning_rate": [1e-3, 1e-2]}
+    result = experiment.run(RUNNER_CONFIG, RUNNER_SEEDS, tmp_path / "sweep", space=space,
+                            chunk_updates=7, progress=False)
+    assert result.metrics["entropy"].shape == (2, RUNNER_SEEDS, 7)
+    assert result.paths["sweep plot"].exists()
+    rows = experiment.read_metrics(tmp_path / "sweep")
+    assert {(r["setting"], r["config.learning_rate"]) for r in rows} == {("0", "0.001"),
+                                                                         ("1", "0.01")}
+    keys = jax.random.split(jax.random.key(0), RUNNER_SEEDS)
+    _, metrics = jax.jit(jax.vmap(jaxppo.train, in_axes=(None, 0)))(
+        RUNNER_CONFIG.replace(learning_rate=1e-2), keys)
+    np.testing.assert_allclose(result.metrics["total_loss"][1], metrics.total_loss, rtol=1e-5)
+    np.testing.assert_allclose(result.metrics["learning_rate"][1, :, 0], 1e-2, rtol=1e-6)
+
+
+def test_spec_default_chunking():
+    assert experiment.default_chunk_updates(976) == 20  # ceil(976 / 50)
+    assert experiment.default_chunk_updates(7) == 1
+    spec = experiment.make_spec(RUNNER_CONFIG, seeds=2, chunk_updates=100)
+    assert spec.chunk_updates == 7  # never longer than the run
