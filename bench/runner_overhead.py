@@ -1,0 +1,106 @@
+"""Overhead of the chunked experiment runner against one jitted whole-run call.
+
+    python bench/runner_overhead.py        # writes bench/results/runner_overhead.{json,md}
+
+The same run (CartPole-v1 default config, 8 seeds, 500k env steps each) two ways:
+  - one ``jax.jit(jax.vmap(jaxppo.train))`` call (lower + compile timed apart, then the run);
+  - ``jaxppo.experiment.run`` with its default chunking (about 50 chunks), checkpoints every
+    10 chunks, metrics.csv written after every chunk, no progress bar and no plots.
+Each is run --repeats times (the runner into a fresh directory each time; its compiled
+chunk is cached after the first); the run time is the median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import statistics
+import tempfile
+import time
+
+import jax
+import machine as machine_info  # bench/machine.py
+
+import jaxppo
+
+
+def one_call(config, seeds: int, repeats: int) -> dict:
+    keys = jax.random.split(jax.random.key(0), seeds)
+    start = time.perf_counter()
+    compiled = jax.jit(jax.vmap(jaxppo.train, in_axes=(None, 0))).lower(config, keys).compile()
+    compile_s = time.perf_counter() - start
+    runs = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(config, keys))
+        runs.append(time.perf_counter() - start)
+    return {"compile_s": round(compile_s, 2), "run_s": round(statistics.median(runs), 2),
+            "run_s_all": [round(r, 2) for r in runs]}
+
+
+def runner(config, seeds: int, repeats: int) -> dict:
+    runs, compile_s, totals = [], None, []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(repeats + 1):
+            start = time.perf_counter()
+            result = jaxppo.experiment.run(config, seeds, pathlib.Path(tmp) / f"r{i}",
+                                           progress=False, plots=False)
+            total = time.perf_counter() - start
+            if i == 0:  # includes compiling the init and chunk programs
+                compile_s = result.compile_s
+                continue
+            runs.append(result.run_s)
+            totals.append(total)
+    return {"compile_s": round(compile_s, 2), "chunk_updates": result.spec.chunk_updates,
+            "chunks": -(-config.num_updates // result.spec.chunk_updates),
+            "run_s": round(statistics.median(runs), 2),
+            "run_s_all": [round(r, 2) for r in runs],
+            "wall_s_with_files": round(statistics.median(totals), 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results"))
+    args = parser.parse_args()
+    config = jaxppo.Config()
+    load_before = pathlib.Path("/proc/loadavg").read_text().split()[:3]
+    single = one_call(config, args.seeds, args.repeats)
+    chunked = runner(config, args.seeds, args.repeats)
+    load_after = pathlib.Path("/proc/loadavg").read_text().split()[:3]
+    steps = args.seeds * config.num_updates * config.batch_size
+    result = {
+        "benchmark": f"CartPole-v1 default config, {args.seeds} seeds x "
+                     f"{config.num_updates * config.batch_size} env steps: chunked runner vs "
+                     "one jitted call",
+        "machine": machine_info.describe(), "loadavg_before": load_before,
+        "loadavg_after": load_after, "one_call": single, "runner": chunked,
+        "run_overhead": round(chunked["run_s"] / single["run_s"] - 1.0, 4),
+        "wall_overhead_with_files": round(chunked["wall_s_with_files"] / single["run_s"] - 1.0, 4),
+        "env_steps_per_s": {"one_call": round(steps / single["run_s"]),
+                            "runner": round(steps / chunked["run_s"])},
+    }
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "runner_overhead.json").write_text(json.dumps(result, indent=2) + "\n")
+    m = result["machine"]
+    lines = [f"# {result['benchmark']}", "",
+             f"Machine: {m['cpu']}, {m['cores']} cores, {m['device']}, jax {m['jax']}; load "
+             f"average {' '.join(load_before)} before, {' '.join(load_after)} after.", "",
+             "| | compile (s) | run, median (s) | env steps/s |", "|---|---:|---:|---:|",
+             f"| one `jit(vmap(train))` call | {single['compile_s']} | {single['run_s']} | "
+             f"{result['env_steps_per_s']['one_call']:,} |",
+             f"| `experiment.run`, {chunked['chunks']} chunks of {chunked['chunk_updates']} "
+             f"updates | {chunked['compile_s']} | {chunked['run_s']} | "
+             f"{result['env_steps_per_s']['runner']:,} |", "",
+             f"Run-time overhead of the runner: {100 * result['run_overhead']:+.1f}% "
+             f"({100 * result['wall_overhead_with_files']:+.1f}% counting its whole wall time "
+             "with checkpoints, metrics.csv and summary).", ""]
+    (out / "runner_overhead.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
