@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,8 +22,10 @@ import jax
 import numpy as np
 
 from jaxppo import config as config_lib
+from jaxppo import memory
 from jaxppo import train as train_lib
 from jaxppo.config import Config
+from jaxppo.train import TrainState
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,33 +103,119 @@ def random_search(space: Mapping[str, tuple], num_settings: int, seed: int = 0
     return out
 
 
-def run_sharded(configs: Config, keys: jax.Array, devices: Sequence[Any] | None = None):
+def _initial_state(config: Config, key: jax.Array) -> TrainState:
+    return train_lib.init(config, key)
+
+
+def _update(state: TrainState, _, config: Config):
+    return train_lib.step(config, state)
+
+
+def _train_from(config: Config, state: TrainState):
+    """`train` after its `init`: ``config.num_updates`` updates scanned from ``state``."""
+    body = functools.partial(_update, config=config)
+    return jax.lax.scan(body, state, None, length=config.num_updates)
+
+
+# Module-level jitted functions: one compilation per static Config, reused by every call.
+_init_batch = jax.jit(jax.vmap(_initial_state))
+_train_batch = jax.jit(jax.vmap(_train_from))
+
+
+def _put(tree, sharding):
+    """Host copies of ``tree``'s leaves laid out by ``sharding`` (typed PRNG keys through their
+    raw data), so that every process of a multi-host run can place the same global value."""
+    def put(x):
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            data = jax.device_put(np.asarray(jax.random.key_data(x)), sharding)
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+        return jax.device_put(np.asarray(x), sharding)
+    return jax.tree.map(put, tree)
+
+
+def _local_device(devices: Sequence[Any]):
+    return next(d for d in devices if d.process_index == jax.process_index())
+
+
+def runs_per_call(config: Config, runs: int, devices: Sequence[Any],
+                  max_runs_per_call: int | None = None) -> int:
+    """Runs in one call: all of them when they fit in memory, else as many as fit (from
+    `memory.runs_that_fit` on each device, or ``max_runs_per_call``), rounded down to a
+    multiple of the device count and never below one run per device."""
+    count = len(devices)
+    if max_runs_per_call is None:
+        max_runs_per_call = memory.runs_that_fit(config, _local_device(devices)) * count
+    per_call = min(max_runs_per_call, -(-runs // count) * count)
+    return max(count, per_call // count * count)
+
+
+def run_sharded(configs: Config, keys: jax.Array, devices: Sequence[Any] | None = None, *,
+                max_runs_per_call: int | None = None):
     """`train` for B (config, key) pairs, the batch axis sharded over ``devices``.
 
     ``configs`` has dynamic leaves [B], ``keys`` is [B]. The batch is padded (with copies of
-    its last run) to a multiple of the device count, laid out over a 1-D `jax.sharding.Mesh`
-    with a `NamedSharding` on axis 0, trained by one jitted vmap, and the padding dropped.
-    Each run's numbers do not depend on how many devices share the batch.
+    its last run) to a whole number of calls of P runs each, P a multiple of the device count;
+    each call lays its runs out over a 1-D `jax.sharding.Mesh` with a `NamedSharding` on axis
+    0 and trains them by one jitted vmap (the same compiled program for every call); the
+    padding is dropped. Each run's numbers do not depend on how many devices share the batch
+    or how many calls it takes.
+
+    P is every run when all fit in device memory (`jaxppo.memory`), else as many as fit; then
+    the runs go in sequential calls and a `memory.ChunkWarning` says so (a warning, not a log
+    line: it reaches a user who configured nothing, and a test or script can catch it, silence
+    it or turn it into an error).
+
+    The initial states are built on one device before the sharded call. XLA's CPU runtime runs
+    every emulated device's program on one shared thread pool; the batched QR of the
+    orthogonal init (a LAPACK call) waits there for pool tasks of its own, so with one program
+    per device every pool thread ended up waiting and the sharded run deadlocked.
+
+    Args:
+        configs: a stacked `Config`, dynamic leaves [B].
+        keys: PRNG keys [B].
+        devices: the devices of the mesh (default: every device of every process).
+        max_runs_per_call: an upper bound on P (default: what fits in memory).
 
     Returns:
-        (TrainState, Metrics), every leaf [B, ...].
+        (TrainState, Metrics), every leaf [B, ...]. With several processes every leaf is
+        replicated on all devices, so each process can read the whole result.
     """
     devices = list(jax.devices() if devices is None else devices)
     batch = keys.shape[0]
-    padded = -(-batch // len(devices)) * len(devices)
-    index = np.minimum(np.arange(padded), batch - 1)
-    configs = jax.tree.map(lambda x: np.asarray(x)[index], configs)
-    keys = keys[index]
+    one = jax.tree.map(lambda x: np.asarray(x)[0], configs)
+    per_call = runs_per_call(one, batch, devices, max_runs_per_call)
+    calls = -(-batch // per_call)
+    if calls > 1:
+        warnings.warn(
+            f"{batch} runs do not fit in one call on {len(devices)} device(s) (estimated "
+            f"{memory.estimate(one).per_run / 2**20:.1f} MiB per run); running them in "
+            f"{calls} sequential calls of {per_call} runs", memory.ChunkWarning, stacklevel=2)
+    index = np.minimum(np.arange(calls * per_call), batch - 1)
     mesh = jax.sharding.Mesh(np.asarray(devices), ("runs",))
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))
-    configs, keys = jax.device_put((configs, keys), sharding)
-    state, metrics = jax.jit(jax.vmap(train_lib.train))(configs, keys)
-    return jax.tree.map(lambda x: x[:batch], (state, metrics))
+    local = jax.sharding.SingleDeviceSharding(_local_device(devices))
+    outputs = []
+    for call in range(calls):
+        rows = index[call * per_call:(call + 1) * per_call]
+        chunk = jax.tree.map(lambda x, rows=rows: np.asarray(x)[rows], configs)
+        state = _init_batch(*_put((chunk, keys[rows]), local))
+        outputs.append(_train_batch(*_put((chunk, state), sharding)))
+    result = outputs[0] if calls == 1 else jax.tree.map(
+        lambda *xs: jax.numpy.concatenate(xs), *outputs)
+    if jax.process_count() > 1:
+        replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        return jax.jit(_first_rows, static_argnums=1, out_shardings=replicated)(result, batch)
+    return _first_rows(result, batch)
+
+
+def _first_rows(tree, rows: int):
+    return jax.tree.map(lambda x: x[:rows], tree)
 
 
 def sweep(config: Config, space: Mapping[str, Sequence[float]] | Mapping[str, np.ndarray],
           seeds: int = 8, key: jax.Array | None = None,
-          devices: Sequence[Any] | None = None) -> SweepResult:
+          devices: Sequence[Any] | None = None, *,
+          max_runs_per_call: int | None = None) -> SweepResult:
     """Train every setting of ``space`` over ``seeds`` seeds in one jitted, vmapped call.
 
     The H x S runs form one batch axis, sharded over ``devices`` (default: every device of
@@ -140,6 +229,8 @@ def sweep(config: Config, space: Mapping[str, Sequence[float]] | Mapping[str, np
         seeds: S, seeds per setting; every setting uses the same S keys.
         key: PRNG key (default ``jax.random.key(0)``).
         devices: the devices to spread the runs over (default: all).
+        max_runs_per_call: at most this many runs per compiled call (default: as many as
+            fit in device memory); more runs go in sequential calls (see `run_sharded`).
 
     Returns:
         A `SweepResult` with metrics [H, S, num_updates].
@@ -163,7 +254,8 @@ def sweep(config: Config, space: Mapping[str, Sequence[float]] | Mapping[str, np
     flat = config_lib.stack_configs([c for c in configs for _ in range(seeds)])
     keys = jax.random.split(jax.random.key(0) if key is None else key, seeds)
     flat_keys = keys[np.tile(np.arange(seeds), settings)]
-    state, metrics = run_sharded(flat, flat_keys, devices)
+    state, metrics = run_sharded(flat, flat_keys, devices,
+                                  max_runs_per_call=max_runs_per_call)
     unflatten = functools.partial(_unflatten, settings=settings, seeds=seeds)
     return SweepResult(settings=table, state=jax.tree.map(unflatten, state),
                        metrics=jax.tree.map(unflatten, metrics))

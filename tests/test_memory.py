@@ -1,0 +1,81 @@
+"""`jaxppo.memory`: the estimate by hand and against XLA; chunked sweeps equal one call."""
+
+import importlib
+import warnings
+
+import jax
+import numpy as np
+import pytest
+
+import jaxppo
+
+memory = importlib.import_module("jaxppo.memory")
+sweep_lib = importlib.import_module("jaxppo.sweep")  # the module; jaxppo.sweep is the function
+
+TINY = jaxppo.Config(num_envs=2, num_steps=8, total_timesteps=64, num_minibatches=2,
+                     update_epochs=1, hidden_sizes=(8,))
+LARGE = jaxppo.Config(num_envs=64, num_steps=128, total_timesteps=64 * 128 * 2)
+
+
+def test_components_of_a_tiny_config_by_hand():
+    est = memory.estimate(TINY, runs=3)
+    # CartPole: O = 4 observations, K = 2 actions; hidden (8,); N = 2 envs, T = 8 steps.
+    # params: actor 4*8+8 + 8*2+2 = 58, critic 4*8+8 + 8*1+1 = 49 -> 107 floats = 428 B;
+    # Adam mu and nu 856 B + two int32 counts 8 B; env states 7 fields x 2 envs x 4 B = 56;
+    # obs 2x4 floats 32; key 2 uint32 8; update_step 4; normalizers: obs mean/var [4] +
+    # count, reward and value mean/var/count, discounted return [2] = 17 floats = 68.
+    assert est.train_state == 428 + 864 + 56 + 32 + 8 + 4 + 68 == 1460
+    # Transition per step and env: obs, raw_obs, final_obs 3x4 floats 48, action int32 4,
+    # action mask 2 bools 2, log_prob/value/reward/next_value/episode_return 20, terminated
+    # and truncated 2, episode_length 4 -> 80 B x 16 = 1280. GAE arrays 4 x 16 x 4 = 256.
+    # Batch: obs 16 + action 4 + mask 2 + log_prob, value, advantage, target 16 = 38 B x 16
+    # = 608, twice (the shuffled minibatches are a copy).
+    assert est.rollout == 1280 + 256 + 2 * 608 == 2752
+    # Minibatch of 16 / 2 = 8; actor and critic, one hidden layer of 8, values + gradients.
+    assert est.activations == 2 * 2 * 8 * 8 * 4 == 1024
+    # 15 metric fields x 4 B x 64 // 16 = 4 updates.
+    assert est.metrics == 15 * 4 * 4 == 240
+    assert est.per_run == 2 * 1460 + 2752 + 1024 + 240
+    assert est.total == 3 * est.per_run
+
+
+@pytest.mark.parametrize(("config", "runs"), [(TINY, 2), (LARGE, 1)], ids=["tiny", "64x128"])
+def test_estimate_within_factor_two_of_xla(config, runs):
+    keys = jax.random.split(jax.random.key(0), runs)
+    compiled = jax.jit(jax.vmap(jaxppo.train, in_axes=(None, 0))).lower(config, keys).compile()
+    stats = compiled.memory_analysis()
+    if stats is None:
+        pytest.skip(f"the {jax.default_backend()} backend reports no memory analysis")
+    measured = (stats.argument_size_in_bytes + stats.output_size_in_bytes
+                + stats.temp_size_in_bytes)
+    estimated = memory.estimate(config, runs).total
+    # Measured on this CPU: tiny 0.70 x, 64 envs x 128 steps 0.85 x of XLA's figure.
+    assert measured / 2 <= estimated <= 2 * measured, (estimated, measured)
+
+
+def test_runs_that_fit_uses_the_device_memory():
+    fit = memory.runs_that_fit(LARGE)
+    per_run = memory.estimate(LARGE).per_run
+    assert fit == max(1, int(memory.device_bytes() * 0.8) // per_run)
+    assert memory.runs_that_fit(TINY) >= fit >= 1
+
+
+def test_chunked_runs_equal_one_call():
+    keys = jax.random.split(jax.random.key(2), 5)
+    configs = jaxppo.stack_configs([TINY.replace(learning_rate=lr)
+                                    for lr in (1e-3, 2e-3, 3e-3, 5e-3, 1e-2)])
+    device = jax.devices()[:1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # five runs fit in one call: no warning
+        whole = sweep_lib.run_sharded(configs, keys, device, max_runs_per_call=5)
+    compiled_before = sweep_lib._train_batch._cache_size()
+    # 5 runs, 2 per call: 3 calls, the last padded to 2, all one compiled program.
+    with pytest.warns(memory.ChunkWarning, match="3 sequential calls of 2 runs"):
+        chunked = sweep_lib.run_sharded(configs, keys, device, max_runs_per_call=2)
+    assert sweep_lib._train_batch._cache_size() == compiled_before + 1
+    assert chunked[1].total_loss.shape == (5, TINY.num_updates)
+    # A batch of 2 and one of 5 are different XLA programs (float sums may be ordered
+    # differently), so equal up to float32 rounding, as in tests/test_sharding.py.
+    for a, b in zip(jax.tree.leaves((chunked[0].params, chunked[1])),
+                    jax.tree.leaves((whole[0].params, whole[1])), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)
