@@ -569,7 +569,7 @@ def _run_inputs(spec: Spec, devices: tuple):
     flat = config_lib.stack_configs([c for c in spec.configs() for _ in range(spec.seeds)])
     keys = jax.random.split(jax.random.key(spec.seed), spec.seeds)
     keys = keys[np.tile(np.arange(spec.seeds), spec.num_settings)]
-    return jax.device_put(_pad((flat, keys), padded), sharding), padded, sharding
+    return sweep_lib._put(_pad((flat, keys), padded), sharding), padded, sharding
 
 
 def _execute(spec: Spec, run_dir: pathlib.Path, *, restored=None, devices=None,
@@ -582,8 +582,13 @@ def _execute(spec: Spec, run_dir: pathlib.Path, *, restored=None, devices=None,
     compile_s = 0.0
     start = time.perf_counter()
     if restored is None:
-        init = _compiled("init", config, padded, devices, 0, configs, keys)
-        state = init(configs, keys)
+        # The initial states are built on one device and then laid out over the mesh: the
+        # batched QR of the orthogonal init can deadlock XLA's CPU pool when every emulated
+        # device runs it at once (see `jaxppo.sweep.run_sharded`).
+        local = jax.sharding.SingleDeviceSharding(sweep_lib._local_device(devices))
+        init_inputs = sweep_lib._put((configs, keys), local)
+        init = _compiled("init", config, padded, devices, 0, *init_inputs)
+        state = sweep_lib._put(init(*init_inputs), sharding)
         done = 0
         metrics = {k: np.full((spec.num_settings, spec.seeds, total), np.nan, np.float32)
                    for k in METRIC_NAMES}
