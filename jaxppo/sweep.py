@@ -103,7 +103,8 @@ def random_search(space: Mapping[str, tuple], num_settings: int, seed: int = 0
     return out
 
 
-def _initial_state(config: Config, key: jax.Array) -> TrainState:
+def _initial_state(inputs: tuple[Config, jax.Array]) -> TrainState:
+    config, key = inputs
     return train_lib.init(config, key)
 
 
@@ -117,9 +118,25 @@ def _train_from(config: Config, state: TrainState):
     return jax.lax.scan(body, state, None, length=config.num_updates)
 
 
-# Module-level jitted functions: one compilation per static Config, reused by every call.
-_init_batch = jax.jit(jax.vmap(_initial_state))
-_train_batch = jax.jit(jax.vmap(_train_from))
+@jax.jit
+def init_batch(configs: Config, keys: jax.Array) -> TrainState:
+    """`init` of B runs (configs with dynamic leaves [B], keys [B]), one run after another.
+
+    A loop (`jax.lax.map`), not a vmap, on purpose: under vmap the orthogonal init is one
+    batched QR, and XLA's CPU runtime (jaxlib 0.10) runs a batched LAPACK QR by handing parts
+    of the batch to its intra-op thread pool and blocking a pool thread until they are done.
+    When the QRs of actor and critic (or of several devices' programs) block every pool thread
+    at once, nothing is left to run those parts: the process hangs, all threads idle (seen
+    with gdb: every pool thread in ``jax::ParallelBatchMap`` under ``lapack_sgeqrf_ffi`` or
+    ``lapack_sorgqr_ffi``; 256 runs on 1 device, 6 runs on 4 emulated devices). One run's QR
+    is not split. Init is a sliver of a run's work (1024 CartPole runs: 0.65 s on 2 cores),
+    and the states equal vmapped ones bit for bit.
+    """
+    return jax.lax.map(_initial_state, (configs, keys))
+
+
+#: `train` from given initial states: B runs, configs [B] and states [B], one vmapped program.
+train_batch = jax.jit(jax.vmap(_train_from))
 
 
 def _put(tree, sharding):
@@ -165,10 +182,8 @@ def run_sharded(configs: Config, keys: jax.Array, devices: Sequence[Any] | None 
     line: it reaches a user who configured nothing, and a test or script can catch it, silence
     it or turn it into an error).
 
-    The initial states are built on one device before the sharded call. XLA's CPU runtime runs
-    every emulated device's program on one shared thread pool; the batched QR of the
-    orthogonal init (a LAPACK call) waits there for pool tasks of its own, so with one program
-    per device every pool thread ended up waiting and the sharded run deadlocked.
+    The initial states are built on one device by `init_batch` (a loop over runs: a batched
+    QR can deadlock XLA's CPU thread pool, see there), then the sharded call trains them.
 
     Args:
         configs: a stacked `Config`, dynamic leaves [B].
@@ -198,8 +213,8 @@ def run_sharded(configs: Config, keys: jax.Array, devices: Sequence[Any] | None 
     for call in range(calls):
         rows = index[call * per_call:(call + 1) * per_call]
         chunk = jax.tree.map(lambda x, rows=rows: np.asarray(x)[rows], configs)
-        state = _init_batch(*_put((chunk, keys[rows]), local))
-        outputs.append(_train_batch(*_put((chunk, state), sharding)))
+        state = init_batch(*_put((chunk, keys[rows]), local))
+        outputs.append(train_batch(*_put((chunk, state), sharding)))
     result = outputs[0] if calls == 1 else jax.tree.map(
         lambda *xs: jax.numpy.concatenate(xs), *outputs)
     if jax.process_count() > 1:

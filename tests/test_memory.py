@@ -68,11 +68,11 @@ def test_chunked_runs_equal_one_call():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # five runs fit in one call: no warning
         whole = sweep_lib.run_sharded(configs, keys, device, max_runs_per_call=5)
-    compiled_before = sweep_lib._train_batch._cache_size()
+    compiled_before = sweep_lib.train_batch._cache_size()
     # 5 runs, 2 per call: 3 calls, the last padded to 2, all one compiled program.
     with pytest.warns(memory.ChunkWarning, match="3 sequential calls of 2 runs"):
         chunked = sweep_lib.run_sharded(configs, keys, device, max_runs_per_call=2)
-    assert sweep_lib._train_batch._cache_size() == compiled_before + 1
+    assert sweep_lib.train_batch._cache_size() == compiled_before + 1
     assert chunked[1].total_loss.shape == (5, TINY.num_updates)
     # A batch of 2 and one of 5 are different XLA programs (float sums may be ordered
     # differently), so equal up to float32 rounding, as in tests/test_sharding.py.

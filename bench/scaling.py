@@ -1,0 +1,108 @@
+"""Aggregate throughput against the number of agents trained in one call (CartPole-v1).
+
+    nice -n 5 python bench/scaling.py       # writes bench/results/scaling.{json,md}
+
+The default `jaxppo.Config()` (4 envs x 128 steps = 512 env steps per update, 4 epochs x 4
+minibatches) with ``total_timesteps`` cut to 20 updates x 512 = 10,240 env steps per agent: a
+whole 500k-step run of 1024 agents would take hours on a 2-core CPU, and an update costs the
+same at update 20 as at update 976, so throughput per update is what scales. A agents are A
+seeds on one device through the sweep path: `jaxppo.sweep.init_batch` (initial states, a loop
+over agents) then `jaxppo.sweep.train_batch` (all updates of all agents, one vmapped call).
+A plain `jax.jit(jax.vmap(jaxppo.train))` hangs at 256 agents on this 2-core CPU (a batched
+LAPACK QR blocks XLA's CPU thread pool; see `init_batch`). Compile time (lower + compile of
+both) is measured apart from run time (median of --repeats compiled calls of both, ended by
+block_until_ready). The memory column is `jaxppo.memory.estimate` for one agent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import pathlib
+import statistics
+import time
+
+import jax
+import machine as machine_info  # bench/machine.py
+
+import jaxppo
+
+memory = importlib.import_module("jaxppo.memory")
+sweep_lib = importlib.import_module("jaxppo.sweep")  # the module; jaxppo.sweep is the function
+
+UPDATES = 20
+
+
+def loadavg() -> str:
+    try:
+        return pathlib.Path("/proc/loadavg").read_text().strip()
+    except OSError:
+        return "unknown"
+
+
+def measure(config: jaxppo.Config, agents: int, repeats: int) -> dict:
+    keys = jax.random.split(jax.random.key(0), agents)
+    configs = jaxppo.stack_configs([config] * agents)
+    start = time.perf_counter()
+    init = sweep_lib.init_batch.lower(configs, keys).compile()
+    states = jax.eval_shape(sweep_lib.init_batch, configs, keys)
+    train = sweep_lib.train_batch.lower(configs, states).compile()
+    compile_s = time.perf_counter() - start
+    runs = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(train(configs, init(configs, keys)))
+        runs.append(time.perf_counter() - start)
+    run_s = statistics.median(runs)
+    steps = agents * config.num_updates * config.batch_size
+    row = {"agents": agents, "env_steps": steps, "compile_s": round(compile_s, 2),
+           "run_s_median": round(run_s, 3), "run_s_all": [round(r, 3) for r in runs],
+           "env_steps_per_s": round(steps / run_s),
+           "env_steps_per_s_per_agent": round(steps / run_s / agents),
+           "memory_per_agent_bytes": memory.estimate(config).per_run}
+    print(row, flush=True)
+    return row
+
+
+def markdown(result: dict) -> str:
+    machine = result["machine"]
+    lines = [f"# {result['benchmark']}", "",
+             f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['device']}, "
+             f"jax {machine['jax']}. Load average before: {result['loadavg_before']}; "
+             f"after: {result['loadavg_after']}.", "",
+             "| agents | compile (s) | run, median (s) | env steps/s (all agents) | "
+             "env steps/s per agent | memory per agent (est.) |",
+             "|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['agents']} | {r['compile_s']} | {r['run_s_median']} | "
+              f"{r['env_steps_per_s']:,} | {r['env_steps_per_s_per_agent']:,} | "
+              f"{r['memory_per_agent_bytes'] / 2**20:.2f} MiB |" for r in result["rows"]]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, nargs="+", default=[1, 8, 64, 256, 1024])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results"))
+    args = parser.parse_args()
+    config = jaxppo.Config()
+    config = config.replace(total_timesteps=UPDATES * config.batch_size)
+    before = loadavg()
+    rows = [measure(config, a, args.repeats) for a in args.agents]
+    result = {"benchmark": f"CartPole-v1 default config, {UPDATES} updates x "
+                           f"{config.batch_size} env steps per agent, A agents in one call "
+                           f"on one {jax.default_backend()} device",
+              "total_timesteps_per_agent": config.total_timesteps,
+              "machine": machine_info.describe(), "loadavg_before": before,
+              "loadavg_after": loadavg(), "rows": rows}
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "scaling.json").write_text(json.dumps(result, indent=2) + "\n")
+    text = markdown(result)
+    (out / "scaling.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
