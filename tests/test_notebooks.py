@@ -1,0 +1,111 @@
+"""The notebooks run end to end (tiny budgets) and print what their prose promises.
+
+Each test swaps the notebook's cell tagged "parameters" for a small budget, executes the
+notebook with nbclient in a fresh working directory under pytest's tmp_path, and checks the
+outputs of named cells.
+"""
+
+import pathlib
+import re
+
+import nbformat
+import pytest
+
+nbclient = pytest.importorskip("nbclient")
+
+NOTEBOOKS = pathlib.Path(__file__).resolve().parent.parent / "notebooks"
+CELL_TIMEOUT_S = 600
+
+
+def _execute(name: str, parameters: str, workdir: pathlib.Path) -> nbformat.NotebookNode:
+    """The notebook ``name`` with its parameters cell replaced, executed in ``workdir``."""
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    tagged = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{name} needs exactly one cell tagged 'parameters'"
+    assert tagged[0].cell_type == "code"
+    tagged[0].source = parameters
+    workdir.mkdir(parents=True, exist_ok=True)
+    client = nbclient.NotebookClient(notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3",
+                                     resources={"metadata": {"path": str(workdir)}})
+    # Raises CellExecutionError (with the cell's traceback) if any cell fails.
+    client.execute()
+    return notebook
+
+
+def _errors(notebook: nbformat.NotebookNode) -> list[str]:
+    return [f"{o.get('ename')}: {o.get('evalue')}" for c in notebook.cells
+            if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+
+
+def _cell(notebook: nbformat.NotebookNode, snippet: str) -> nbformat.NotebookNode:
+    """The one code cell whose source contains ``snippet``."""
+    cells = [c for c in notebook.cells if c.cell_type == "code" and snippet in c.source]
+    assert len(cells) == 1, f"expected one code cell containing {snippet!r}, got {len(cells)}"
+    return cells[0]
+
+
+def _stdout(cell: nbformat.NotebookNode) -> str:
+    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+
+
+def _images(cell: nbformat.NotebookNode) -> int:
+    return sum("image/png" in o.get("data", {}) for o in cell.outputs
+               if o.output_type in ("display_data", "execute_result"))
+
+
+def test_quickstart(tmp_path):
+    run_dir = tmp_path / "run"
+    # 2 seeds x 16 updates of 4 envs x 32 steps; 3 evaluation episodes per seed.
+    parameters = (f"TOTAL_TIMESTEPS = 2048\nSEEDS = 2\nNUM_ENVS = 4\nNUM_STEPS = 32\n"
+                  f"EVAL_EPISODES = 3\nRUN_DIR = {str(run_dir)!r}\n")
+    notebook = _execute("quickstart.ipynb", parameters, tmp_path / "work")
+    assert _errors(notebook) == []
+
+    trained = _stdout(_cell(notebook, "jaxppo.experiment.run("))
+    assert "episode_return metrics [settings, seeds, updates]: (1, 2, 16)" in trained
+    for name in ("config.json", "metrics.csv", "summary.json", "checkpoints"):
+        assert (run_dir / name).exists(), name
+    assert (run_dir / "plots" / "learning_curve.png").stat().st_size > 0
+    assert _images(_cell(notebook, 'result.paths["learning curve"]')) == 1
+    assert _images(_cell(notebook, "plots.iqm_band(curves)")) == 1
+
+    assert "returns shape: (2, 3)" in _stdout(_cell(notebook, "jaxppo.evaluate("))
+    summary = _stdout(_cell(notebook, "jaxppo.stats.aggregate(per_seed)"))
+    for name in ("iqm", "median", "mean", "training IQM"):
+        assert re.search(rf"^{name} +[\d.]+ \[[\d.]+, [\d.]+\]$", summary, re.M), summary
+
+    episode = _stdout(_cell(notebook, "jaxppo.load("))
+    match = re.search(r"one episode: return (\d+) over (\d+) steps", episode)
+    assert match, episode
+    # CartPole pays 1 per step, so the return is the episode length.
+    assert match.group(1) == match.group(2)
+
+    pure = _stdout(_cell(notebook, "jax.vmap(jaxppo.train"))
+    assert "metrics.episode_return [seeds, updates]: (2, 16)" in pure
+
+
+def test_sweep(tmp_path):
+    # A 2 x 2 grid x 2 seeds: one program of 8 runs, 16 updates each.
+    parameters = ("TOTAL_TIMESTEPS = 2048\nSEEDS = 2\nNUM_ENVS = 4\nNUM_STEPS = 32\n"
+                  "LEARNING_RATES = [3e-4, 1e-3]\nCLIP_EPS = [0.1, 0.2]\n"
+                  f"OUT_DIR = {str(tmp_path / 'plots')!r}\n")
+    notebook = _execute("sweep.ipynb", parameters, tmp_path / "work")
+    assert _errors(notebook) == []
+
+    trained = _stdout(_cell(notebook, "jaxppo.sweep("))
+    assert "episode_return [settings, seeds, updates]: (4, 2, 16)" in trained
+
+    ranking = _stdout(_cell(notebook, "rows.sort("))
+    rows = re.findall(r"^ +(\d) +(\S+) +(\S+) +([\d.]+) \[([\d.]+), ([\d.]+)\] +[\d.]+$",
+                      ranking, re.M)
+    assert [int(r[0]) for r in rows] == [1, 2, 3, 4], ranking
+    settings = {(float(r[1]), float(r[2])) for r in rows}
+    assert settings == {(3e-4, 0.1), (3e-4, 0.2), (1e-3, 0.1), (1e-3, 0.2)}
+    iqms = [float(r[3]) for r in rows]
+    assert iqms == sorted(iqms, reverse=True)
+    for _, _, _, value, low, high in rows:
+        assert float(low) <= float(value) <= float(high)
+
+    assert _images(_cell(notebook, "plots.sweep_plot(")) == 1
+    assert (tmp_path / "plots" / "sweep.png").stat().st_size > 0
+    assert _images(_cell(notebook, "plots.learning_curves(")) == 1
