@@ -180,7 +180,17 @@ def init(config: Config, env, key: jax.Array):
     ``fold_in(key, 1)``.
     """
     network = make(config, env)
-    params = network.init(key, jnp.zeros((input_size(config, env),), jnp.float32))
+    dummy = jnp.zeros((input_size(config, env),), jnp.float32)
+
+    # Under vmap (many runs at once) the orthogonal init would be one batched QR, a LAPACK
+    # call that waits for tasks of XLA's CPU thread pool; with enough runs (144 CartPole
+    # runs on 2 cores) every pool thread ended up waiting and the program hung. Initialising
+    # the runs one after another (a loop only at init, a few small QRs each) avoids it.
+    @jax.custom_batching.sequential_vmap
+    def module_init(key):
+        return network.init(key, dummy)
+
+    params = module_init(key)
     inner = dict(params["params"])
     if not env.action_space.discrete:
         inner["log_std"] = jnp.full_like(inner["log_std"], config.init_log_std)
