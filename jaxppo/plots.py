@@ -59,13 +59,19 @@ def iqm_band(values: np.ndarray, reps: int = 1000, confidence: float = 0.95, see
     return center, low, high
 
 
-def _pyplot():
+def _figure(width: float, height: float):
+    """A matplotlib Figure drawn off-screen, without pyplot: the session's backend (inline
+    plots in a notebook) is never touched and nothing needs closing."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=120)
+    return fig, fig.subplots()
+
+
+def _colormap(name: str):
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return matplotlib.colormaps[name]
 
 
 def learning_curves(env_steps: np.ndarray, returns: np.ndarray, labels: Sequence[str],
@@ -80,15 +86,14 @@ def learning_curves(env_steps: np.ndarray, returns: np.ndarray, labels: Sequence
         path: the PNG path (parent folders are created).
         max_points: points per curve (updates are subsampled evenly beyond this).
     """
-    plt = _pyplot()
     returns = np.asarray(returns, np.float64)
     if returns.ndim == 2:
         returns = returns[None]
     smooth = smoothed(returns)
     points = np.unique(np.linspace(0, smooth.shape[-1] - 1,
                                    min(max_points, smooth.shape[-1])).astype(int))
-    fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=120)
-    colors = plt.get_cmap("tab10" if len(labels) <= 10 else "viridis")
+    fig, ax = _figure(7.5, 4.5)
+    colors = _colormap("tab10" if len(labels) <= 10 else "viridis")
     for h, label in enumerate(labels):
         color = colors(h % 10) if len(labels) <= 10 else colors(h / max(len(labels) - 1, 1))
         center, low, high = iqm_band(smooth[h][:, points], seed=h)
@@ -107,7 +112,6 @@ def learning_curves(env_steps: np.ndarray, returns: np.ndarray, labels: Sequence
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
-    plt.close(fig)
     return path
 
 
@@ -120,7 +124,6 @@ def sweep_plot(settings: dict[str, Sequence[float]], final: np.ndarray, title: s
         settings: swept field -> H values.
         final: final returns [H, S] (NaN for runs without a finished episode).
     """
-    plt = _pyplot()
     final = np.asarray(final, np.float64)
     centers, lows, highs = [], [], []
     for row in final:
@@ -145,8 +148,7 @@ def sweep_plot(settings: dict[str, Sequence[float]], final: np.ndarray, title: s
             i = grid_axes[0].index(settings[names[0]][h])
             j = grid_axes[1].index(settings[names[1]][h])
             table[i, j] = centers[h]
-        fig, ax = plt.subplots(figsize=(1.2 * len(grid_axes[1]) + 3, 0.8 * len(grid_axes[0]) + 2),
-                               dpi=120)
+        fig, ax = _figure(1.2 * len(grid_axes[1]) + 3, 0.8 * len(grid_axes[0]) + 2)
         image = ax.imshow(table, cmap="viridis", aspect="auto")
         ax.set_xticks(range(len(grid_axes[1])), [f"{v:.3g}" for v in grid_axes[1]])
         ax.set_yticks(range(len(grid_axes[0])), [f"{v:.3g}" for v in grid_axes[0]])
@@ -163,7 +165,7 @@ def sweep_plot(settings: dict[str, Sequence[float]], final: np.ndarray, title: s
     else:
         order = np.argsort(-np.nan_to_num(centers, nan=-np.inf))
         labels = [" ".join(f"{n}={settings[n][h]:.3g}" for n in names) for h in order]
-        fig, ax = plt.subplots(figsize=(7.5, 0.35 * len(order) + 1.5), dpi=120)
+        fig, ax = _figure(7.5, 0.35 * len(order) + 1.5)
         y = np.arange(len(order))
         err = np.array([centers[order] - np.asarray(lows)[order],
                         np.asarray(highs)[order] - centers[order]])
@@ -176,7 +178,6 @@ def sweep_plot(settings: dict[str, Sequence[float]], final: np.ndarray, title: s
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return path
 
 
