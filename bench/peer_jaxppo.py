@@ -1,0 +1,47 @@
+"""jaxppo on one benchmark case: S seeds in one vmapped call; prints one JSON line.
+
+    python bench/peer_jaxppo.py '{"case": ..., "seeds": 8, "repeats": 3, "hparams": {...}}'
+
+``hparams`` holds every jaxppo Config field. Learning: jaxppo.stats.final_returns (mean return
+over the last 10 updates) per seed.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+import peer_common
+
+import jaxppo
+from jaxppo import stats
+
+
+def make_config(hparams: dict) -> jaxppo.Config:
+    fields = dict(hparams)
+    if "hidden_sizes" in fields:
+        fields["hidden_sizes"] = tuple(fields["hidden_sizes"])
+    return jaxppo.validate(jaxppo.Config(**fields))
+
+
+def main() -> None:
+    spec = peer_common.read_spec()
+    config = make_config(spec["hparams"])
+    keys = jax.random.split(jax.random.key(spec.get("key", 0)), spec["seeds"])
+    fn = jax.jit(jax.vmap(jaxppo.train, in_axes=(None, 0)))
+    timing, (_, metrics) = peer_common.time_jitted(fn, (config, keys), spec["repeats"])
+    finals = stats.final_returns(np.asarray(metrics.episode_return))
+    steps = spec["seeds"] * config.num_updates * config.batch_size
+    peer_common.emit({
+        "peer": "jaxppo", "case": spec["case"], "seeds": spec["seeds"], "env_steps": steps,
+        **timing, "env_steps_per_s": round(steps / timing["run_s_median"]),
+        "final_returns": [float(x) for x in np.ravel(finals)],
+        "learning_measure": "mean training return over the last 10 updates",
+        "versions": {"jaxppo": jaxppo.__version__, "jax": jax.__version__},
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    })
+
+
+if __name__ == "__main__":
+    main()
