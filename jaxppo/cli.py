@@ -307,7 +307,8 @@ def _train(args, sweep: bool) -> int:
     spec = jaxppo.experiment.make_spec(config, space or None, seeds=seeds, seed=args.seed,
                                        chunk_updates=args.chunk_updates,
                                        checkpoint_every=args.checkpoint_every)
-    what = (f"{spec.num_settings} settings x {seeds} seeds" if space else f"{seeds} seeds")
+    plural = f"{seeds} seed{'' if seeds == 1 else 's'}"
+    what = f"{spec.num_settings} settings x {plural}" if space else plural
     print(f"PPO on {config.env_id}: {what} x {config.num_updates} updates x "
           f"{config.batch_size} env steps, one compiled call per chunk of "
           f"{spec.chunk_updates} updates ({jax.default_backend()}); compiling...")

@@ -214,7 +214,7 @@ def test_sweep_run_layout(tmp_path):
     setting h seed s equals a plain run of that setting with seed s."""
     space = {"learning_rate": [1e-3, 1e-2]}
     result = experiment.run(RUNNER_CONFIG, RUNNER_SEEDS, tmp_path / "sweep", space=space,
-                            chunk_updates=7, progress=False)
+                            chunk_updates=RUNNER_CHUNK, progress=False)
     assert result.metrics["entropy"].shape == (2, RUNNER_SEEDS, 7)
     assert result.paths["sweep plot"].exists()
     rows = experiment.read_metrics(tmp_path / "sweep")
