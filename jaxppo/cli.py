@@ -246,9 +246,22 @@ def _print_run_table(result) -> None:
                   f"{result.spec.seeds} seeds; median {_fmt(agg['median']['value'])}, mean "
                   f"{_fmt(agg['mean']['value'])}, min {_fmt(float(finite.min()))}, max "
                   f"{_fmt(float(finite.max()))}")
+        rel = experiment_reliability(result, final)
+        if rel:
+            print("reliability (Chan et al. 2020): dispersion across runs "
+                  f"{_fmt(rel['dispersion_across_runs'])}, within runs "
+                  f"{_fmt(rel['dispersion_within_runs'])} (IQR, lower is better); CVaR of the "
+                  f"worst run {_fmt(rel['risk_across_runs'])}, of drawdowns "
+                  f"{_fmt(rel['risk_within_runs'])}")
     else:
         _print_ranking(labels, final)
     print("final return = mean training-episode return over each run's last 10 updates")
+
+
+def experiment_reliability(result, final):
+    from jaxppo import experiment
+
+    return experiment.reliability(result.metrics["episode_return"][0], final[0])
 
 
 def _print_ranking(labels: Sequence[str], final: np.ndarray) -> None:

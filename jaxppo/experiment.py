@@ -386,6 +386,17 @@ def read_metrics(run_dir) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def reliability(curves: np.ndarray, final: np.ndarray) -> dict[str, float] | None:
+    """Chan et al. (2020) reliability of S training curves [S, U] (`stats.reliability`:
+    smoothing and within-run windows of 10 updates, CVaR of the worst 5% (at least one run)),
+    or None when a run has no finished episode yet."""
+    finite = ~np.isnan(final)
+    if not finite.all() or curves.shape[-1] < 2:
+        return None
+    return {k: float(v) for k, v in stats.reliability(
+        curves, final, smoothing_window=10, window=10).items()}
+
+
 def _summary(result: Result) -> dict[str, Any]:
     final = result.final_returns()
     out = {"updates_done": result.updates_done,
@@ -399,6 +410,7 @@ def _summary(result: Result) -> dict[str, Any]:
                  "final_returns": [None if math.isnan(x) else float(x) for x in final[h]]}
         if finite.size:
             entry["aggregate"] = stats.aggregate(finite)
+        entry["reliability"] = reliability(result.metrics["episode_return"][h], final[h])
         out["settings"].append(entry)
     return out
 

@@ -86,6 +86,11 @@ def test_summary_json(finished_run):
     assert summary["finished"] and summary["updates_done"] == 7
     got = np.array(summary["settings"][0]["final_returns"], dtype=float)
     np.testing.assert_allclose(got, final[0])
+    reliability = summary["settings"][0]["reliability"]
+    if np.isnan(final).any():  # a seed without a finished episode in its last 10 updates
+        assert reliability is None
+    else:
+        assert reliability["risk_across_runs"] == pytest.approx(final[0].min())  # worst of 2
 
 
 @pytest.mark.parametrize("stop_after", [1, 2])
