@@ -16,10 +16,10 @@ if not _os.environ.get("JAXPPO_KEEP_XLA_FLAGS") and "concurrency_optimized" not 
 ):
     _os.environ["XLA_FLAGS"] = (_os.environ.get("XLA_FLAGS", "") + " " + _FLAG).strip()
 
-from jaxppo import envs, experiment, stats  # noqa: E402
+from jaxppo import envs, experiment, memory, stats  # noqa: E402
 from jaxppo.config import PRESETS, Config, preset, stack_configs, validate  # noqa: E402
 from jaxppo.evaluation import EvalResult, LoadedPolicy, evaluate, load  # noqa: E402
-from jaxppo.sweep import SweepResult, grid, random_search, sweep  # noqa: E402
+from jaxppo.sweep import SweepResult, grid, random_search, run_sharded, sweep  # noqa: E402
 from jaxppo.train import Metrics, TrainState, init, step, train  # noqa: E402
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "evaluate",
     "experiment",
     "load",
+    "memory",
     "stats",
     "init",
     "preset",
@@ -41,6 +42,7 @@ __all__ = [
     "SweepResult",
     "grid",
     "random_search",
+    "run_sharded",
     "sweep",
     "train",
     "validate",
