@@ -5,11 +5,12 @@
 
 import os as _os
 
-# XLA's CPU runtime (jaxlib 0.10) can deadlock, all threads idle, when running vmapped
-# whole-run programs with its concurrency-optimized scheduler: a 2-seed CartPole run hung in
-# 6 of 6 tries on a 2-core machine and never with this flag. The flag is read when the CPU
-# backend starts, so it must be set before the first computation; it is a CPU-only flag and
-# changes nothing on GPU or TPU. Set JAXPPO_KEEP_XLA_FLAGS=1 to leave XLA_FLAGS untouched.
+# XLA's CPU runtime (jaxlib 0.10) hung, all threads idle, on vmapped whole-run programs. The
+# cause was found later: a batched LAPACK QR (the orthogonal init under vmap) blocks threads of
+# the pool it hands its parts to; `networks.init` now runs vmapped inits one after another.
+# This flag, which made the hang rarer, stays as a guard (its speed cost was within noise).
+# It is read when the CPU backend starts, so it must be set before the first computation; it
+# is a CPU-only flag. Set JAXPPO_KEEP_XLA_FLAGS=1 to leave XLA_FLAGS untouched.
 _FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
 if not _os.environ.get("JAXPPO_KEEP_XLA_FLAGS") and "concurrency_optimized" not in _os.environ.get(
     "XLA_FLAGS", ""

@@ -176,12 +176,16 @@ def _minibatch_step(carry: OptCarry, minibatch: Batch, network, config: Config, 
     params = optax.apply_updates(carry.params, updates)
     # KL early stop: approx_kl is measured before this step; once over target_kl, this step
     # and every later one of the update are skipped (a select, so it runs inside jit / vmap).
+    # Without the switch nothing can stop, so the select over params and Adam state (a full
+    # extra pass over them per step) is left out.
     stop = carry.stopped
     if config.kl_early_stop:
         stop = stop | (info.approx_kl > config.target_kl)
-    new = OptCarry(params, opt_state, stop)
-    old = carry.replace(stopped=stop)
-    carry = jax.tree.map(lambda o, n: jnp.where(stop, o, n), old, new)
+        new = OptCarry(params, opt_state, stop)
+        old = carry.replace(stopped=stop)
+        carry = jax.tree.map(lambda o, n: jnp.where(stop, o, n), old, new)
+    else:
+        carry = OptCarry(params, opt_state, stop)
     return carry, (info.replace(grad_norm=optax.tree.norm(grads)), ~stop)
 
 
