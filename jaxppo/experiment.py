@@ -682,6 +682,22 @@ def _execute(spec: Spec, run_dir: pathlib.Path, *, restored=None, devices=None,
     return result
 
 
+def _check_memory(spec: Spec, devices: tuple) -> None:
+    """Refuse, before compiling, a run whose runs do not fit the devices' memory at once
+    (`jaxppo.memory`); the runner keeps all runs of a directory in one program."""
+    from jaxppo import memory
+
+    fit = memory.runs_that_fit(spec.config, sweep_lib._local_device(devices)) * len(devices)
+    if spec.num_runs > fit:
+        per_run = memory.estimate(spec.config).per_run
+        raise RunError(
+            f"{spec.num_runs} runs (settings x seeds) need about "
+            f"{spec.num_runs * per_run / 2**30:.1f} GiB ({per_run / 2**20:.1f} MiB each) but "
+            f"{len(devices)} device(s) hold about {fit} runs at once; train fewer seeds or "
+            "settings per run directory, or use jaxppo.sweep, which runs them in sequential "
+            "calls")
+
+
 def _prepare_dir(out, overwrite: bool) -> pathlib.Path:
     run_dir = pathlib.Path(out)
     if run_dir.exists() and not run_dir.is_dir():
@@ -728,6 +744,7 @@ def run(config: Config, seeds: int = 8, out="runs/run", *,
                      checkpoint_every=checkpoint_every)
     if tensorboard:
         _TensorBoard.check()
+    _check_memory(spec, _devices(devices))
     run_dir = _prepare_dir(out, overwrite)
     (run_dir / CONFIG_FILE).write_text(json.dumps(spec.to_json(), indent=2) + "\n")
     return _execute(spec, run_dir, devices=devices, progress=progress,

@@ -237,3 +237,12 @@ def test_spec_default_chunking():
     assert experiment.default_chunk_updates(7) == 1
     spec = experiment.make_spec(RUNNER_CONFIG, seeds=2, chunk_updates=100)
     assert spec.chunk_updates == 7  # never longer than the run
+
+
+def test_runs_beyond_memory_are_refused_before_compiling(tmp_path, monkeypatch):
+    from jaxppo import memory
+
+    monkeypatch.setattr(memory, "runs_that_fit", lambda config, device=None: 1)
+    with pytest.raises(experiment.RunError, match="2 runs .* hold about 1 runs at once"):
+        experiment.run(RUNNER_CONFIG, 2, tmp_path / "big", progress=False)
+    assert not (tmp_path / "big").exists()
