@@ -34,6 +34,7 @@ import pathlib
 import shutil
 import signal
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -575,45 +576,76 @@ def _layout(runs: int, devices: tuple):
     return padded, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))
 
 
-def _run_inputs(spec: Spec, devices: tuple):
-    """The flattened configs and keys [padded runs], placed on the mesh."""
-    padded, sharding = _layout(spec.num_runs, devices)
+def _run_inputs(spec: Spec, devices: tuple, max_runs_per_call: int | None = None):
+    """The flattened configs and keys, padded to G groups of P runs, each group placed on the
+    mesh: ([(configs [P], keys [P])] * G, P, sharding).
+
+    P is every run (rounded up to the device count) when all fit in device memory at once
+    (`jaxppo.memory`), else as many as fit: then the groups take turns in each chunk, one
+    compiled program for all of them, and a `memory.ChunkWarning` says so.
+    """
+    from jaxppo import memory
+
+    per_call = sweep_lib.runs_per_call(spec.config, spec.num_runs, list(devices),
+                                       max_runs_per_call)
+    groups = -(-spec.num_runs // per_call)
+    if groups > 1:
+        warnings.warn(
+            f"{spec.num_runs} runs do not fit in one call on {len(devices)} device(s) "
+            f"(estimated {memory.estimate(spec.config).per_run / 2**20:.1f} MiB per run); each "
+            f"chunk runs them in {groups} sequential calls of {per_call} runs",
+            memory.ChunkWarning, stacklevel=3)
+    _, sharding = _layout(per_call, devices)
     flat = config_lib.stack_configs([c for c in spec.configs() for _ in range(spec.seeds)])
     keys = jax.random.split(jax.random.key(spec.seed), spec.seeds)
     keys = keys[np.tile(np.arange(spec.seeds), spec.num_settings)]
-    return sweep_lib._put(_pad((flat, keys), padded), sharding), padded, sharding
+    flat, keys = _pad((flat, keys), groups * per_call)
+    inputs = [jax.tree.map(lambda x, g=g: x[g * per_call:(g + 1) * per_call], (flat, keys))
+              for g in range(groups)]
+    return [sweep_lib._put(group, sharding) for group in inputs], per_call, sharding
+
+
+def _joined(states: list, runs: int):
+    """The group states joined along the run axis, padding dropped: leaves [runs, ...]."""
+    if len(states) == 1:
+        return jax.tree.map(lambda x: x[:runs], states[0])
+    return jax.tree.map(lambda *xs: jnp.concatenate(xs)[:runs], *states)
 
 
 def _execute(spec: Spec, run_dir: pathlib.Path, *, restored=None, devices=None,
              progress: bool = True, tensorboard: bool = False,
-             stop_after_chunks: int | None = None, plots: bool = True) -> Result:
+             stop_after_chunks: int | None = None, plots: bool = True,
+             max_runs_per_call: int | None = None) -> Result:
     devices = _devices(devices)
-    (configs, keys), padded, sharding = _run_inputs(spec, devices)
+    inputs, per_call, sharding = _run_inputs(spec, devices, max_runs_per_call)
+    groups = len(inputs)
     config = spec.config
     total = config.num_updates
     compile_s = 0.0
     start = time.perf_counter()
+    metrics = {k: np.full((spec.num_settings, spec.seeds, total), np.nan, np.float32)
+               for k in METRIC_NAMES}
     if restored is None:
-        # The initial states are built on one device and then laid out over the mesh: the
-        # batched QR of the orthogonal init can deadlock XLA's CPU pool when every emulated
-        # device runs it at once (see `jaxppo.sweep.run_sharded`).
+        # The initial states are built on one device and then laid out over the mesh (see
+        # `jaxppo.sweep.run_sharded`).
         local = jax.sharding.SingleDeviceSharding(sweep_lib._local_device(devices))
-        init_inputs = sweep_lib._put((configs, keys), local)
-        init = _compiled("init", config, padded, devices, 0, *init_inputs)
-        state = sweep_lib._put(init(*init_inputs), sharding)
+        states = []
+        for group in inputs:
+            init_inputs = sweep_lib._put(group, local)
+            init = _compiled("init", config, per_call, devices, 0, *init_inputs)
+            states.append(sweep_lib._put(init(*init_inputs), sharding))
         done = 0
-        metrics = {k: np.full((spec.num_settings, spec.seeds, total), np.nan, np.float32)
-                   for k in METRIC_NAMES}
     else:
         host_state, history, done = restored
-        like = jax.eval_shape(jax.vmap(train_lib.init), configs, keys)
-        state = jax.device_put(_pad(_from_host(host_state, like), padded), sharding)
-        metrics = {k: np.full((spec.num_settings, spec.seeds, total), np.nan, np.float32)
-                   for k in METRIC_NAMES}
+        like = jax.eval_shape(jax.vmap(train_lib.init), *inputs[0])
+        host_state = _pad(host_state, groups * per_call)
+        states = [jax.device_put(_from_host(jax.tree.map(
+            lambda x, g=g: x[g * per_call:(g + 1) * per_call], host_state), like), sharding)
+            for g in range(groups)]
         for k, v in history.items():
             metrics[k][..., :done] = v
     length = spec.chunk_updates
-    chunk = _compiled("chunk", config, padded, devices, length, configs, state,
+    chunk = _compiled("chunk", config, per_call, devices, length, inputs[0][0], states[0],
                       jnp.asarray(length, jnp.int32))
     compile_s = time.perf_counter() - start
 
@@ -636,11 +668,15 @@ def _execute(spec: Spec, run_dir: pathlib.Path, *, restored=None, devices=None,
             while done < total:
                 active = min(length, total - done)
                 tick = time.perf_counter()
-                state, chunk_metrics = chunk(configs, state, jnp.asarray(active, jnp.int32))
-                host = jax.device_get(chunk_metrics)
+                host = []
+                for g, (configs, _) in enumerate(inputs):
+                    states[g], chunk_metrics = chunk(configs, states[g],
+                                                     jnp.asarray(active, jnp.int32))
+                    host.append(jax.device_get(chunk_metrics))
                 run_s += time.perf_counter() - tick
                 for name in METRIC_NAMES:
-                    values = np.asarray(getattr(host, name))[:active, : spec.num_runs]
+                    values = np.concatenate([np.asarray(getattr(h, name)) for h in host],
+                                            axis=1)[:active, : spec.num_runs]
                     metrics[name][..., done : done + active] = values.T.reshape(
                         spec.num_settings, spec.seeds, active)
                 _write_metrics(metrics_path, spec, metrics, done, done + active, fresh=False)
@@ -656,16 +692,15 @@ def _execute(spec: Spec, run_dir: pathlib.Path, *, restored=None, devices=None,
                     interrupted = done < total
                     break
                 if chunks % spec.checkpoint_every == 0 and done < total:
-                    _save(manager, spec, state, metrics, done)
+                    _save(manager, spec, _joined(states, spec.num_runs), metrics, done)
             if done > first:  # a finished run resumed has nothing new to save
-                _save(manager, spec, state, metrics, done)
+                _save(manager, spec, _joined(states, spec.num_runs), metrics, done)
             manager.wait_until_finished()
     finally:
         bar.close()
         if writer is not None:
             writer.close()
-    result = Result(run_dir=run_dir, spec=spec,
-                    state=jax.tree.map(lambda x: x[: spec.num_runs], state),
+    result = Result(run_dir=run_dir, spec=spec, state=_joined(states, spec.num_runs),
                     metrics={k: v[..., :done] for k, v in metrics.items()},
                     updates_done=done, interrupted=interrupted, compile_s=compile_s,
                     run_s=run_s)
@@ -680,22 +715,6 @@ def _execute(spec: Spec, run_dir: pathlib.Path, *, restored=None, devices=None,
 
         result.paths.update(plots_lib.plot_run(result))
     return result
-
-
-def _check_memory(spec: Spec, devices: tuple) -> None:
-    """Refuse, before compiling, a run whose runs do not fit the devices' memory at once
-    (`jaxppo.memory`); the runner keeps all runs of a directory in one program."""
-    from jaxppo import memory
-
-    fit = memory.runs_that_fit(spec.config, sweep_lib._local_device(devices)) * len(devices)
-    if spec.num_runs > fit:
-        per_run = memory.estimate(spec.config).per_run
-        raise RunError(
-            f"{spec.num_runs} runs (settings x seeds) need about "
-            f"{spec.num_runs * per_run / 2**30:.1f} GiB ({per_run / 2**20:.1f} MiB each) but "
-            f"{len(devices)} device(s) hold about {fit} runs at once; train fewer seeds or "
-            "settings per run directory, or use jaxppo.sweep, which runs them in sequential "
-            "calls")
 
 
 def _prepare_dir(out, overwrite: bool) -> pathlib.Path:
@@ -717,7 +736,7 @@ def run(config: Config, seeds: int = 8, out="runs/run", *,
         chunk_updates: int | None = None, checkpoint_every: int = 10,
         progress: bool = True, tensorboard: bool = False, overwrite: bool = False,
         devices: Sequence[Any] | None = None, plots: bool = True,
-        stop_after_chunks: int | None = None) -> Result:
+        stop_after_chunks: int | None = None, max_runs_per_call: int | None = None) -> Result:
     """Train ``seeds`` seeds of ``config`` (of every setting of ``space``) into ``out``.
 
     Args:
@@ -735,6 +754,8 @@ def run(config: Config, seeds: int = 8, out="runs/run", *,
         devices: devices to spread the runs over (default: all).
         plots: write the learning-curve plot (and a sweep plot).
         stop_after_chunks: stop (with a checkpoint) after this many chunks, as Ctrl-C does.
+        max_runs_per_call: at most this many runs in one call (default: as many as fit in
+            device memory, `jaxppo.memory`); more take turns in each chunk.
 
     Returns:
         A `Result`. Ctrl-C during a run saves a checkpoint and the metrics so far and
@@ -744,11 +765,11 @@ def run(config: Config, seeds: int = 8, out="runs/run", *,
                      checkpoint_every=checkpoint_every)
     if tensorboard:
         _TensorBoard.check()
-    _check_memory(spec, _devices(devices))
     run_dir = _prepare_dir(out, overwrite)
     (run_dir / CONFIG_FILE).write_text(json.dumps(spec.to_json(), indent=2) + "\n")
     return _execute(spec, run_dir, devices=devices, progress=progress,
-                    tensorboard=tensorboard, stop_after_chunks=stop_after_chunks, plots=plots)
+                    tensorboard=tensorboard, stop_after_chunks=stop_after_chunks, plots=plots,
+                    max_runs_per_call=max_runs_per_call)
 
 
 def load_spec(run_dir) -> Spec:
@@ -771,14 +792,20 @@ def load_spec(run_dir) -> Spec:
         raise RunError(f"{path} describes an invalid run: {error}") from None
 
 
+def _abstract_state(spec: Spec):
+    """Shapes and dtypes of a one-run batch of train states (what a checkpoint must hold,
+    but for the run count)."""
+    configs = config_lib.stack_configs(spec.configs()[:1])
+    return jax.eval_shape(jax.vmap(train_lib.init), configs,
+                          jax.random.split(jax.random.key(0), 1))
+
+
 def restore(run_dir, devices: Sequence[Any] | None = None):
     """(spec, state [H * S, ...] on device, metrics [H, S, done], done) of the newest
     checkpoint of ``run_dir``."""
     run_dir = pathlib.Path(run_dir)
     spec = load_spec(run_dir)
-    devices = _devices(devices)
-    (configs, keys), padded, _ = _run_inputs(spec, devices)
-    like = jax.eval_shape(jax.vmap(train_lib.init), configs, keys)
+    like = _abstract_state(spec)
     host, history, done = _restore(run_dir, spec, like)
     state = _from_host(host, like)
     return spec, state, history, done
@@ -786,7 +813,8 @@ def restore(run_dir, devices: Sequence[Any] | None = None):
 
 def resume(run_dir, *, progress: bool = True, tensorboard: bool = False,
            devices: Sequence[Any] | None = None, plots: bool = True,
-           stop_after_chunks: int | None = None) -> Result:
+           stop_after_chunks: int | None = None, max_runs_per_call: int | None = None
+           ) -> Result:
     """Continue the run in ``run_dir`` from its newest checkpoint to the end.
 
     Gives, bit for bit, the final state and metrics of the run never stopped (same compiled
@@ -796,13 +824,12 @@ def resume(run_dir, *, progress: bool = True, tensorboard: bool = False,
     run_dir = pathlib.Path(run_dir)
     spec = load_spec(run_dir)
     devices = _devices(devices)
-    (configs, keys), padded, _ = _run_inputs(spec, devices)
-    like = jax.eval_shape(jax.vmap(train_lib.init), configs, keys)
-    restored = _restore(run_dir, spec, like)
+    restored = _restore(run_dir, spec, _abstract_state(spec))
     if tensorboard:
         _TensorBoard.check()
     return _execute(spec, run_dir, restored=restored, devices=devices, progress=progress,
-                    tensorboard=tensorboard, stop_after_chunks=stop_after_chunks, plots=plots)
+                    tensorboard=tensorboard, stop_after_chunks=stop_after_chunks, plots=plots,
+                    max_runs_per_call=max_runs_per_call)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -239,10 +239,21 @@ def test_spec_default_chunking():
     assert spec.chunk_updates == 7  # never longer than the run
 
 
-def test_runs_beyond_memory_are_refused_before_compiling(tmp_path, monkeypatch):
+def test_runs_beyond_memory_take_turns(finished_run, tmp_path):
+    """One run per call (as if memory held only one): the 2 runs take turns in each chunk
+    with a ChunkWarning; the numbers are the one-call run's, and resume stays exact."""
     from jaxppo import memory
 
-    monkeypatch.setattr(memory, "runs_that_fit", lambda config, device=None: 1)
-    with pytest.raises(experiment.RunError, match="2 runs .* hold about 1 runs at once"):
-        experiment.run(RUNNER_CONFIG, 2, tmp_path / "big", progress=False)
-    assert not (tmp_path / "big").exists()
+    with pytest.warns(memory.ChunkWarning, match="2 sequential calls of 1 runs"):
+        turns = experiment.run(RUNNER_CONFIG, RUNNER_SEEDS, tmp_path / "turns",
+                               chunk_updates=RUNNER_CHUNK, progress=False, plots=False,
+                               max_runs_per_call=1)
+    for name in ("total_loss", "entropy", "episode_return"):
+        np.testing.assert_allclose(turns.metrics[name], finished_run.metrics[name], rtol=1e-5,
+                                   atol=1e-6, err_msg=name)
+    with pytest.warns(memory.ChunkWarning):
+        experiment.run(RUNNER_CONFIG, RUNNER_SEEDS, tmp_path / "stop", chunk_updates=RUNNER_CHUNK,
+                       progress=False, plots=False, max_runs_per_call=1, stop_after_chunks=1)
+        resumed = experiment.resume(tmp_path / "stop", progress=False, plots=False,
+                                    max_runs_per_call=1)
+    assert_same_run(resumed, turns)
