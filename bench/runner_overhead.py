@@ -19,24 +19,17 @@ import statistics
 import tempfile
 import time
 
-import jax
+import core_throughput  # bench/core_throughput.py
 import machine as machine_info  # bench/machine.py
 
 import jaxppo
 
 
 def one_call(config, seeds: int, repeats: int) -> dict:
-    keys = jax.random.split(jax.random.key(0), seeds)
-    start = time.perf_counter()
-    compiled = jax.jit(jax.vmap(jaxppo.train, in_axes=(None, 0))).lower(config, keys).compile()
-    compile_s = time.perf_counter() - start
-    runs = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(compiled(config, keys))
-        runs.append(time.perf_counter() - start)
-    return {"compile_s": round(compile_s, 2), "run_s": round(statistics.median(runs), 2),
-            "run_s_all": [round(r, 2) for r in runs]}
+    """One jitted whole-run call, measured as `core_throughput.measure` does."""
+    row = core_throughput.measure(config, seeds, repeats)
+    return {"compile_s": row["compile_s"], "run_s": row["run_s_median"],
+            "run_s_all": row["run_s_all"]}
 
 
 def runner(config, seeds: int, repeats: int) -> dict:

@@ -230,7 +230,7 @@ def _fmt(x: float, digits: int = 1) -> str:
 
 
 def _print_run_table(result) -> None:
-    from jaxppo import stats
+    from jaxppo import experiment, stats
 
     final = result.final_returns()
     episodes = result.metrics["episode_count"].sum(axis=-1)
@@ -246,7 +246,7 @@ def _print_run_table(result) -> None:
                   f"{result.spec.seeds} seeds; median {_fmt(agg['median']['value'])}, mean "
                   f"{_fmt(agg['mean']['value'])}, min {_fmt(float(finite.min()))}, max "
                   f"{_fmt(float(finite.max()))}")
-        rel = experiment_reliability(result, final)
+        rel = experiment.reliability(result.metrics["episode_return"][0], final[0])
         if rel:
             print("reliability (Chan et al. 2020): dispersion across runs "
                   f"{_fmt(rel['dispersion_across_runs'])}, within runs "
@@ -256,12 +256,6 @@ def _print_run_table(result) -> None:
     else:
         _print_ranking(labels, final)
     print("final return = mean training-episode return over each run's last 10 updates")
-
-
-def experiment_reliability(result, final):
-    from jaxppo import experiment
-
-    return experiment.reliability(result.metrics["episode_return"][0], final[0])
 
 
 def _print_ranking(labels: Sequence[str], final: np.ndarray) -> None:

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import struct
 
 from jaxppo import config as config_lib
 from jaxppo import envs, networks, rollout
@@ -43,6 +44,18 @@ class EvalResult(NamedTuple):
     finished: np.ndarray
 
 
+class _EvalCarry(struct.PyTreeNode):
+    """The evaluation loop's carry: E envs, each frozen once its first episode ended."""
+
+    t: jax.Array
+    obs: jax.Array
+    env_state: Any
+    key: jax.Array
+    done: jax.Array
+    returns: jax.Array
+    lengths: jax.Array
+
+
 def _episodes(config: Config, policy: rollout.Policy, key: jax.Array, *, num_episodes: int,
               deterministic: bool, max_steps: int):
     """E episodes of one run's policy in E parallel envs (frozen once an episode ends)."""
@@ -50,33 +63,35 @@ def _episodes(config: Config, policy: rollout.Policy, key: jax.Array, *, num_epi
     network = networks.make(config, env)
     reset_key, key = jax.random.split(key)
     obs, env_state = jax.vmap(env.reset)(jax.random.split(reset_key, num_episodes))
-    none = jnp.zeros((num_episodes,), jnp.bool_)
 
-    def cond(carry):
-        t, _, _, _, done, _, _ = carry
-        return jnp.logical_and(t < max_steps, ~jnp.all(done))
+    def cond(carry: _EvalCarry):
+        return jnp.logical_and(carry.t < max_steps, ~jnp.all(carry.done))
 
-    def body(carry):
-        t, obs, env_state, key, done, returns, lengths = carry
-        key, act_key, step_key = jax.random.split(key, 3)
-        mask = jax.vmap(env.action_mask)(env_state) if config.action_masking else None
+    def body(carry: _EvalCarry):
+        key, act_key, step_key = jax.random.split(carry.key, 3)
+        mask = jax.vmap(env.action_mask)(carry.env_state) if config.action_masking else None
         dist = networks.policy(network, policy.params, config,
-                               rollout.observe(config, policy.normalizers, obs), mask)
+                               rollout.observe(config, policy.normalizers, carry.obs), mask)
         action = dist.mode() if deterministic else dist.sample(act_key)
         env_state, step = jax.vmap(env.step)(jax.random.split(step_key, num_episodes),
-                                             env_state, action)
-        ended = jnp.logical_and(step.done, ~done)
-        returns = jnp.where(ended, step.episode_return, returns)
-        lengths = jnp.where(ended, step.episode_length, lengths)
-        return (t + 1, step.obs, env_state, key, jnp.logical_or(done, step.done), returns,
-                lengths)
+                                             carry.env_state, action)
+        ended = jnp.logical_and(step.done, ~carry.done)
+        return _EvalCarry(
+            t=carry.t + 1, obs=step.obs, env_state=env_state, key=key,
+            done=jnp.logical_or(carry.done, step.done),
+            returns=jnp.where(ended, step.episode_return, carry.returns),
+            lengths=jnp.where(ended, step.episode_length, carry.lengths))
 
-    carry = (jnp.zeros((), jnp.int32), obs, env_state, key, none,
-             jnp.zeros((num_episodes,), jnp.float32), jnp.zeros((num_episodes,), jnp.int32))
-    _, _, env_state, _, done, returns, lengths = jax.lax.while_loop(cond, body, carry)
-    returns = jnp.where(done, returns, env_state.episode_return)
-    lengths = jnp.where(done, lengths, env_state.episode_length)
-    return returns, lengths, done
+    start = _EvalCarry(
+        t=jnp.zeros((), jnp.int32), obs=obs, env_state=env_state, key=key,
+        done=jnp.zeros((num_episodes,), jnp.bool_),
+        returns=jnp.zeros((num_episodes,), jnp.float32),
+        lengths=jnp.zeros((num_episodes,), jnp.int32))
+    end = jax.lax.while_loop(cond, body, start)
+    # An episode cut by max_steps reports its partial return and length.
+    returns = jnp.where(end.done, end.returns, end.env_state.episode_return)
+    lengths = jnp.where(end.done, end.lengths, end.env_state.episode_length)
+    return returns, lengths, end.done
 
 
 @functools.partial(jax.jit, static_argnames=("num_episodes", "deterministic", "max_steps",

@@ -34,7 +34,6 @@ import pathlib
 import shutil
 import signal
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -159,18 +158,6 @@ def _positive_int(name: str, value) -> int:
     return int(value)
 
 
-def _settings_table(space: Mapping[str, Sequence[float]]) -> dict[str, np.ndarray]:
-    """A grid (lists: every combination) or a table (numpy arrays [H]) as a table."""
-    if all(isinstance(v, np.ndarray) for v in space.values()):
-        sweep_lib._check_names(list(space))
-        table = {k: np.asarray(v, np.float32) for k, v in space.items()}
-        if len({v.shape for v in table.values()}) != 1 or next(iter(table.values())).ndim != 1:
-            raise ValueError("a table of settings needs 1-D arrays of one length, got shapes "
-                             f"{ {k: v.shape for k, v in table.items()} }")
-        return table
-    return sweep_lib.grid(space)
-
-
 def make_spec(config: Config, space: Mapping[str, Sequence[float]] | None = None, *,
               seeds: int = 8, seed: int = 0, chunk_updates: int | None = None,
               checkpoint_every: int = 10) -> Spec:
@@ -189,7 +176,7 @@ def make_spec(config: Config, space: Mapping[str, Sequence[float]] | None = None
     checkpoint_every = _positive_int("checkpoint_every", checkpoint_every)
     settings: dict[str, tuple[float, ...]] = {}
     if space:
-        table = _settings_table(space)
+        table = sweep_lib.settings_table(space)
         # The shortest decimal that rounds to the float32 leaf: 0.001, not 0.0010000000474974513.
         settings = {k: tuple(float(str(np.float32(x))) for x in v) for k, v in table.items()}
     spec = Spec(config, settings, seeds, int(seed), min(chunk, config.num_updates),
@@ -200,7 +187,7 @@ def make_spec(config: Config, space: Mapping[str, Sequence[float]] | None = None
 
 
 # ---------------------------------------------------------------------------------------------
-# The compiled pieces, cached per program (static config, run count, devices, chunk length),
+# The compiled chunk, cached per program (static config, run count, devices, chunk length),
 # so that a notebook or a test session compiles each once.
 
 
@@ -229,15 +216,11 @@ def _static_key(config: Config) -> tuple:
     return tuple(getattr(config, name) for name in config_lib.static_fields())
 
 
-def _compiled(kind: str, config: Config, runs: int, devices: tuple, length: int, *args):
-    key = (kind, _static_key(config), runs, devices, length)
+def _compiled_chunk(config: Config, runs: int, devices: tuple, length: int, *args):
+    key = (_static_key(config), runs, devices, length)
     if key not in _COMPILED:
-        if kind == "init":
-            fn = jax.jit(jax.vmap(train_lib.init))
-        else:
-            fn = jax.jit(_chunk, static_argnames=("length",), donate_argnums=(1,))
-        lowered = fn.lower(*args, length=length) if kind == "chunk" else fn.lower(*args)
-        _COMPILED[key] = lowered.compile()
+        fn = jax.jit(_chunk, static_argnames=("length",), donate_argnums=(1,))
+        _COMPILED[key] = fn.lower(*args, length=length).compile()
     return _COMPILED[key]
 
 
@@ -584,17 +567,8 @@ def _run_inputs(spec: Spec, devices: tuple, max_runs_per_call: int | None = None
     (`jaxppo.memory`), else as many as fit: then the groups take turns in each chunk, one
     compiled program for all of them, and a `memory.ChunkWarning` says so.
     """
-    from jaxppo import memory
-
-    per_call = sweep_lib.runs_per_call(spec.config, spec.num_runs, list(devices),
-                                       max_runs_per_call)
-    groups = -(-spec.num_runs // per_call)
-    if groups > 1:
-        warnings.warn(
-            f"{spec.num_runs} runs do not fit in one call on {len(devices)} device(s) "
-            f"(estimated {memory.estimate(spec.config).per_run / 2**20:.1f} MiB per run); each "
-            f"chunk runs them in {groups} sequential calls of {per_call} runs",
-            memory.ChunkWarning, stacklevel=3)
+    per_call, groups = sweep_lib.plan_calls(spec.config, spec.num_runs, list(devices),
+                                            max_runs_per_call)
     _, sharding = _layout(per_call, devices)
     flat = config_lib.stack_configs([c for c in spec.configs() for _ in range(spec.seeds)])
     keys = jax.random.split(jax.random.key(spec.seed), spec.seeds)
@@ -626,14 +600,11 @@ def _execute(spec: Spec, run_dir: pathlib.Path, *, restored=None, devices=None,
     metrics = {k: np.full((spec.num_settings, spec.seeds, total), np.nan, np.float32)
                for k in METRIC_NAMES}
     if restored is None:
-        # The initial states are built on one device and then laid out over the mesh (see
-        # `jaxppo.sweep.run_sharded`).
+        # The initial states are built on one device and then laid out over the mesh, as
+        # `jaxppo.sweep.run_sharded` does.
         local = jax.sharding.SingleDeviceSharding(sweep_lib._local_device(devices))
-        states = []
-        for group in inputs:
-            init_inputs = sweep_lib._put(group, local)
-            init = _compiled("init", config, per_call, devices, 0, *init_inputs)
-            states.append(sweep_lib._put(init(*init_inputs), sharding))
+        states = [sweep_lib._put(sweep_lib.init_batch(*sweep_lib._put(group, local)), sharding)
+                  for group in inputs]
         done = 0
     else:
         host_state, history, done = restored
@@ -645,7 +616,7 @@ def _execute(spec: Spec, run_dir: pathlib.Path, *, restored=None, devices=None,
         for k, v in history.items():
             metrics[k][..., :done] = v
     length = spec.chunk_updates
-    chunk = _compiled("chunk", config, per_call, devices, length, inputs[0][0], states[0],
+    chunk = _compiled_chunk(config, per_call, devices, length, inputs[0][0], states[0],
                       jnp.asarray(length, jnp.int32))
     compile_s = time.perf_counter() - start
 

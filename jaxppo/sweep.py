@@ -103,9 +103,18 @@ def random_search(space: Mapping[str, tuple], num_settings: int, seed: int = 0
     return out
 
 
-def _initial_state(inputs: tuple[Config, jax.Array]) -> TrainState:
-    config, key = inputs
-    return train_lib.init(config, key)
+def settings_table(space: Mapping[str, Sequence[float]] | Mapping[str, np.ndarray]
+                   ) -> dict[str, np.ndarray]:
+    """A sweep's settings as a table (field -> float32 [H]): a grid (lists; every combination,
+    see `grid`) or a table already (numpy arrays [H] of one length, e.g. `random_search`)."""
+    if space and all(isinstance(v, np.ndarray) for v in space.values()):
+        table = {k: np.asarray(v, np.float32) for k, v in space.items()}
+        _check_names(list(table))
+        if len({v.shape for v in table.values()}) != 1 or next(iter(table.values())).ndim != 1:
+            raise ValueError("a table of settings needs 1-D arrays of one length, got shapes "
+                             f"{ {k: v.shape for k, v in table.items()} }")
+        return table
+    return grid(space)
 
 
 def _update(state: TrainState, _, config: Config):
@@ -118,21 +127,10 @@ def _train_from(config: Config, state: TrainState):
     return jax.lax.scan(body, state, None, length=config.num_updates)
 
 
-@jax.jit
-def init_batch(configs: Config, keys: jax.Array) -> TrainState:
-    """`init` of B runs (configs with dynamic leaves [B], keys [B]), one run after another.
-
-    A loop (`jax.lax.map`), not a vmap, on purpose: under vmap the orthogonal init is one
-    batched QR, and XLA's CPU runtime (jaxlib 0.10) runs a batched LAPACK QR by handing parts
-    of the batch to its intra-op thread pool and blocking a pool thread until they are done.
-    When the QRs of actor and critic (or of several devices' programs) block every pool thread
-    at once, nothing is left to run those parts: the process hangs, all threads idle (seen
-    with gdb: every pool thread in ``jax::ParallelBatchMap`` under ``lapack_sgeqrf_ffi`` or
-    ``lapack_sorgqr_ffi``; 256 runs on 1 device, 6 runs on 4 emulated devices). One run's QR
-    is not split. Init is a sliver of a run's work (1024 CartPole runs: 0.65 s on 2 cores),
-    and the states equal vmapped ones bit for bit.
-    """
-    return jax.lax.map(_initial_state, (configs, keys))
+#: `init` of B runs (configs with dynamic leaves [B], keys [B]). Safe to vmap: `networks.init`
+#: runs the batched runs' orthogonal inits one after another (a batched LAPACK QR deadlocked
+#: XLA's CPU thread pool; see there).
+init_batch = jax.jit(jax.vmap(train_lib.init))
 
 
 #: `train` from given initial states: B runs, configs [B] and states [B], one vmapped program.
@@ -166,6 +164,22 @@ def runs_per_call(config: Config, runs: int, devices: Sequence[Any],
     return max(count, per_call // count * count)
 
 
+def plan_calls(config: Config, runs: int, devices: Sequence[Any],
+               max_runs_per_call: int | None = None) -> tuple[int, int]:
+    """(P, calls): `runs_per_call` and how many calls of P runs cover ``runs``; more than one
+    call is announced with a `memory.ChunkWarning` (a warning, not a log line: it reaches a
+    user who configured nothing, and a test or script can catch it, silence it or make it an
+    error)."""
+    per_call = runs_per_call(config, runs, devices, max_runs_per_call)
+    calls = -(-runs // per_call)
+    if calls > 1:
+        warnings.warn(
+            f"{runs} runs do not fit in one call on {len(devices)} device(s) (estimated "
+            f"{memory.estimate(config).per_run / 2**20:.1f} MiB per run); running them in "
+            f"{calls} sequential calls of {per_call} runs", memory.ChunkWarning, stacklevel=3)
+    return per_call, calls
+
+
 def run_sharded(configs: Config, keys: jax.Array, devices: Sequence[Any] | None = None, *,
                 max_runs_per_call: int | None = None):
     """`train` for B (config, key) pairs, the batch axis sharded over ``devices``.
@@ -182,8 +196,8 @@ def run_sharded(configs: Config, keys: jax.Array, devices: Sequence[Any] | None 
     line: it reaches a user who configured nothing, and a test or script can catch it, silence
     it or turn it into an error).
 
-    The initial states are built on one device by `init_batch` (a loop over runs: a batched
-    QR can deadlock XLA's CPU thread pool, see there), then the sharded call trains them.
+    The initial states are built on one device by `init_batch`, then the sharded call trains
+    them.
 
     Args:
         configs: a stacked `Config`, dynamic leaves [B].
@@ -198,13 +212,7 @@ def run_sharded(configs: Config, keys: jax.Array, devices: Sequence[Any] | None 
     devices = list(jax.devices() if devices is None else devices)
     batch = keys.shape[0]
     one = jax.tree.map(lambda x: np.asarray(x)[0], configs)
-    per_call = runs_per_call(one, batch, devices, max_runs_per_call)
-    calls = -(-batch // per_call)
-    if calls > 1:
-        warnings.warn(
-            f"{batch} runs do not fit in one call on {len(devices)} device(s) (estimated "
-            f"{memory.estimate(one).per_run / 2**20:.1f} MiB per run); running them in "
-            f"{calls} sequential calls of {per_call} runs", memory.ChunkWarning, stacklevel=2)
+    per_call, calls = plan_calls(one, batch, devices, max_runs_per_call)
     index = np.minimum(np.arange(calls * per_call), batch - 1)
     mesh = jax.sharding.Mesh(np.asarray(devices), ("runs",))
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))
@@ -252,14 +260,7 @@ def sweep(config: Config, space: Mapping[str, Sequence[float]] | Mapping[str, np
     """
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds={seeds!r} must be an integer >= 1")
-    if space and all(isinstance(v, np.ndarray) for v in space.values()):
-        table = {k: np.asarray(v, np.float32) for k, v in space.items()}
-        _check_names(list(table))
-        if len({v.shape for v in table.values()}) != 1 or next(iter(table.values())).ndim != 1:
-            raise ValueError("a table of settings needs 1-D arrays of one length, got shapes "
-                             f"{ {k: v.shape for k, v in table.items()} }")
-    else:
-        table = grid(space)
+    table = settings_table(space)
     configs = [config.replace(**{k: float(v[h]) for k, v in table.items()})
                for h in range(len(next(iter(table.values()))))]
     for c in configs:

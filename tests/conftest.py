@@ -1,5 +1,9 @@
 """Shared test settings: strict rank promotion, and helpers for counting compilations."""
 
+import os
+import subprocess
+import sys
+
 import jax
 
 # Implicit rank promotion hides shape bugs ([T] + [T, 1] silently becomes [T, T]).
@@ -27,3 +31,14 @@ def finished_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "full"
     return jaxppo.experiment.run(RUNNER_CONFIG, RUNNER_SEEDS, out, chunk_updates=RUNNER_CHUNK,
                                  checkpoint_every=1, progress=False, tensorboard=True)
+
+
+def run_with_devices(code: str, *args: str, devices: int = 4, timeout: int = 300):
+    """Run ``python -c code args`` with ``devices`` emulated CPU devices (fixed when JAX starts,
+    hence a subprocess) and jaxppo's own XLA flags; returns the CompletedProcess."""
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "")
+                        + f" --xla_force_host_platform_device_count={devices}")
+    env.pop("JAXPPO_KEEP_XLA_FLAGS", None)
+    return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True,
+                          text=True, timeout=timeout)

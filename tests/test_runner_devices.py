@@ -5,12 +5,10 @@ As in test_sharding.py, the device count is fixed when JAX starts, so the runs h
 subprocess started with ``XLA_FLAGS=--xla_force_host_platform_device_count=4``.
 """
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
+from conftest import run_with_devices
 
 CHILD = textwrap.dedent("""
     import faulthandler, pathlib, sys
@@ -41,11 +39,7 @@ CHILD = textwrap.dedent("""
 
 def test_runner_four_devices_equal_one(tmp_path):
     path = tmp_path / "runner.npz"
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4")
-    env.pop("JAXPPO_KEEP_XLA_FLAGS", None)
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(path), str(tmp_path)], env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = run_with_devices(CHILD, str(path), str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-5000:]
     out = np.load(path)
     assert int(out["device_count"]) == 4

@@ -5,12 +5,10 @@ one subprocess started with ``XLA_FLAGS=--xla_force_host_platform_device_count=4
 the results of every comparison (paying each compilation once) and this test compares them.
 """
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
+from conftest import run_with_devices
 
 # Runs in the subprocess. faulthandler prints every thread's stack if it ever hangs.
 CHILD = textwrap.dedent("""
@@ -46,11 +44,7 @@ CHILD = textwrap.dedent("""
 
 def test_four_devices_equal_one(tmp_path):
     path = tmp_path / "sharded.npz"
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4")
-    env.pop("JAXPPO_KEEP_XLA_FLAGS", None)
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(path)], env=env,
-                          capture_output=True, text=True, timeout=240)
+    proc = run_with_devices(CHILD, str(path), timeout=240)
     assert proc.returncode == 0, proc.stderr[-5000:]
     out = np.load(path)
     assert int(out["device_count"]) == 4
