@@ -39,7 +39,6 @@ import jaxppo
 from jaxppo import stats
 
 BENCH = pathlib.Path(__file__).resolve().parent
-JAXPPO_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
 
 # Each peer's environment: the pip requirement lines, installed in this order.
 VENVS = {
@@ -90,15 +89,9 @@ def hparams(config: jaxppo.Config) -> dict:
 
 
 def peer_env() -> dict:
-    """The environment for a peer process: XLA_FLAGS without jaxppo's flag (importing jaxppo
-    here added it), so each runner starts as its users would (jaxppo re-adds its own)."""
-    env = dict(os.environ)
-    flags = env.get("XLA_FLAGS", "").replace(JAXPPO_FLAG, "").strip()
-    if flags:
-        env["XLA_FLAGS"] = flags
-    else:
-        env.pop("XLA_FLAGS", None)
-    return env
+    """The environment for a peer process: this one's, so every runner starts with the same
+    XLA_FLAGS (none unless the caller set some; jaxppo sets none)."""
+    return dict(os.environ)
 
 
 def venv_python(venv_dir: pathlib.Path, name: str) -> pathlib.Path:

@@ -16,11 +16,12 @@ rounds (every piece once per round) / count:
     update       batch, E epochs x M shuffled minibatch gradient steps
     whole step   train.step: all of it plus metrics and normalizer merges
 
-XLA flag: jaxppo sets --xla_cpu_enable_concurrency_optimized_scheduler=false at import. Whole
-runs (peer_jaxppo.py subprocesses, --flag-budget of the run) with the flag and with XLA's
-default (JAXPPO_KEEP_XLA_FLAGS=1) back to back, --flag-trials pairs at 1 and at 8 seeds; a run
-that does not finish within --flag-timeout seconds is recorded as hung (the deadlock the flag
-avoids). The summary is the median over pairs of the speed ratio.
+XLA flag: jaxppo once set --xla_cpu_enable_concurrency_optimized_scheduler=false at import
+(a guard against a hang whose cause, a batched LAPACK QR at init, was fixed in
+networks.init); it sets no flag now. Whole runs (peer_jaxppo.py subprocesses, --flag-budget of
+the run) with the flag added by hand and with XLA's default back to back, --flag-trials pairs
+at 1 and at 8 seeds; a run that does not finish within --flag-timeout seconds is recorded as
+hung. The summary is the median over pairs of the speed ratio.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from jaxppo import envs, gae, networks, rollout, update
 train_lib = importlib.import_module("jaxppo.train")
 
 BENCH = pathlib.Path(__file__).resolve().parent
-JAXPPO_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
+SCHEDULER_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
 
 
 def _parts(config):
@@ -194,12 +195,8 @@ def profile_pieces(seeds: int, repeats: int, count: int) -> dict:
 
 def flag_env(keep_default: bool) -> dict:
     env = dict(os.environ)
-    flags = env.get("XLA_FLAGS", "").replace(JAXPPO_FLAG, "").strip()
-    env["XLA_FLAGS"] = flags
-    if keep_default:
-        env["JAXPPO_KEEP_XLA_FLAGS"] = "1"
-    else:
-        env.pop("JAXPPO_KEEP_XLA_FLAGS", None)
+    flags = env.get("XLA_FLAGS", "").replace(SCHEDULER_FLAG, "").strip()
+    env["XLA_FLAGS"] = flags if keep_default else f"{flags} {SCHEDULER_FLAG}".strip()
     return env
 
 
@@ -209,7 +206,7 @@ def flag_run(seeds: int, budget: float, keep_default: bool, timeout: float) -> d
     fields = {"total_timesteps": updates * config.batch_size}
     spec = {"case": "xla-flag", "seeds": seeds, "repeats": 3, "hparams": fields}
     command = [sys.executable, str(BENCH / "peer_jaxppo.py"), json.dumps(spec)]
-    label = "XLA default scheduler" if keep_default else "jaxppo flag"
+    label = "XLA default scheduler" if keep_default else "scheduler flag"
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
                               env=flag_env(keep_default), cwd=BENCH.parent)
@@ -244,7 +241,7 @@ def flag_summary(rows: list[dict]) -> dict:
         for r in rows:
             if r["seeds"] == seeds:
                 pairs.setdefault(r["pair"], {})[r["setting"]] = r
-        default, flag = "XLA default scheduler", "jaxppo flag"
+        default, flag = "XLA default scheduler", "scheduler flag"
         ratios = [p[default]["env_steps_per_s"] / p[flag]["env_steps_per_s"]
                   for p in pairs.values()
                   if all(p.get(k, {}).get("env_steps_per_s") for k in (default, flag))]

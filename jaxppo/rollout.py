@@ -19,13 +19,15 @@ class Transition(struct.PyTreeNode):
     value is ``next_value``; where an episode ended, the env's next ``obs`` already starts a
     new one. Observations are stored as the networks saw them (normalized with the frozen
     statistics of this update when normalize_obs is on); ``raw_obs`` feeds the statistics.
+    Fields a config does not use are None (not stored, not shuffled, not carried).
 
     Attributes:
         obs: observations acted on, as the networks saw them, [T, N, O].
-        raw_obs: the same observations before normalization, [T, N, O].
+        raw_obs: the same observations before normalization, [T, N, O]; None unless
+            normalize_obs.
         final_obs: next observations before any reset, as the networks see them, [T, N, O].
         action: sampled actions, [T, N] (discrete) or [T, N, D] (continuous, unclipped).
-        action_mask: valid actions when acting, [T, N, K] (all True without masking).
+        action_mask: valid actions when acting, [T, N, K]; None unless action_masking.
         log_prob: log pi_old(action | obs), [T, N].
         value: V_old(obs) in return units, [T, N].
         reward: the env's reward, [T, N].
@@ -37,10 +39,10 @@ class Transition(struct.PyTreeNode):
     """
 
     obs: jax.Array
-    raw_obs: jax.Array
+    raw_obs: jax.Array | None
     final_obs: jax.Array
     action: jax.Array
-    action_mask: jax.Array
+    action_mask: jax.Array | None
     log_prob: jax.Array
     value: jax.Array
     reward: jax.Array
@@ -91,9 +93,8 @@ def _policy_step(carry: EnvCarry, key: jax.Array, config: Config, env, network,
     """Act in every env once. Returns the new carry and the transition of this step."""
     action_key, env_key = jax.random.split(key)
     obs = observe(config, policy.normalizers, carry.obs)
-    mask = jax.vmap(env.action_mask)(carry.env_state)
-    dist, value = networks.apply(network, policy.params, config, obs,
-                                 mask if config.action_masking else None)
+    mask = jax.vmap(env.action_mask)(carry.env_state) if config.action_masking else None
+    dist, value = networks.apply(network, policy.params, config, obs, mask)
     if config.normalize_values:
         value = normalize.denormalize(policy.normalizers.value, value)
     action = dist.sample(action_key)
@@ -101,7 +102,7 @@ def _policy_step(carry: EnvCarry, key: jax.Array, config: Config, env, network,
     env_state, step = jax.vmap(env.step)(env_keys, carry.env_state, action)
     transition = Transition(
         obs=obs,
-        raw_obs=carry.obs,
+        raw_obs=carry.obs if config.normalize_obs else None,
         final_obs=observe(config, policy.normalizers, step.final_obs),
         action=action,
         action_mask=mask,

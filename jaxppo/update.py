@@ -23,7 +23,7 @@ class Batch(struct.PyTreeNode):
 
     obs: jax.Array
     action: jax.Array
-    action_mask: jax.Array
+    action_mask: jax.Array | None  # [..., K] with action_masking, else None
     log_prob: jax.Array
     value: jax.Array
     advantage: jax.Array
@@ -117,8 +117,7 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
 
 def loss(params, network, config: Config, batch: Batch) -> tuple[jax.Array, LossInfo]:
     """policy_loss + vf_coef * value_loss - ent_coef * entropy on one minibatch."""
-    mask = batch.action_mask if config.action_masking else None
-    dist, value = networks.apply(network, params, config, batch.obs, mask)
+    dist, value = networks.apply(network, params, config, batch.obs, batch.action_mask)
     advantage = batch.advantage
     if config.normalize_advantages:
         advantage = losses.normalize_advantages(advantage)

@@ -35,10 +35,9 @@ def finished_run(tmp_path_factory):
 
 def run_with_devices(code: str, *args: str, devices: int = 4, timeout: int = 300):
     """Run ``python -c code args`` with ``devices`` emulated CPU devices (fixed when JAX starts,
-    hence a subprocess) and jaxppo's own XLA flags; returns the CompletedProcess."""
+    hence a subprocess); returns the CompletedProcess."""
     env = dict(os.environ)
     env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "")
                         + f" --xla_force_host_platform_device_count={devices}")
-    env.pop("JAXPPO_KEEP_XLA_FLAGS", None)
     return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True,
                           text=True, timeout=timeout)

@@ -25,17 +25,18 @@ def test_components_of_a_tiny_config_by_hand():
     # obs 2x4 floats 32; key 2 uint32 8; update_step 4; normalizers: obs mean/var [4] +
     # count, reward and value mean/var/count, discounted return [2] = 17 floats = 68.
     assert est.train_state == 428 + 864 + 56 + 32 + 8 + 4 + 68 == 1460
-    # Transition per step and env: obs, raw_obs, final_obs 3x4 floats 48, action int32 4,
-    # action mask 2 bools 2, log_prob/value/reward/next_value/episode_return 20, terminated
-    # and truncated 2, episode_length 4 -> 80 B x 16 = 1280. GAE arrays 4 x 16 x 4 = 256.
-    # Batch: obs 16 + action 4 + mask 2 + log_prob, value, advantage, target 16 = 38 B x 16
-    # = 608, twice (the shuffled minibatches are a copy).
-    assert est.rollout == 1280 + 256 + 2 * 608 == 2752
+    # Transition per step and env (raw_obs and the action mask are not stored: this config
+    # normalizes no observations and masks no actions): obs, final_obs 2x4 floats 32, action
+    # int32 4, log_prob/value/reward/next_value/episode_return 20, terminated and truncated
+    # 2, episode_length 4 -> 62 B x 16 = 992. GAE arrays 4 x 16 x 4 = 256. Batch: obs 16 +
+    # action 4 + log_prob, value, advantage, target 16 = 36 B x 16 = 576, twice (the
+    # shuffled minibatches are a copy).
+    assert est.rollout == 992 + 256 + 2 * 576 == 2400
     # Minibatch of 16 / 2 = 8; actor and critic, one hidden layer of 8, values + gradients.
     assert est.activations == 2 * 2 * 8 * 8 * 4 == 1024
     # 15 metric fields x 4 B x 64 // 16 = 4 updates.
     assert est.metrics == 15 * 4 * 4 == 240
-    assert est.per_run == 2 * 1460 + 2752 + 1024 + 240
+    assert est.per_run == 2 * 1460 + 2400 + 1024 + 240
     assert est.total == 3 * est.per_run
 
 
