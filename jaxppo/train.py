@@ -130,14 +130,15 @@ def _metrics(config: Config, state: TrainState, transitions: rollout.Transition,
 def _scaled_rewards(config: Config, normalizers: normalize.Normalizers,
                     transitions: rollout.Transition) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Rewards for GAE (scaled by the frozen return std when scale_rewards is on), the
-    running discounted return after the rollout [N] and its value at every step [T, N]."""
+    running discounted return after the rollout [N] and its value at every step [T, N]
+    (with scale_rewards off: the rewards as they are, the running return unchanged, None)."""
+    if not config.scale_rewards:
+        # Nothing reads the running return without reward scaling: leave it where it is.
+        return transitions.reward, normalizers.discounted_return, None
     last, returns = normalize.discounted_returns(
         normalizers.discounted_return, transitions.reward, transitions.done, config.gamma
     )
-    reward = transitions.reward
-    if config.scale_rewards:
-        reward = normalize.scale_rewards(normalizers.reward, reward)
-    return reward, last, returns
+    return normalize.scale_rewards(normalizers.reward, transitions.reward), last, returns
 
 
 def _merged(config: Config, normalizers: normalize.Normalizers, transitions: rollout.Transition,
