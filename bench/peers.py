@@ -3,6 +3,7 @@
     python bench/peers.py                 # the whole grid; writes bench/results/peers.{json,md,png}
     python bench/peers.py --quick         # smoke run: 1% of the steps, at most 2 seeds
     python bench/peers.py --budget 0.5    # every case at half its timesteps
+    python bench/peers.py --rounds 3 --cases cartpole-s1 cartpole-s8   # 3 alternating rounds
     python bench/peers.py --render bench/results/peers.json   # redraw the table and plot only
 
 Peers, each in its own virtual environment that this script creates from PyPI under
@@ -149,18 +150,46 @@ def ratio(a, b) -> float | None:
     return round(a / b, 2) if a and b else None
 
 
+def _median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
+
+
+def merge_rounds(runs: list[dict]) -> dict:
+    """One peer's results of one case over --rounds rounds: medians of the rounds' compile
+    and run times, every call's time, the learning of the first round (same keys, same run)."""
+    ok = [r for r in runs if not r.get("error")]
+    if len(ok) < 2:
+        return (ok or runs)[0]
+    out = dict(ok[0])
+    out["compile_s"] = round(_median([r["compile_s"] for r in ok]), 3)
+    out["run_s_median"] = round(_median([r["run_s_median"] for r in ok]), 4)
+    out["env_steps_per_s"] = round(out["env_steps"] / out["run_s_median"])
+    out["run_s_all"] = [t for r in ok for t in r.get("run_s_all", [])]
+    out["rounds"] = len(ok)
+    return out
+
+
 def summary_rows(results: list[dict], cases: list[Case]) -> list[dict]:
-    """One row per case with each peer's numbers and the jaxppo / peer ratios."""
-    by = {(r["case"], r["peer"]): r for r in results}
+    """One row per case with each peer's numbers and the jaxppo / peer ratios.
+
+    With several rounds, the speed ratio is the median over rounds of the ratio within a
+    round (the two peers ran back to back), which drift in the machine's load cancels.
+    """
+    by: dict[tuple[str, str], list[dict]] = {}
+    for r in results:
+        by.setdefault((r["case"], r["peer"]), []).append(r)
     rows = []
     for case in cases:
         row = {"case": case.name, "title": case.title, "seeds": case.seeds}
         for peer in ("jaxppo", "rejax", "sb3"):
-            r = by.get((case.name, peer))
-            if r is None:
+            runs = by.get((case.name, peer))
+            if not runs:
                 continue
+            r = merge_rounds(runs)
             row[peer] = {k: r.get(k) for k in ("compile_s", "run_s_median", "env_steps",
-                                               "env_steps_per_s", "error")}
+                                               "env_steps_per_s", "error", "rounds")}
             if r.get("run_s_all"):  # the least disturbed call, for a shared machine
                 row[peer]["env_steps_per_s_best"] = round(r["env_steps"] / min(r["run_s_all"]))
             row[peer]["iqm_return"] = learning(r) if "error" not in r else None
@@ -176,6 +205,13 @@ def summary_rows(results: list[dict], cases: list[Case]) -> list[dict]:
                     ours.get("env_steps_per_s_best"), row[peer].get("env_steps_per_s_best"))
                 row[f"compile_ratio_vs_{peer}"] = ratio(ours.get("compile_s"),
                                                         row[peer]["compile_s"])
+        mine, theirs = by.get((case.name, "jaxppo"), []), by.get((case.name, "rejax"), [])
+        paired = [ratio(a.get("env_steps_per_s"), b.get("env_steps_per_s"))
+                  for a, b in zip(mine, theirs, strict=False)
+                  if not a.get("error") and not b.get("error")]
+        if len(paired) > 1:
+            row["speed_ratios_by_round_vs_rejax"] = paired
+            row["speed_ratio_vs_rejax"] = round(_median(paired), 2)
         rows.append(row)
     return rows
 
@@ -192,14 +228,18 @@ def _cell(r: dict | None) -> str:
 def markdown(result: dict) -> str:
     m = result["machine"]
     lines = [
-        "# jaxppo vs peers, one run",
+        "# jaxppo vs peers, one run"
+        + (f" of {result['rounds']} rounds" if result.get("rounds", 1) > 1 else ""),
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['device']}; jax {m['jax']}. "
         f"Load average before {result['loadavg_before']}, after {result['loadavg_after']} "
         "(a shared machine: other work may have slowed some cells).",
         f"Budget: {result['budget']} x each case's timesteps; SB3 "
         f"{result['sb3_timesteps']:,} steps per seed. Run time: median of {result['repeats']} "
-        "compiled calls. Return: IQM over seeds of the final training return.",
+        "compiled calls. Return: IQM over seeds of the final training return."
+        + (f" Rounds: {result.get('rounds', 1)} per case, the peers' order alternating; times "
+           "are medians over rounds, the speed ratio the median of the within-round ratios."
+           if result.get("rounds", 1) > 1 else ""),
         "",
         "| case | jaxppo compile (s) | run (s) | steps/s | return "
         "| rejax compile (s) | run (s) | steps/s | return | speed jaxppo/rejax "
@@ -283,6 +323,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: budget 0.01, at most 2 seeds, nothing written to results/")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run each case this many times, the peers' order alternating")
     parser.add_argument("--sb3-timesteps", type=int, default=100_000)
     parser.add_argument("--peers", nargs="+", default=["jaxppo", "rejax", "sb3"])
     parser.add_argument("--cases", nargs="+", default=None, help="case names (default all)")
@@ -317,27 +359,31 @@ def main() -> None:
     results = []
     for case in cases:
         config = scaled(case.config, budget * case.scale)
-        for peer in case.peers:
-            if peer not in args.peers:
-                continue
-            spec = {"case": case.name, "seeds": case.seeds, "repeats": args.repeats,
-                    "hparams": hparams(config), "timesteps": sb3_steps}
-            print(f"{case.name} / {peer} ...", file=sys.stderr, flush=True)
-            r = run_peer(pythons[peer], peer, spec, args.timeout, env)
-            print(json.dumps({k: r.get(k) for k in ("compile_s", "run_s_median",
-                                                    "env_steps_per_s", "error")}),
-                  file=sys.stderr, flush=True)
-            results.append(r)
-            # Kept as the run goes, so that an interrupted run leaves what it measured.
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "peers.partial.json").write_text(json.dumps(results, indent=2) + "\n")
+        peers_here = [p for p in case.peers if p in args.peers]
+        for round_ in range(args.rounds):
+            # Alternate who goes first, so that neither peer always runs on a warmer machine.
+            for peer in peers_here if round_ % 2 == 0 else peers_here[::-1]:
+                spec = {"case": case.name, "seeds": case.seeds, "repeats": args.repeats,
+                        "hparams": hparams(config), "timesteps": sb3_steps}
+                print(f"{case.name} / {peer} (round {round_ + 1}) ...", file=sys.stderr,
+                      flush=True)
+                r = run_peer(pythons[peer], peer, spec, args.timeout, env)
+                r["round"] = round_
+                print(json.dumps({k: r.get(k) for k in ("compile_s", "run_s_median",
+                                                        "env_steps_per_s", "error")}),
+                      file=sys.stderr, flush=True)
+                results.append(r)
+                # Kept as the run goes, so that an interrupted run leaves what it measured.
+                out.mkdir(parents=True, exist_ok=True)
+                (out / "peers.partial.json").write_text(json.dumps(results, indent=2) + "\n")
     versions = {}
     for r in results:
         versions.setdefault(r["peer"], r.get("versions", {}))
     result = {
         "benchmark": "jaxppo vs rejax vs Stable-Baselines3 PPO, same work, one run",
         "command": " ".join(["python", "bench/peers.py", *sys.argv[1:]]),
-        "budget": budget, "repeats": args.repeats, "sb3_timesteps": sb3_steps,
+        "budget": budget, "repeats": args.repeats, "rounds": args.rounds,
+        "sb3_timesteps": sb3_steps,
         "machine": machine_info.describe(), "versions": versions,
         "loadavg_before": loadavg_before, "loadavg_after": load(),
         "wall_s": round(time.time() - started, 1),
