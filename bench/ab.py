@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import pathlib
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -92,7 +93,7 @@ def main() -> None:
                           f"{r['run_s']:7.3f} s  IQM {r['iqm']:8.2f}", flush=True)
             ratios.sort()
             print(f"{args.env}, {args.seeds} seed(s), {args.fraction:g} of the run: base / new "
-                  f"run time, median over {args.pairs} pairs: {ratios[len(ratios) // 2]:.3f} "
+                  f"run time, median over {args.pairs} pairs: {statistics.median(ratios):.3f} "
                   f"(pairs: {', '.join(f'{r:.3f}' for r in ratios)})")
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)],

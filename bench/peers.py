@@ -150,12 +150,6 @@ def ratio(a, b) -> float | None:
     return round(a / b, 2) if a and b else None
 
 
-def _median(xs):
-    xs = sorted(xs)
-    n = len(xs)
-    return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
-
-
 def merge_rounds(runs: list[dict]) -> dict:
     """One peer's results of one case over --rounds rounds: medians of the rounds' compile
     and run times, every call's time, the learning of the first round (same keys, same run)."""
@@ -163,8 +157,8 @@ def merge_rounds(runs: list[dict]) -> dict:
     if len(ok) < 2:
         return (ok or runs)[0]
     out = dict(ok[0])
-    out["compile_s"] = round(_median([r["compile_s"] for r in ok]), 3)
-    out["run_s_median"] = round(_median([r["run_s_median"] for r in ok]), 4)
+    out["compile_s"] = round(float(np.median([r["compile_s"] for r in ok])), 3)
+    out["run_s_median"] = round(float(np.median([r["run_s_median"] for r in ok])), 4)
     out["env_steps_per_s"] = round(out["env_steps"] / out["run_s_median"])
     out["run_s_all"] = [t for r in ok for t in r.get("run_s_all", [])]
     out["rounds"] = len(ok)
@@ -211,7 +205,7 @@ def summary_rows(results: list[dict], cases: list[Case]) -> list[dict]:
                   if not a.get("error") and not b.get("error")]
         if len(paired) > 1:
             row["speed_ratios_by_round_vs_rejax"] = paired
-            row["speed_ratio_vs_rejax"] = round(_median(paired), 2)
+            row["speed_ratio_vs_rejax"] = round(float(np.median(paired)), 2)
         rows.append(row)
     return rows
 

@@ -128,7 +128,8 @@ def _metrics(config: Config, state: TrainState, transitions: rollout.Transition,
 
 
 def _scaled_rewards(config: Config, normalizers: normalize.Normalizers,
-                    transitions: rollout.Transition) -> tuple[jax.Array, jax.Array, jax.Array]:
+                    transitions: rollout.Transition
+                    ) -> tuple[jax.Array, jax.Array, jax.Array | None]:
     """Rewards for GAE (scaled by the frozen return std when scale_rewards is on), the
     running discounted return after the rollout [N] and its value at every step [T, N]
     (with scale_rewards off: the rewards as they are, the running return unchanged, None)."""
