@@ -76,6 +76,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per process")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    for name in ("pairs", "repeats", "seeds"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} {getattr(args, name)}: must be at least 1")
+    if not 0 < args.fraction <= 1:
+        parser.error(f"--fraction {args.fraction}: must be in (0, 1]")
     if args.child:
         child(args.env, args.seeds, args.fraction, args.repeats)
         return

@@ -329,6 +329,8 @@ def main() -> None:
     parser.add_argument("--out", default=None,
                         help="results folder (default bench/results; --quick: /tmp/peers-quick)")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds {args.rounds}: must be at least 1")
     if args.render:
         result = json.loads(pathlib.Path(args.render).read_text())
         folder = pathlib.Path(args.render).parent
