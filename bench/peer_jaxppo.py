@@ -2,6 +2,10 @@
 
     python bench/peer_jaxppo.py '{"case": ..., "seeds": 8, "repeats": 3, "hparams": {...}}'
 
+With ``"cores": true`` the host is first split into one JAX device per core
+(`jaxppo.use_cpu_cores`) and the seeds are sharded over the devices, as `jaxppo.sweep` and the
+command line do; the seed count must then be a multiple of the device count.
+
 ``hparams`` holds every jaxppo Config field. Learning: jaxppo.stats.final_returns (mean return
 over the last 10 updates) per seed.
 """
@@ -27,8 +31,17 @@ def make_config(hparams: dict) -> jaxppo.Config:
 
 def main() -> None:
     spec = peer_common.read_spec()
+    if spec.get("cores"):
+        jaxppo.use_cpu_cores()  # before any JAX operation
     config = make_config(spec["hparams"])
     keys = jax.random.split(jax.random.key(spec.get("key", 0)), spec["seeds"])
+    devices = jax.devices()[:spec["seeds"]] if spec.get("cores") else jax.devices()[:1]
+    if spec["seeds"] % len(devices):
+        raise ValueError(f"{spec['seeds']} seeds do not split evenly over {len(devices)} "
+                         "devices")
+    mesh = jax.sharding.Mesh(np.asarray(devices), ("runs",))
+    keys = jax.device_put(keys, jax.sharding.NamedSharding(mesh,
+                                                           jax.sharding.PartitionSpec("runs")))
     fn = jax.jit(jax.vmap(jaxppo.train, in_axes=(None, 0)))
     timing, (_, metrics) = peer_common.time_jitted(fn, (config, keys), spec["repeats"])
     finals = stats.final_returns(np.asarray(metrics.episode_return))
@@ -39,7 +52,7 @@ def main() -> None:
         "final_returns": [float(x) for x in np.ravel(finals)],
         "learning_measure": "mean training return over the last 10 updates",
         "versions": {"jaxppo": jaxppo.__version__, "jax": jax.__version__},
-        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""), "devices": len(devices),
     })
 
 

@@ -6,6 +6,11 @@
     python bench/peers.py --rounds 3 --cases cartpole-s1 cartpole-s8   # 3 alternating rounds
     python bench/peers.py --render bench/results/peers.json   # redraw the table and plot only
 
+The "on every core" cases run jaxppo as its sweep, experiment runner and command line do on a
+CPU: `jaxppo.use_cpu_cores()` (one JAX device per core) and the seeds sharded over the devices.
+rejax runs as it always does (one device; its API has no sharding), so those rows compare what
+each library gives a user who asks for 8 or 64 seeds on this machine.
+
 Peers, each in its own virtual environment that this script creates from PyPI under
 ``--venv-dir`` (default ``bench/.venvs``, git-ignored):
 
@@ -60,6 +65,9 @@ class Case:
     seeds: int
     peers: tuple[str, ...] = ("jaxppo", "rejax")
     scale: float = 1.0  # this case's share of the config's timesteps (before --budget)
+    # jaxppo only: `jaxppo.use_cpu_cores()` first and the seeds sharded over the devices (what
+    # `jaxppo.sweep`, `jaxppo.experiment.run` and the command line do); rejax runs as always.
+    cores: bool = False
 
 
 def grid() -> list[Case]:
@@ -71,6 +79,10 @@ def grid() -> list[Case]:
              cartpole.replace(num_envs=256), 1),
         # 64 runs of 500k steps take ~5 min per call on 2 cores: a quarter of the run each.
         Case("cartpole-s64", "CartPole-v1 classic, 64 seeds", cartpole, 64, scale=0.25),
+        Case("cartpole-s8-cores", "CartPole-v1 classic, 8 seeds, jaxppo on every core",
+             cartpole, 8, cores=True),
+        Case("cartpole-s64-cores", "CartPole-v1 classic, 64 seeds, jaxppo on every core",
+             cartpole, 64, scale=0.25, cores=True),
         Case("pendulum", "Pendulum-v1 preset, 1 seed", jaxppo.preset("Pendulum-v1"), 1),
         Case("breakout-minatar", "Breakout-MinAtar, classic config, 1 seed",
              jaxppo.preset("Breakout-MinAtar"), 1),
@@ -360,7 +372,8 @@ def main() -> None:
             # Alternate who goes first, so that neither peer always runs on a warmer machine.
             for peer in peers_here if round_ % 2 == 0 else peers_here[::-1]:
                 spec = {"case": case.name, "seeds": case.seeds, "repeats": args.repeats,
-                        "hparams": hparams(config), "timesteps": sb3_steps}
+                        "hparams": hparams(config), "timesteps": sb3_steps,
+                        "cores": case.cores}
                 print(f"{case.name} / {peer} (round {round_ + 1}) ...", file=sys.stderr,
                       flush=True)
                 r = run_peer(pythons[peer], peer, spec, args.timeout, env)

@@ -5,6 +5,7 @@
 
 from jaxppo import envs, experiment, memory, stats
 from jaxppo.config import PRESETS, Config, preset, stack_configs, validate
+from jaxppo.devices import use_cpu_cores
 from jaxppo.evaluation import EvalResult, LoadedPolicy, evaluate, load
 from jaxppo.sweep import SweepResult, grid, random_search, run_sharded, sweep
 from jaxppo.train import Metrics, TrainState, init, step, train
@@ -32,6 +33,7 @@ __all__ = [
     "run_sharded",
     "sweep",
     "train",
+    "use_cpu_cores",
     "validate",
 ]
 __version__ = "0.1.0"

@@ -11,6 +11,9 @@ Every Config field is a flag (``--learning-rate``, ``--num-envs``, ``--normalize
 `jaxppo.preset` of its env. Mistakes (an unknown flag, a bad value, a missing run directory, a
 checkpoint of another program) print one clear line and exit with status 2; a Ctrl-C saves a
 checkpoint and the metrics so far and exits with status 130.
+
+On a CPU the command splits the host into one JAX device per core (`jaxppo.use_cpu_cores`;
+``--cpu-devices N`` chooses the count) and spreads the runs over them.
 """
 
 from __future__ import annotations
@@ -184,6 +187,14 @@ def _output_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tensorboard", action="store_true",
                         help="also write TensorBoard event files (needs tensorboardX)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _cpu_flag(parser)
+
+
+def _cpu_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cpu-devices", type=int, default=None, metavar="N",
+                        help="on a CPU, JAX devices to split the host into; the runs spread "
+                        "over them (default: one per core, or JAX_NUM_CPU_DEVICES; 1: one "
+                        "device)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -212,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--stochastic", action="store_true",
                           help="sample actions (default: the policy's mode)")
     evaluate.add_argument("--seed", type=int, default=1, help="PRNG seed (default: 1)")
+    _cpu_flag(evaluate)
     resume = commands.add_parser("resume", help="continue a stopped run",
                                  description="Continue a run from its newest checkpoint.")
     resume.add_argument("run_dir", help="a run directory written by train or sweep")
@@ -304,7 +316,6 @@ def _report(result) -> int:
 
 
 def _train(args, sweep: bool) -> int:
-    import jax
 
     import jaxppo
 
@@ -318,12 +329,31 @@ def _train(args, sweep: bool) -> int:
     what = f"{spec.num_settings} settings x {plural}" if space else plural
     print(f"PPO on {config.env_id}: {what} x {config.num_updates} updates x "
           f"{config.batch_size} env steps, one compiled call per chunk of "
-          f"{spec.chunk_updates} updates ({jax.default_backend()}); compiling...")
+          f"{spec.chunk_updates} updates ({_devices_text()}); compiling...")
     result = jaxppo.experiment.run(
         config, seeds, out, space=space or None, seed=args.seed,
         chunk_updates=args.chunk_updates, checkpoint_every=args.checkpoint_every,
         progress=not args.no_progress, tensorboard=args.tensorboard, overwrite=args.overwrite)
     return _report(result)
+
+
+def _devices_text() -> str:
+    import jax
+
+    count = jax.device_count()
+    return f"{jax.default_backend()}, {count} device{'' if count == 1 else 's'}"
+
+
+def _use_cpu_devices(count: int | None) -> None:
+    """One JAX CPU device per core, or ``count``; before any JAX operation of the command."""
+    from jaxppo import devices
+
+    if count is None:
+        devices.set_cpu_devices()  # where JAX has started already (in-process use), keep it
+        return
+    if count < 1:
+        raise ValueError(f"--cpu-devices {count}: expected an integer >= 1")
+    devices.use_cpu_cores(count)
 
 
 def _resume(args) -> int:
@@ -404,6 +434,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from jaxppo.experiment import RunError
 
     try:
+        if args.command != "envs":
+            _use_cpu_devices(args.cpu_devices)
         if args.command in ("train", "sweep"):
             return _train(args, sweep=args.command == "sweep")
         if args.command == "resume":
@@ -411,7 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "eval":
             return _eval(args)
         return _envs()
-    except (RunError, ValueError) as error:
+    except (RunError, ValueError, RuntimeError) as error:
         print(f"jaxppo {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -549,8 +549,8 @@ def _interrupt_flag():
 # Running.
 
 
-def _devices(devices) -> tuple:
-    return tuple(jax.devices() if devices is None else devices)
+def _devices(devices, runs: int) -> tuple:
+    return tuple(sweep_lib.default_devices(runs) if devices is None else devices)
 
 
 def _layout(runs: int, devices: tuple):
@@ -590,7 +590,7 @@ def _execute(spec: Spec, run_dir: pathlib.Path, *, restored=None, devices=None,
              progress: bool = True, tensorboard: bool = False,
              stop_after_chunks: int | None = None, plots: bool = True,
              max_runs_per_call: int | None = None) -> Result:
-    devices = _devices(devices)
+    devices = _devices(devices, spec.num_runs)
     inputs, per_call, sharding = _run_inputs(spec, devices, max_runs_per_call)
     groups = len(inputs)
     config = spec.config
@@ -722,7 +722,8 @@ def run(config: Config, seeds: int = 8, out="runs/run", *,
         progress: show a progress bar.
         tensorboard: also write TensorBoard event files (needs ``tensorboardX``).
         overwrite: delete what ``out`` holds first.
-        devices: devices to spread the runs over (default: all).
+        devices: devices to spread the runs over (default: all, up to one per run; on a
+            CPU see `jaxppo.use_cpu_cores`).
         plots: write the learning-curve plot (and a sweep plot).
         stop_after_chunks: stop (with a checkpoint) after this many chunks, as Ctrl-C does.
         max_runs_per_call: at most this many runs in one call (default: as many as fit in
@@ -794,7 +795,7 @@ def resume(run_dir, *, progress: bool = True, tensorboard: bool = False,
     """
     run_dir = pathlib.Path(run_dir)
     spec = load_spec(run_dir)
-    devices = _devices(devices)
+    devices = _devices(devices, spec.num_runs)
     restored = _restore(run_dir, spec, _abstract_state(spec))
     if tensorboard:
         _TensorBoard.check()

@@ -152,6 +152,14 @@ def _local_device(devices: Sequence[Any]):
     return next(d for d in devices if d.process_index == jax.process_index())
 
 
+def default_devices(runs: int) -> list:
+    """The devices a batch of ``runs`` spreads over by default: every device of every process,
+    except that a single process uses no more devices than there are runs (a device without a
+    run of its own would only train a padding copy, on a core a real run could use)."""
+    devices = jax.devices()
+    return devices if jax.process_count() > 1 else devices[:max(1, runs)]
+
+
 def runs_per_call(config: Config, runs: int, devices: Sequence[Any],
                   max_runs_per_call: int | None = None) -> int:
     """Runs in one call: all of them when they fit in memory, else as many as fit (from
@@ -209,8 +217,8 @@ def run_sharded(configs: Config, keys: jax.Array, devices: Sequence[Any] | None 
         (TrainState, Metrics), every leaf [B, ...]. With several processes every leaf is
         replicated on all devices, so each process can read the whole result.
     """
-    devices = list(jax.devices() if devices is None else devices)
     batch = keys.shape[0]
+    devices = list(default_devices(batch) if devices is None else devices)
     one = jax.tree.map(lambda x: np.asarray(x)[0], configs)
     per_call, calls = plan_calls(one, batch, devices, max_runs_per_call)
     index = np.minimum(np.arange(calls * per_call), batch - 1)
@@ -242,7 +250,8 @@ def sweep(config: Config, space: Mapping[str, Sequence[float]] | Mapping[str, np
     """Train every setting of ``space`` over ``seeds`` seeds in one jitted, vmapped call.
 
     The H x S runs form one batch axis, sharded over ``devices`` (default: every device of
-    every process, `jax.devices()`); see `run_sharded`.
+    every process, `jax.devices()`, up to one per run in one process); see `run_sharded`. On
+    a CPU, `jaxppo.use_cpu_cores` gives one device per core, so the runs use every core.
 
     Args:
         config: the base config; its static fields apply to every setting.
@@ -251,7 +260,7 @@ def sweep(config: Config, space: Mapping[str, Sequence[float]] | Mapping[str, np
             row by row).
         seeds: S, seeds per setting; every setting uses the same S keys.
         key: PRNG key (default ``jax.random.key(0)``).
-        devices: the devices to spread the runs over (default: all).
+        devices: the devices to spread the runs over (default: all, up to one per run).
         max_runs_per_call: at most this many runs per compiled call (default: as many as
             fit in device memory); more runs go in sequential calls (see `run_sharded`).
 

@@ -11,7 +11,7 @@ import time
 import pytest
 from conftest import RUNNER_CHUNK, RUNNER_SEEDS
 
-from jaxppo import cli
+from jaxppo import cli, devices
 
 TINY_FLAGS = ["--num-envs", "2", "--num-steps", "8", "--total-timesteps", "112",
               "--update-epochs", "1", "--num-minibatches", "2", "--hidden-sizes", "8",
@@ -104,6 +104,9 @@ def test_help_is_built_from_config(capsys):
     (["eval", "/nonexistent/run"], "run directory /nonexistent/run does not exist"),
     (["resume", "/nonexistent/run"], "does not exist"),
     (["eval", "/tmp", "--episodes", "0"], "--episodes 0"),
+    (["train", "--cpu-devices", "0"], "--cpu-devices 0: expected an integer >= 1"),
+    # This process's JAX has started: its CPU device count can no longer change.
+    (["train", "--cpu-devices", "1000"], "cannot change to 1000"),
 ])
 def test_mistakes_exit_2_with_one_line(capsys, argv, message):
     try:
@@ -141,6 +144,9 @@ def test_ctrl_c_in_a_real_process_saves_and_exits_130(tmp_path):
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 130, stderr[-2000:]
     assert "checkpoint and metrics saved" in stdout and "jaxppo resume" in stdout
+    # A fresh process: the command split the CPU into one device per core (the one run
+    # used one of them).
+    assert f"(cpu, {devices.usable_cores()} device" in stdout
     assert "Traceback" not in stderr
     done = json.loads((out / "summary.json").read_text())["updates_done"]
     assert 0 < done < 1000 and done % 5 == 0

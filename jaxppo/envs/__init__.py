@@ -3,23 +3,31 @@
 `make(env_id)` returns a jaxppo env (see `core.GymnaxEnv`) for any id of the gymnax registry
 or of jaxppo's probe environments (`probes`). Envs are cached per id, so the same object (a
 static value for jit) comes back every time.
+
+gymnax is imported on first use, not with jaxppo: importing it runs a JAX operation, which
+fixes JAX's CPU device count, and `jaxppo.use_cpu_cores` must be able to run after
+``import jaxppo``.
 """
 
 from __future__ import annotations
 
 import functools
 
-import gymnax
-
-from jaxppo.envs import core, probes
+from jaxppo.envs import core
 from jaxppo.envs.core import ActionSpace, GymnaxEnv, Step
 
 __all__ = ["ActionSpace", "GymnaxEnv", "Step", "make", "registered"]
 
+# The ids of `probes.PROBES`, known without importing gymnax (a test checks they agree).
+PROBE_IDS = ("ProbeValue-v0", "ProbeDiscount-v0", "ProbeTruncation-v0", "ProbePolicy-v0",
+             "ProbeContinuous-v0", "ProbeMasked-v0")
+
 
 def registered() -> tuple[str, ...]:
     """Every env id `make` accepts: gymnax's registry, then the probe environments."""
-    return tuple(gymnax.registered_envs) + tuple(probes.PROBES)
+    import gymnax
+
+    return tuple(gymnax.registered_envs) + PROBE_IDS
 
 
 @functools.cache
@@ -29,6 +37,10 @@ def make(env_id: str) -> core.GymnaxEnv:
     Raises:
         ValueError: for an unknown id; the message lists the known ids.
     """
+    import gymnax
+
+    from jaxppo.envs import probes
+
     if env_id in probes.PROBES:
         env = probes.PROBES[env_id]()
         return core.GymnaxEnv(env_id, env, env.default_params)

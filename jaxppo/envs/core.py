@@ -19,7 +19,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
-from gymnax.environments import spaces
 
 
 class Step(struct.PyTreeNode):
@@ -69,6 +68,8 @@ class ActionSpace(struct.PyTreeNode):
 
 
 def _action_space(space) -> ActionSpace:
+    from gymnax.environments import spaces  # not at import: see jaxppo.envs
+
     if isinstance(space, spaces.Discrete):
         return ActionSpace(discrete=True, num_actions=int(space.n))
     if isinstance(space, spaces.Box):

@@ -1,0 +1,97 @@
+"""use_cpu_cores: one JAX CPU device per core, chosen after ``import jaxppo`` and before any
+JAX operation; a count the user set is kept; a late or bad request is a clear error.
+
+The device count is fixed when JAX starts, so the cases that start JAX run in subprocesses
+with a clean environment (no XLA_FLAGS, no JAX_NUM_CPU_DEVICES).
+"""
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import pytest
+
+import jaxppo
+from jaxppo import devices, envs
+
+sweep_lib = importlib.import_module("jaxppo.sweep")  # the module; jaxppo.sweep is the function
+
+
+def run_clean(code: str, **extra_env: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    env.update(extra_env)
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, text=True,
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+FRESH = """
+    import json
+    import jax
+    from jax._src import xla_bridge
+    import jaxppo
+    out = dict(started_by_import=xla_bridge.backends_are_initialized())
+    out["count"] = jaxppo.use_cpu_cores({arg})
+    out["devices"] = len(jax.devices())
+    out["again"] = jaxppo.use_cpu_cores({arg})
+    try:
+        jaxppo.use_cpu_cores(out["count"] + 1)
+    except RuntimeError as error:
+        out["late"] = str(error)
+    print(json.dumps(out))
+"""
+
+
+def test_one_device_per_core_after_import_jaxppo():
+    out = run_clean(FRESH.format(arg=""))
+    cores = devices.usable_cores()
+    # Importing jaxppo (and so gymnax) must not start JAX, or the count could not be chosen.
+    assert out["started_by_import"] is False
+    assert out["count"] == out["devices"] == out["again"] == cores
+    assert f"already started with {cores} CPU device(s)" in out["late"]
+    assert f"cannot change to {cores + 1}" in out["late"]
+    assert "before any JAX operation" in out["late"]
+
+
+def test_an_explicit_count_and_the_users_own_setting():
+    assert run_clean(FRESH.format(arg="3"))["devices"] == 3
+    # A count the user set already is kept when none is asked for: XLA's flag ...
+    flag = run_clean(FRESH.format(arg=""),
+                     XLA_FLAGS="--xla_force_host_platform_device_count=5")
+    assert flag["count"] == flag["devices"] == 5
+    # ... and JAX's own setting.
+    assert run_clean(FRESH.format(arg=""), JAX_NUM_CPU_DEVICES="4")["devices"] == 4
+
+
+@pytest.mark.parametrize("bad", [0, -2, 2.0, True, "2"])
+def test_bad_counts_name_the_value(bad):
+    with pytest.raises(ValueError, match=f"count={bad!r}: expected an integer >= 1"):
+        jaxppo.use_cpu_cores(bad)
+
+
+def test_in_a_started_process_the_same_count_passes_and_another_raises():
+    count = len(jax.devices("cpu"))
+    assert jaxppo.use_cpu_cores(count) == count
+    with pytest.raises(RuntimeError, match="before any JAX operation"):
+        jaxppo.use_cpu_cores(count + 1)
+    # The quiet form (what the command line uses in-process) reports instead of raising.
+    assert devices.set_cpu_devices(count + 1) == (count, count + 1)
+
+
+def test_probe_ids_known_without_gymnax_match_the_probes():
+    from jaxppo.envs import probes
+
+    assert envs.PROBE_IDS == tuple(probes.PROBES)
+    assert envs.registered()[-len(envs.PROBE_IDS):] == envs.PROBE_IDS
+
+
+def test_default_devices_are_at_most_one_per_run():
+    everything = jax.devices()
+    assert sweep_lib.default_devices(1) == everything[:1]
+    assert sweep_lib.default_devices(len(everything) + 3) == everything
+    assert sweep_lib.default_devices(0) == everything[:1]
