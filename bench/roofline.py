@@ -176,14 +176,19 @@ def matmul_peak(n: int, repeats: int) -> dict:
 
 
 def largest_batch(config: jaxppo.Config, peers_json: pathlib.Path, seeds: int,
-                  budget: float) -> dict:
-    """env steps/s at the largest batch: from peers.json's 64-seed row, else measured here."""
+                  budget: float, case: str = "cartpole-s64") -> dict:
+    """env steps/s at the largest batch: from peers.json's ``case`` row (the median over its
+    rounds), else measured here."""
     if peers_json.exists():
         result = json.loads(peers_json.read_text())
-        for r in result["results"]:
-            if r["peer"] == "jaxppo" and r["case"] == "cartpole-s64" and "error" not in r:
-                return {"source": peers_json.name, "seeds": r["seeds"],
-                        "env_steps_per_s": r["env_steps_per_s"], "budget": result["budget"]}
+        runs = [r for r in result["results"]
+                if r["peer"] == "jaxppo" and r["case"] == case and "error" not in r]
+        if runs:
+            return {"source": f"{peers_json.parent.name}/{peers_json.name}", "case": case,
+                    "seeds": runs[0]["seeds"],
+                    "env_steps_per_s": round(statistics.median(r["env_steps_per_s"]
+                                                               for r in runs)),
+                    "rounds": len(runs), "budget": result["budget"]}
     updates = max(1, int(config.num_updates * budget))
     config = config.replace(total_timesteps=updates * config.batch_size)
     keys = jax.random.split(jax.random.key(0), seeds)
@@ -202,13 +207,18 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=0.1,
                         help="fraction of the run when measuring here")
     parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results"))
+    parser.add_argument("--peers-json", default=None,
+                        help="the peers.py result to read the rate from (default: OUT/peers.json)")
+    parser.add_argument("--case", default="cartpole-s64",
+                        help="its case to read (e.g. cartpole-s64-cores: seeds on every core)")
     args = parser.parse_args()
     out = pathlib.Path(args.out)
+    peers_json = pathlib.Path(args.peers_json) if args.peers_json else out / "peers.json"
     config = jaxppo.preset("CartPole-v1")
     hand = hand_count(config)
     xla = xla_count(config)
     peak = matmul_peak(args.n, args.repeats)
-    speed = largest_batch(config, out / "peers.json", args.seeds, args.budget)
+    speed = largest_batch(config, peers_json, args.seeds, args.budget, args.case)
     achieved = hand["per_env_step"] * speed["env_steps_per_s"]
     result = {
         "benchmark": "roofline, CartPole-v1 classic config",
