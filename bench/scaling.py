@@ -1,6 +1,7 @@
 """Aggregate throughput against the number of agents trained in one call (CartPole-v1).
 
     nice -n 5 python bench/scaling.py       # writes bench/results/scaling.{json,md}
+    python bench/scaling.py --cores --out bench/results/scaling-cores   # on every core
 
 The default `jaxppo.Config()` (4 envs x 128 steps = 512 env steps per update, 4 epochs x 4
 minibatches) with ``total_timesteps`` cut to 20 updates x 512 = 10,240 env steps per agent: a
@@ -12,6 +13,10 @@ A plain `jax.jit(jax.vmap(jaxppo.train))` hangs at 256 agents on this 2-core CPU
 LAPACK QR blocks XLA's CPU thread pool; see `init_batch`). Compile time (lower + compile of
 both) is measured apart from run time (median of --repeats compiled calls of both, ended by
 block_until_ready). The memory column is `jaxppo.memory.estimate` for one agent.
+
+With ``--cores`` the host is first split into one JAX device per core (`jaxppo.use_cpu_cores`)
+and the agents are sharded over `jaxppo.sweep.default_devices` (every device, at most one per
+agent), as `jaxppo.sweep` and the experiment runner lay them out.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import time
 
 import jax
 import machine as machine_info  # bench/machine.py
+import numpy as np
 
 import jaxppo
 
@@ -44,19 +50,29 @@ def loadavg() -> str:
 def measure(config: jaxppo.Config, agents: int, repeats: int) -> dict:
     keys = jax.random.split(jax.random.key(0), agents)
     configs = jaxppo.stack_configs([config] * agents)
+    devices = sweep_lib.default_devices(agents)
+    mesh = jax.sharding.Mesh(np.asarray(devices), ("runs",))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))
+    # As `jaxppo.run_sharded` does: initial states built on one device, then laid out.
+    sharded_configs = sweep_lib._put(configs, sharding)
     start = time.perf_counter()
     init = sweep_lib.init_batch.lower(configs, keys).compile()
-    states = jax.eval_shape(sweep_lib.init_batch, configs, keys)
-    train = sweep_lib.train_batch.lower(configs, states).compile()
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                            jax.eval_shape(sweep_lib.init_batch, configs, keys))
+    train = sweep_lib.train_batch.lower(sharded_configs, abstract).compile()
     compile_s = time.perf_counter() - start
     runs = []
     for _ in range(repeats):
         start = time.perf_counter()
-        jax.block_until_ready(train(configs, init(configs, keys)))
+        states = init(configs, keys)
+        if len(devices) > 1:
+            states = sweep_lib._put(states, sharding)
+        jax.block_until_ready(train(sharded_configs, states))
         runs.append(time.perf_counter() - start)
     run_s = statistics.median(runs)
     steps = agents * config.num_updates * config.batch_size
-    row = {"agents": agents, "env_steps": steps, "compile_s": round(compile_s, 2),
+    row = {"agents": agents, "devices": len(devices), "env_steps": steps,
+           "compile_s": round(compile_s, 2),
            "run_s_median": round(run_s, 3), "run_s_all": [round(r, 3) for r in runs],
            "env_steps_per_s": round(steps / run_s),
            "env_steps_per_s_per_agent": round(steps / run_s / agents),
@@ -71,10 +87,10 @@ def markdown(result: dict) -> str:
              f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['device']}, "
              f"jax {machine['jax']}. Load average before: {result['loadavg_before']}; "
              f"after: {result['loadavg_after']}.", "",
-             "| agents | compile (s) | run, median (s) | env steps/s (all agents) | "
+             "| agents | devices | compile (s) | run, median (s) | env steps/s (all agents) | "
              "env steps/s per agent | memory per agent (est.) |",
-             "|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['agents']} | {r['compile_s']} | {r['run_s_median']} | "
+             "|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['agents']} | {r.get('devices', 1)} | {r['compile_s']} | {r['run_s_median']} | "
               f"{r['env_steps_per_s']:,} | {r['env_steps_per_s_per_agent']:,} | "
               f"{r['memory_per_agent_bytes'] / 2**20:.2f} MiB |" for r in result["rows"]]
     return "\n".join(lines) + "\n"
@@ -85,14 +101,20 @@ def main() -> None:
     parser.add_argument("--agents", type=int, nargs="+", default=[1, 8, 64, 256, 1024])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results"))
+    parser.add_argument("--cores", action="store_true",
+                        help="one JAX CPU device per core, the agents sharded over them")
     args = parser.parse_args()
+    if args.cores:
+        jaxppo.use_cpu_cores()  # before any JAX operation
     config = jaxppo.Config()
     config = config.replace(total_timesteps=UPDATES * config.batch_size)
     before = loadavg()
     rows = [measure(config, a, args.repeats) for a in args.agents]
     result = {"benchmark": f"CartPole-v1 default config, {UPDATES} updates x "
-                           f"{config.batch_size} env steps per agent, A agents in one call "
-                           f"on one {jax.default_backend()} device",
+                           f"{config.batch_size} env steps per agent, A agents in one call"
+                           + (f" sharded over {len(jax.devices())} {jax.default_backend()} "
+                              "devices (one per core)" if args.cores
+                              else f" on one {jax.default_backend()} device"),
               "total_timesteps_per_agent": config.total_timesteps,
               "machine": machine_info.describe(), "loadavg_before": before,
               "loadavg_after": loadavg(), "rows": rows}
