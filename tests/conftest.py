@@ -9,6 +9,12 @@ import jax
 # Implicit rank promotion hides shape bugs ([T] + [T, 1] silently becomes [T, T]).
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
+# Start JAX now, with its default CPU device count: otherwise the first in-process `jaxppo`
+# command (test_cli) would split the CPU into one device per core for every later test, and
+# what the suite runs on would depend on test order. The sharded paths are tested in
+# subprocesses (test_sharding, test_runner_devices, test_devices).
+jax.devices()
+
 
 # ---------------------------------------------------------------------------------------------
 # One tiny experiment shared by the experiment, evaluation and CLI tests (its compiled chunk is

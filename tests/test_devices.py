@@ -86,7 +86,7 @@ def test_in_a_started_process_the_same_count_passes_and_another_raises():
 def test_probe_ids_known_without_gymnax_match_the_probes():
     from jaxppo.envs import probes
 
-    assert envs.PROBE_IDS == tuple(probes.PROBES)
+    assert tuple(probes.PROBES) == envs.PROBE_IDS
     assert envs.registered()[-len(envs.PROBE_IDS):] == envs.PROBE_IDS
 
 
@@ -95,3 +95,18 @@ def test_default_devices_are_at_most_one_per_run():
     assert sweep_lib.default_devices(1) == everything[:1]
     assert sweep_lib.default_devices(len(everything) + 3) == everything
     assert sweep_lib.default_devices(0) == everything[:1]
+
+
+def test_a_sweep_spreads_its_runs_over_the_cpu_devices():
+    out = run_clean("""
+        import json, jax, jaxppo
+        jaxppo.use_cpu_cores(2)
+        tiny = jaxppo.Config(num_envs=2, num_steps=8, total_timesteps=32, num_minibatches=2,
+                             update_epochs=1, hidden_sizes=(8,))
+        two = jaxppo.sweep(tiny, {"clip_eps": [0.1, 0.2]}, seeds=1).metrics.total_loss
+        one = jaxppo.sweep(tiny, {"clip_eps": [0.1]}, seeds=1).metrics.total_loss
+        print(json.dumps(dict(two=len(two.sharding.device_set),
+                              one=len(one.sharding.device_set))))
+    """)
+    # Two runs: one per device. One run: one device, not padded with a copy on the other.
+    assert out == {"two": 2, "one": 1}

@@ -122,10 +122,13 @@ def test_ctrl_c_saves_and_resume_finishes(finished_run, tmp_path, monkeypatch):
 
     monkeypatch.setattr(experiment, "_write_metrics", write_then_interrupt)
     out = tmp_path / "interrupted"
+    # What the process had before (Python's default handler, or SIG_IGN when started in the
+    # background by a non-interactive shell): the run must put it back.
+    before = signal.getsignal(signal.SIGINT)
     result = experiment.run(RUNNER_CONFIG, RUNNER_SEEDS, out, chunk_updates=RUNNER_CHUNK,
                             progress=False, plots=False)
     assert result.interrupted and result.updates_done == 3
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert signal.getsignal(signal.SIGINT) is before  # handler restored
     monkeypatch.setattr(experiment, "_write_metrics", write)
     _, _, history, done = experiment.restore(out)
     assert done == 3 and history["episode_return"].shape == (1, RUNNER_SEEDS, 3)
