@@ -223,7 +223,6 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--stochastic", action="store_true",
                           help="sample actions (default: the policy's mode)")
     evaluate.add_argument("--seed", type=int, default=1, help="PRNG seed (default: 1)")
-    _cpu_flag(evaluate)
     resume = commands.add_parser("resume", help="continue a stopped run",
                                  description="Continue a run from its newest checkpoint.")
     resume.add_argument("run_dir", help="a run directory written by train or sweep")
@@ -434,7 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from jaxppo.experiment import RunError
 
     try:
-        if args.command != "envs":
+        if args.command in ("train", "sweep", "resume"):  # the commands that spread runs
             _use_cpu_devices(args.cpu_devices)
         if args.command in ("train", "sweep"):
             return _train(args, sweep=args.command == "sweep")
