@@ -13,7 +13,11 @@ checkpoint of another program) print one clear line and exit with status 2; a Ct
 checkpoint and the metrics so far and exits with status 130.
 
 On a CPU the command splits the host into one JAX device per core (`jaxppo.use_cpu_cores`;
-``--cpu-devices N`` chooses the count) and spreads the runs over them.
+``--cpu-devices N`` chooses the count) and spreads the runs over them. Run as a program, it
+keeps compiled programs in JAX's persistent cache (``$XDG_CACHE_HOME/jaxppo/xla``, by default
+``~/.cache/jaxppo/xla``; a ``JAX_COMPILATION_CACHE_DIR`` of the user's wins), so running the
+same command again, or resuming, skips most of the compile; ``--no-compile-cache`` turns it
+off.
 """
 
 from __future__ import annotations
@@ -195,6 +199,10 @@ def _cpu_flag(parser: argparse.ArgumentParser) -> None:
                         help="on a CPU, JAX devices to split the host into; the runs spread "
                         "over them (default: one per core, or JAX_NUM_CPU_DEVICES; 1: one "
                         "device)")
+    parser.add_argument("--no-compile-cache", action="store_true",
+                        help="do not keep compiled programs on disk (default: kept in "
+                        "~/.cache/jaxppo/xla: a repeated command or a resume skips most of "
+                        "the compile)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -355,6 +363,23 @@ def _use_cpu_devices(count: int | None) -> None:
     devices.use_cpu_cores(count)
 
 
+def compile_cache_dir() -> pathlib.Path:
+    """Where the command keeps compiled programs: ``$XDG_CACHE_HOME/jaxppo/xla``."""
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
+    return pathlib.Path(base) / "jaxppo" / "xla"
+
+
+def _use_compile_cache() -> None:
+    """JAX's persistent compilation cache in `compile_cache_dir`, unless the user set one."""
+    import jax
+
+    if jax.config.jax_compilation_cache_dir:
+        return
+    jax.config.update("jax_compilation_cache_dir", str(compile_cache_dir()))
+
+
 def _resume(args) -> int:
     import jaxppo
 
@@ -435,6 +460,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in ("train", "sweep", "resume"):  # the commands that spread runs
             _use_cpu_devices(args.cpu_devices)
+            # Only as a program (argv from the command line): an in-process call, such as a
+            # test's, leaves its process's settings alone.
+            if argv is None and not args.no_compile_cache:
+                _use_compile_cache()
         if args.command in ("train", "sweep"):
             return _train(args, sweep=args.command == "sweep")
         if args.command == "resume":

@@ -126,13 +126,34 @@ def test_existing_run_is_not_overwritten(trained, capsys):
     assert (trained / "metrics.csv").read_bytes() == before
 
 
+def program_env(tmp_path) -> dict:
+    """The environment of a `python -m jaxppo` subprocess: its cache under ``tmp_path``."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", XDG_CACHE_HOME=str(tmp_path / "xdg"))
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    return env
+
+
+def test_no_compile_cache_keeps_nothing_and_in_process_calls_leave_jax_alone(trained, tmp_path):
+    import jax
+
+    # `trained` ran the command in this process: JAX's cache setting is untouched.
+    assert not jax.config.jax_compilation_cache_dir
+    flags = [f if f != "112" else "16" for f in TINY_FLAGS]  # one update
+    done = subprocess.run([sys.executable, "-m", "jaxppo", "train", "--seeds", "1", *flags,
+                           "--no-compile-cache", "--out", str(tmp_path / "run")],
+                          env=program_env(tmp_path), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not (tmp_path / "xdg" / "jaxppo").exists()
+
+
 def test_ctrl_c_in_a_real_process_saves_and_exits_130(tmp_path):
     """SIGINT to `python -m jaxppo train`: exit 130, a checkpoint, the resume hint; then
     `jaxppo resume` finishes the run."""
     out = tmp_path / "interrupted"
     flags = [f if f != "112" else "16000" for f in TINY_FLAGS]  # 1000 updates
     flags[flags.index("--chunk-updates") + 1] = "5"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = program_env(tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "jaxppo", "train", "--seeds", "1", *flags,
                              "--out", str(out)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
@@ -147,6 +168,8 @@ def test_ctrl_c_in_a_real_process_saves_and_exits_130(tmp_path):
     # A fresh process: the command split the CPU into one device per core (the one run
     # used one of them).
     assert f"(cpu, {devices.usable_cores()} device" in stdout
+    # Run as a program, the command kept its compiled programs on disk.
+    assert any((tmp_path / "xdg" / "jaxppo" / "xla").iterdir())
     assert "Traceback" not in stderr
     done = json.loads((out / "summary.json").read_text())["updates_done"]
     assert 0 < done < 1000 and done % 5 == 0
