@@ -300,7 +300,8 @@ def _print_paths(result) -> None:
 
 
 def _print_timing(result) -> None:
-    steps = result.spec.num_runs * (result.updates_done * result.spec.config.batch_size)
+    # Only the updates this process ran: run_s timed those (a resume restored the others).
+    steps = result.spec.num_runs * (result.updates_run * result.spec.config.batch_size)
     line = f"compile {result.compile_s:.1f} s, run {result.run_s:.1f} s"
     if result.run_s > 0:
         line += f", {steps / result.run_s:,.0f} env steps/s over all {result.spec.num_runs} runs"

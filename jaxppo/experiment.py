@@ -288,6 +288,8 @@ class Result:
         interrupted: the run stopped early (Ctrl-C) after saving a checkpoint.
         compile_s: seconds spent compiling in this process (0 when cached).
         run_s: seconds spent running chunks in this process.
+        updates_run: updates run in this process (``updates_done`` less those restored from
+            a checkpoint by `resume`): the ones ``run_s`` timed.
         paths: what was written: name -> path.
     """
 
@@ -299,6 +301,7 @@ class Result:
     interrupted: bool = False
     compile_s: float = 0.0
     run_s: float = 0.0
+    updates_run: int = 0
     paths: dict[str, pathlib.Path] = dataclasses.field(default_factory=dict)
 
     @property
@@ -674,7 +677,7 @@ def _execute(spec: Spec, run_dir: pathlib.Path, *, restored=None, devices=None,
     result = Result(run_dir=run_dir, spec=spec, state=_joined(states, spec.num_runs),
                     metrics={k: v[..., :done] for k, v in metrics.items()},
                     updates_done=done, interrupted=interrupted, compile_s=compile_s,
-                    run_s=run_s)
+                    run_s=run_s, updates_run=done - first)
     result.paths = {"run directory": run_dir, "config": run_dir / CONFIG_FILE,
                     "metrics": metrics_path, "checkpoints": run_dir / CHECKPOINTS}
     (run_dir / SUMMARY_FILE).write_text(json.dumps(_summary(result), indent=2) + "\n")

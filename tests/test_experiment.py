@@ -104,6 +104,9 @@ def test_resume_is_bit_exact(finished_run, tmp_path, stop_after):
     assert len(experiment.read_metrics(out)) == RUNNER_SEEDS * RUNNER_CHUNK * stop_after
     resumed = experiment.resume(out, progress=False, plots=False)
     assert resumed.finished and not resumed.interrupted
+    # run_s timed only the updates this call ran (the speed the command prints uses them).
+    assert stopped.updates_run == RUNNER_CHUNK * stop_after and finished_run.updates_run == 7
+    assert resumed.updates_run == 7 - RUNNER_CHUNK * stop_after
     assert_same_run(resumed, finished_run)
     assert (out / "metrics.csv").read_bytes() == (finished_run.run_dir / "metrics.csv").read_bytes()
 
