@@ -361,7 +361,10 @@ def _use_cpu_devices(count: int | None) -> None:
         return
     if count < 1:
         raise ValueError(f"--cpu-devices {count}: expected an integer >= 1")
-    devices.use_cpu_cores(count)
+    current, _ = devices.set_cpu_devices(count)
+    if current != count:  # only in-process: a command starts JAX itself
+        raise ValueError(f"--cpu-devices {count}: JAX has already started with {current} CPU "
+                         f"device(s) and cannot change to {count}")
 
 
 def compile_cache_dir() -> pathlib.Path:
@@ -472,7 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "eval":
             return _eval(args)
         return _envs()
-    except (RunError, ValueError, RuntimeError) as error:
+    except (RunError, ValueError) as error:
         print(f"jaxppo {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
