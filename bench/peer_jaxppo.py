@@ -12,6 +12,7 @@ over the last 10 updates) per seed.
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import jax
@@ -20,6 +21,8 @@ import peer_common
 
 import jaxppo
 from jaxppo import stats
+
+sweep_lib = importlib.import_module("jaxppo.sweep")  # the module; jaxppo.sweep is the function
 
 
 def make_config(hparams: dict) -> jaxppo.Config:
@@ -35,13 +38,12 @@ def main() -> None:
         jaxppo.use_cpu_cores()  # before any JAX operation
     config = make_config(spec["hparams"])
     keys = jax.random.split(jax.random.key(spec.get("key", 0)), spec["seeds"])
-    devices = jax.devices()[:spec["seeds"]] if spec.get("cores") else jax.devices()[:1]
+    devices = (sweep_lib.default_devices(spec["seeds"]) if spec.get("cores")
+               else jax.devices()[:1])
     if spec["seeds"] % len(devices):
         raise ValueError(f"{spec['seeds']} seeds do not split evenly over {len(devices)} "
                          "devices")
-    mesh = jax.sharding.Mesh(np.asarray(devices), ("runs",))
-    keys = jax.device_put(keys, jax.sharding.NamedSharding(mesh,
-                                                           jax.sharding.PartitionSpec("runs")))
+    keys = jax.device_put(keys, sweep_lib.runs_sharding(devices))
     fn = jax.jit(jax.vmap(jaxppo.train, in_axes=(None, 0)))
     timing, (_, metrics) = peer_common.time_jitted(fn, (config, keys), spec["repeats"])
     finals = stats.final_returns(np.asarray(metrics.episode_return))

@@ -30,7 +30,6 @@ import time
 
 import jax
 import machine as machine_info  # bench/machine.py
-import numpy as np
 
 import jaxppo
 
@@ -51,8 +50,7 @@ def measure(config: jaxppo.Config, agents: int, repeats: int) -> dict:
     keys = jax.random.split(jax.random.key(0), agents)
     configs = jaxppo.stack_configs([config] * agents)
     devices = sweep_lib.default_devices(agents)
-    mesh = jax.sharding.Mesh(np.asarray(devices), ("runs",))
-    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))
+    sharding = sweep_lib.runs_sharding(devices)
     # As `jaxppo.run_sharded` does: initial states built on one device, then laid out.
     sharded_configs = sweep_lib._put(configs, sharding)
     start = time.perf_counter()

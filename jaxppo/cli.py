@@ -191,10 +191,10 @@ def _output_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tensorboard", action="store_true",
                         help="also write TensorBoard event files (needs tensorboardX)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _cpu_flag(parser)
+    _jax_flags(parser)
 
 
-def _cpu_flag(parser: argparse.ArgumentParser) -> None:
+def _jax_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cpu-devices", type=int, default=None, metavar="N",
                         help="on a CPU, JAX devices to split the host into; the runs spread "
                         "over them (default: one per core, or JAX_NUM_CPU_DEVICES; 1: one "
@@ -324,7 +324,6 @@ def _report(result) -> int:
 
 
 def _train(args, sweep: bool) -> int:
-
     import jaxppo
 
     config, space = _config_from_args(args, sweep)

@@ -556,12 +556,6 @@ def _devices(devices, runs: int) -> tuple:
     return tuple(sweep_lib.default_devices(runs) if devices is None else devices)
 
 
-def _layout(runs: int, devices: tuple):
-    padded = -(-runs // len(devices)) * len(devices)
-    mesh = jax.sharding.Mesh(np.asarray(devices), ("runs",))
-    return padded, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))
-
-
 def _run_inputs(spec: Spec, devices: tuple, max_runs_per_call: int | None = None):
     """The flattened configs and keys, padded to G groups of P runs, each group placed on the
     mesh: ([(configs [P], keys [P])] * G, P, sharding).
@@ -572,7 +566,7 @@ def _run_inputs(spec: Spec, devices: tuple, max_runs_per_call: int | None = None
     """
     per_call, groups = sweep_lib.plan_calls(spec.config, spec.num_runs, list(devices),
                                             max_runs_per_call)
-    _, sharding = _layout(per_call, devices)
+    sharding = sweep_lib.runs_sharding(devices)
     flat = config_lib.stack_configs([c for c in spec.configs() for _ in range(spec.seeds)])
     keys = jax.random.split(jax.random.key(spec.seed), spec.seeds)
     keys = keys[np.tile(np.arange(spec.seeds), spec.num_settings)]

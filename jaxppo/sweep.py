@@ -160,6 +160,12 @@ def default_devices(runs: int) -> list:
     return devices if jax.process_count() > 1 else devices[:max(1, runs)]
 
 
+def runs_sharding(devices: Sequence[Any]) -> jax.sharding.NamedSharding:
+    """The layout of a batch of runs: axis 0 split over a 1-D mesh ("runs") of ``devices``."""
+    mesh = jax.sharding.Mesh(np.asarray(devices), ("runs",))
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))
+
+
 def runs_per_call(config: Config, runs: int, devices: Sequence[Any],
                   max_runs_per_call: int | None = None) -> int:
     """Runs in one call: all of them when they fit in memory, else as many as fit (from
@@ -222,8 +228,7 @@ def run_sharded(configs: Config, keys: jax.Array, devices: Sequence[Any] | None 
     one = jax.tree.map(lambda x: np.asarray(x)[0], configs)
     per_call, calls = plan_calls(one, batch, devices, max_runs_per_call)
     index = np.minimum(np.arange(calls * per_call), batch - 1)
-    mesh = jax.sharding.Mesh(np.asarray(devices), ("runs",))
-    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))
+    sharding = runs_sharding(devices)
     local = jax.sharding.SingleDeviceSharding(_local_device(devices))
     outputs = []
     for call in range(calls):
@@ -234,7 +239,7 @@ def run_sharded(configs: Config, keys: jax.Array, devices: Sequence[Any] | None 
     result = outputs[0] if calls == 1 else jax.tree.map(
         lambda *xs: jax.numpy.concatenate(xs), *outputs)
     if jax.process_count() > 1:
-        replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        replicated = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
         return jax.jit(_first_rows, static_argnums=1, out_shardings=replicated)(result, batch)
     return _first_rows(result, batch)
 
