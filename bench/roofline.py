@@ -23,6 +23,7 @@ import functools
 import json
 import pathlib
 import statistics
+import sys
 import time
 
 import jax
@@ -189,6 +190,9 @@ def largest_batch(config: jaxppo.Config, peers_json: pathlib.Path, seeds: int,
                     "env_steps_per_s": round(statistics.median(r["env_steps_per_s"]
                                                                for r in runs)),
                     "rounds": len(runs), "budget": result["budget"]}
+        cases = sorted({r["case"] for r in result["results"] if r["peer"] == "jaxppo"})
+        print(f"{peers_json} has no jaxppo row for case {case!r} (it has {cases}); "
+              "measuring here", file=sys.stderr)
     updates = max(1, int(config.num_updates * budget))
     config = config.replace(total_timesteps=updates * config.batch_size)
     keys = jax.random.split(jax.random.key(0), seeds)
