@@ -3,6 +3,7 @@
     python bench/ab.py --base HEAD~1                     # CartPole classic, 1 seed, 20% of 500k
     python bench/ab.py --base HEAD~1 --seeds 8 --fraction 0.05 --pairs 3
     python bench/ab.py --base HEAD~1 --env Pendulum-v1 --fraction 0.1
+    python bench/ab.py --base HEAD~1 --num-envs 256 --fraction 0.25   # the preset with 256 envs
 
 The base revision is checked out into a temporary git worktree. Each pair runs the base and
 then the working tree, each in a fresh process (``PYTHONPATH`` picks the version) that
@@ -28,7 +29,7 @@ import tempfile
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-def child(env_id: str, seeds: int, fraction: float, repeats: int) -> None:
+def child(env_id: str, seeds: int, fraction: float, repeats: int, num_envs: int) -> None:
     import time
 
     import jax
@@ -38,6 +39,8 @@ def child(env_id: str, seeds: int, fraction: float, repeats: int) -> None:
     from jaxppo import stats
 
     config = jaxppo.preset(env_id)
+    if num_envs:
+        config = config.replace(num_envs=num_envs)
     config = config.replace(total_timesteps=max(config.batch_size,
                                                 int(config.total_timesteps * fraction)))
     keys = jax.random.split(jax.random.key(0), seeds)
@@ -57,7 +60,8 @@ def child(env_id: str, seeds: int, fraction: float, repeats: int) -> None:
 def run(tree: pathlib.Path, args) -> dict:
     env = dict(os.environ, PYTHONPATH=str(tree))
     command = [sys.executable, __file__, "--child", "--env", args.env, "--seeds",
-               str(args.seeds), "--fraction", str(args.fraction), "--repeats", str(args.repeats)]
+               str(args.seeds), "--fraction", str(args.fraction), "--repeats", str(args.repeats),
+               "--num-envs", str(args.num_envs)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=True,
                           cwd=tempfile.gettempdir())
     out = json.loads(done.stdout.strip().splitlines()[-1])
@@ -71,6 +75,7 @@ def main() -> None:
     parser.add_argument("--base", default="HEAD", help="git revision to compare against")
     parser.add_argument("--env", default="CartPole-v1", help="a jaxppo.preset env id")
     parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--num-envs", type=int, default=0, help="envs per run (0: the preset's)")
     parser.add_argument("--fraction", type=float, default=0.2, help="of the preset's timesteps")
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per process")
@@ -82,7 +87,7 @@ def main() -> None:
     if not 0 < args.fraction <= 1:
         parser.error(f"--fraction {args.fraction}: must be in (0, 1]")
     if args.child:
-        child(args.env, args.seeds, args.fraction, args.repeats)
+        child(args.env, args.seeds, args.fraction, args.repeats, args.num_envs)
         return
     with tempfile.TemporaryDirectory() as tmp:
         base = pathlib.Path(tmp) / "base"
@@ -97,8 +102,10 @@ def main() -> None:
                     print(f"pair {pair + 1} {name:4s} compile {r['compile_s']:6.2f} s  run "
                           f"{r['run_s']:7.3f} s  IQM {r['iqm']:8.2f}", flush=True)
             ratios.sort()
-            print(f"{args.env}, {args.seeds} seed(s), {args.fraction:g} of the run: base / new "
-                  f"run time, median over {args.pairs} pairs: {statistics.median(ratios):.3f} "
+            envs = f", {args.num_envs} envs" if args.num_envs else ""
+            print(f"{args.env}{envs}, {args.seeds} seed(s), {args.fraction:g} of the run: "
+                  f"base / new run time, median over {args.pairs} pairs: "
+                  f"{statistics.median(ratios):.3f} "
                   f"(pairs: {', '.join(f'{r:.3f}' for r in ratios)})")
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)],

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxppo import gae, losses, networks, normalize, rollout
+from jaxppo import gae, losses, networks, normalize, prng, rollout
 from jaxppo.config import Config
 
 
@@ -204,14 +204,14 @@ def shuffle_minibatches(batch: Batch, key: jax.Array, config: Config) -> Batch:
     steps, envs_ = batch.obs.shape[:2]
     m = config.num_minibatches
     if config.shuffle == "trajectories":
-        order = jax.random.permutation(key, envs_)
+        order = prng.permutation(key, envs_)
 
         def split(x):
             x = jnp.take(x, order, axis=1).reshape(steps, m, envs_ // m, *x.shape[2:])
             return jnp.swapaxes(x, 0, 1).reshape(m, steps * (envs_ // m), *x.shape[3:])
 
         return jax.tree.map(split, batch)
-    order = jax.random.permutation(key, steps * envs_)
+    order = prng.permutation(key, steps * envs_)
 
     def split_flat(x):
         x = x.reshape(steps * envs_, *x.shape[2:])

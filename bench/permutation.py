@@ -1,0 +1,83 @@
+"""The minibatch permutation: ``jax.random.permutation`` against ``jaxppo.prng.permutation``.
+
+    python bench/permutation.py        # writes bench/results/permutation.{json,md}
+
+One permutation of n elements per step of a jitted ``lax.scan`` (as an epoch's shuffle runs
+inside the training loop), for the batch sizes of the presets: 512 (CartPole's classic 4 envs x
+128 steps), 2,048 (Pendulum's 16 x 128), 8,192 and 32,768 (256 envs x 128 steps). Time per
+permutation: the median of --repeats calls of the scan / its length. The two functions are
+timed alternately, each call after the other's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import statistics
+import time
+
+import jax
+import machine as machine_info  # bench/machine.py
+
+from jaxppo import prng
+
+SIZES = (512, 2048, 8192, 32768)
+FUNCTIONS = {"jax.random.permutation": jax.random.permutation,
+             "jaxppo.prng.permutation": prng.permutation}
+
+
+def scanned(fn, n: int, length: int):
+    def body(carry, key):
+        return carry, fn(key, n)
+
+    return jax.jit(lambda key: jax.lax.scan(body, 0, jax.random.split(key, length))[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results"))
+    args = parser.parse_args()
+    key = jax.random.key(0)
+    load_before = pathlib.Path("/proc/loadavg").read_text().split()[:3]
+    rows = []
+    for n in SIZES:
+        length = max(10, 51_200 // n)
+        fns = {name: scanned(fn, n, length) for name, fn in FUNCTIONS.items()}
+        for fn in fns.values():
+            jax.block_until_ready(fn(key))  # compile
+        times = {name: [] for name in fns}
+        for _ in range(args.repeats):
+            for name, fn in fns.items():
+                start = time.perf_counter()
+                jax.block_until_ready(fn(key))
+                times[name].append((time.perf_counter() - start) / length)
+        us = {name: round(1e6 * statistics.median(t), 1) for name, t in times.items()}
+        rows.append({"n": n, "scan_length": length, "us_per_permutation": us,
+                     "speedup": round(us["jax.random.permutation"]
+                                      / us["jaxppo.prng.permutation"], 2)})
+    load_after = pathlib.Path("/proc/loadavg").read_text().split()[:3]
+    result = {"benchmark": "one random permutation of n elements inside a jitted scan",
+              "machine": machine_info.describe(), "loadavg_before": load_before,
+              "loadavg_after": load_after, "repeats": args.repeats, "rows": rows}
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "permutation.json").write_text(json.dumps(result, indent=2) + "\n")
+    m = result["machine"]
+    lines = [f"# {result['benchmark']}", "",
+             f"Machine: {m['cpu']}, {m['cores']} cores, {m['device']}, jax {m['jax']}; load "
+             f"average {' '.join(load_before)} before, {' '.join(load_after)} after. Median of "
+             f"{args.repeats} calls.", "",
+             "| n | jax.random.permutation (us) | jaxppo.prng.permutation (us) | speed-up |",
+             "|---:|---:|---:|---:|"]
+    for row in rows:
+        us = row["us_per_permutation"]
+        lines.append(f"| {row['n']:,} | {us['jax.random.permutation']:,} | "
+                     f"{us['jaxppo.prng.permutation']:,} | {row['speedup']}x |")
+    (out / "permutation.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
