@@ -22,7 +22,7 @@ import numpy as np
 from flax import struct
 
 from jaxppo import config as config_lib
-from jaxppo import envs, networks, rollout
+from jaxppo import envs, networks, prng, rollout
 from jaxppo import train as train_lib
 from jaxppo.config import Config
 
@@ -61,7 +61,7 @@ def _episodes(config: Config, policy: rollout.Policy, key: jax.Array, *, num_epi
     """E episodes of one run's policy in E parallel envs (frozen once an episode ends)."""
     env = envs.make(config.env_id)
     network = networks.make(config, env)
-    reset_key, key = jax.random.split(key)
+    reset_key, key = jax.random.split(prng.fast(key))
     obs, env_state = jax.vmap(env.reset)(jax.random.split(reset_key, num_episodes))
 
     def cond(carry: _EvalCarry):

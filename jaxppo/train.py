@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxppo import config as config_lib
-from jaxppo import envs, gae, losses, networks, normalize, rollout, update
+from jaxppo import envs, gae, losses, networks, normalize, prng, rollout, update
 from jaxppo.config import Config
 
 
@@ -161,6 +161,9 @@ def _step(config: Config, state: TrainState) -> tuple[TrainState, Metrics]:
     network = networks.make(config, env)
     optimizer = update.make_optimizer(config)
     key, rollout_key, update_key = jax.random.split(state.key, 3)
+    # The rollout draws on jaxppo's unrolled threefry: the same numbers in fewer kernels
+    # (prng.fast; 1.1x at 1 seed). The shuffle keeps JAX's: it ran slower on the unrolled one.
+    rollout_key = prng.fast(rollout_key)
 
     policy = rollout.Policy(state.params, state.normalizers)
     carry, transitions = rollout.rollout(

@@ -1,14 +1,67 @@
-"""Tests of `jaxppo.prng.permutation`: a plain-loop reference, permutations of every size,
-uniformity, and the rounds rule."""
+"""Tests of `jaxppo.prng`: the unrolled threefry draws JAX's numbers bit for bit; the
+permutation against a plain-loop reference, at every size, uniform, with the rounds rule."""
 
 import collections
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxppo import prng
+import jaxppo
+from jaxppo import envs, networks, prng, rollout
+
+DRAWS = {
+    "split": lambda k: jax.random.key_data(jax.random.split(k, 5)),
+    "split 2-d": lambda k: jax.random.key_data(jax.random.split(k, (3, 4))),
+    "fold_in": lambda k: jax.random.key_data(jax.random.fold_in(k, 7)),
+    "bits 32": lambda k: jax.random.bits(k, (3, 5)),
+    "bits 16": lambda k: jax.random.bits(k, (7,), jnp.uint16),
+    "bits 8": lambda k: jax.random.bits(k, (7,), jnp.uint8),
+    "bits scalar": lambda k: jax.random.bits(k),
+    "uniform": lambda k: jax.random.uniform(k, (100,)),
+    "normal": lambda k: jax.random.normal(k, (10, 10)),
+    "categorical": lambda k: jax.random.categorical(k, jnp.zeros((50, 3))),
+    "bernoulli": lambda k: jax.random.bernoulli(k, 0.3, (20,)),
+    "jax permutation": lambda k: jax.random.permutation(k, 1000),
+    "vmapped split": lambda k: jax.random.key_data(
+        jax.vmap(lambda kk: jax.random.split(kk, 3))(jax.random.split(k, 4))),
+}
+
+
+@pytest.mark.parametrize("name", DRAWS)
+def test_unrolled_threefry_draws_jax_numbers(name):
+    for seed in (0, 42, 2**31 - 1):
+        key = jax.random.key(seed)
+        fast = prng.fast(key)
+        assert str(jax.random.key_impl(fast)) != str(jax.random.key_impl(key))
+        want = np.asarray(DRAWS[name](key))
+        np.testing.assert_array_equal(np.asarray(DRAWS[name](fast)), want)
+        np.testing.assert_array_equal(np.asarray(jax.jit(DRAWS[name])(fast)), want)
+
+
+def test_fast_leaves_other_keys_alone():
+    rbg = jax.random.key(0, impl="rbg")
+    assert prng.fast(rbg) is rbg
+    raw = jax.random.PRNGKey(0)  # legacy uint32 key
+    assert prng.fast(raw) is raw
+
+
+def test_rollout_is_the_same_on_a_fast_key():
+    config = jaxppo.preset("Pendulum-v1").replace(num_envs=3, num_steps=8, num_minibatches=2)
+    state = jaxppo.init(config, jax.random.key(0))
+    env = envs.make(config.env_id)
+    network = networks.make(config, env)
+
+    @jax.jit
+    def run(key):
+        return rollout.rollout(config, env, network,
+                               rollout.Policy(state.params, state.normalizers),
+                               rollout.EnvCarry(state.obs, state.env_state), key)
+
+    key = jax.random.key(5)
+    jax.tree.map(np.testing.assert_array_equal, run(key), run(prng.fast(key)))
 
 
 def _reference(key, n):
