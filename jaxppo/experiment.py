@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxppo import config as config_lib
-from jaxppo import stats
+from jaxppo import prng, stats
 from jaxppo import sweep as sweep_lib
 from jaxppo import train as train_lib
 from jaxppo.config import Config
@@ -229,14 +229,10 @@ def _compiled_chunk(config: Config, runs: int, devices: tuple, length: int, *arg
 # checkpoint does not depend on the device layout of the run that wrote it.
 
 
-def _is_key(x) -> bool:
-    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
-
-
 def _to_host(state, runs: int):
     def leaf(x):
         x = x[:runs]
-        return np.asarray(jax.random.key_data(x) if _is_key(x) else x)
+        return np.asarray(jax.random.key_data(x) if prng.is_key(x) else x)
 
     return jax.tree.map(leaf, state)
 
@@ -245,7 +241,7 @@ def _from_host(host, like):
     def leaf(h, ref):
         # A key's dtype (also of an abstract ShapeDtypeStruct) names its PRNG implementation.
         return jax.random.wrap_key_data(jnp.asarray(h), impl=ref.dtype._impl) \
-            if _is_key(ref) else jnp.asarray(h)
+            if prng.is_key(ref) else jnp.asarray(h)
 
     return jax.tree.map(leaf, host, like)
 
@@ -254,7 +250,7 @@ def _host_target(like, runs: int):
     """Zeros shaped like the host form of a state of ``runs`` runs (orbax restore target)."""
 
     def leaf(x):
-        if _is_key(x):
+        if prng.is_key(x):
             data = jax.eval_shape(jax.random.key_data, x)
             return np.zeros((runs, *data.shape[1:]), data.dtype)
         return np.zeros((runs, *x.shape[1:]), x.dtype)

@@ -30,7 +30,7 @@ import os
 import jax
 import numpy as np
 
-from jaxppo import envs, networks, rollout
+from jaxppo import envs, networks, prng, rollout
 from jaxppo import train as train_lib
 from jaxppo.config import Config
 
@@ -68,7 +68,7 @@ def tree_bytes(tree) -> int:
     """Bytes of every array (or `jax.ShapeDtypeStruct`) leaf of a pytree; PRNG keys included."""
     total = 0
     for leaf in jax.tree.leaves(tree):
-        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        if prng.is_key(leaf):
             # A typed key is stored as its raw data (uint32 words per key).
             leaf = jax.eval_shape(jax.random.key_data, leaf)
         total += int(np.prod(leaf.shape, dtype=np.int64)) * np.dtype(leaf.dtype).itemsize

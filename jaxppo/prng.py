@@ -97,13 +97,14 @@ UNROLLED = jex_random.define_prng_impl(
     name="jaxppo_threefry2x32", tag="jfry")
 
 
-def _is_typed(key: jax.Array) -> bool:
-    return jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+def is_key(x) -> bool:
+    """Whether ``x`` is a typed PRNG key array (or its `jax.ShapeDtypeStruct`)."""
+    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
 def fast(key: jax.Array) -> jax.Array:
     """``key`` on `UNROLLED` when it is a typed threefry2x32 key; otherwise ``key`` itself."""
-    if not _is_typed(key) or not jax.config.jax_threefry_partitionable:
+    if not is_key(key) or not jax.config.jax_threefry_partitionable:
         return key
     if str(jax.random.key_impl(key)) != "threefry2x32":
         return key

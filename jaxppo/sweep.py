@@ -22,7 +22,7 @@ import jax
 import numpy as np
 
 from jaxppo import config as config_lib
-from jaxppo import memory
+from jaxppo import memory, prng
 from jaxppo import train as train_lib
 from jaxppo.config import Config
 from jaxppo.train import TrainState
@@ -141,7 +141,7 @@ def _put(tree, sharding):
     """Host copies of ``tree``'s leaves laid out by ``sharding`` (typed PRNG keys through their
     raw data), so that every process of a multi-host run can place the same global value."""
     def put(x):
-        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        if prng.is_key(x):
             data = jax.device_put(np.asarray(jax.random.key_data(x)), sharding)
             return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
         return jax.device_put(np.asarray(x), sharding)
