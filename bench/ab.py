@@ -86,6 +86,8 @@ def main() -> None:
             parser.error(f"--{name} {getattr(args, name)}: must be at least 1")
     if not 0 < args.fraction <= 1:
         parser.error(f"--fraction {args.fraction}: must be in (0, 1]")
+    if args.num_envs < 0:
+        parser.error(f"--num-envs {args.num_envs}: must be 0 (the preset's) or a positive count")
     if args.child:
         child(args.env, args.seeds, args.fraction, args.repeats, args.num_envs)
         return
