@@ -150,8 +150,10 @@ def round_robin(calls: dict, repeats: int, count: int) -> dict:
     return {name: statistics.median(r) / count for name, r in runs.items()}
 
 
-def profile_pieces(seeds: int, repeats: int, count: int) -> dict:
+def profile_pieces(seeds: int, repeats: int, count: int, num_envs: int = 0) -> dict:
     config = jaxppo.preset("CartPole-v1")
+    if num_envs:
+        config = config.replace(num_envs=num_envs)
     keys = jax.random.split(jax.random.key(0), seeds)
     state = jax.jit(jax.vmap(jaxppo.init, in_axes=(None, 0)))(config, keys)
     one_step = jax.jit(jax.vmap(train_lib.step, in_axes=(None, 0)))
@@ -188,7 +190,8 @@ def profile_pieces(seeds: int, repeats: int, count: int) -> dict:
              "GAE (reverse scan)", "update (E x M minibatch steps)")
     times["rest (metrics, merges: whole step - pieces)"] = times["whole step"] - sum(
         times[p] for p in parts)
-    return {"config": "CartPole-v1 classic (4 envs x 128 steps, 4 epochs x 4 minibatches)",
+    return {"config": f"CartPole-v1 classic ({config.num_envs} envs x 128 steps, 4 epochs x 4 "
+                      "minibatches)",
             "seeds": seeds, "repeats": repeats, "count": count,
             "ms": {k: round(v * 1e3, 3) for k, v in times.items()}}
 
@@ -294,6 +297,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--count", type=int, default=20, help="repetitions inside one call")
+    parser.add_argument("--num-envs", type=int, default=0,
+                        help="envs per seed (0: the preset's 4)")
     parser.add_argument("--skip-pieces", action="store_true")
     parser.add_argument("--skip-flag", action="store_true")
     parser.add_argument("--flag-budget", type=float, default=0.25)
@@ -306,7 +311,7 @@ def main() -> None:
               "machine": machine_info.describe(), "loadavg": loadavg,
               "flag_budget": args.flag_budget}
     if not args.skip_pieces:
-        result["pieces"] = profile_pieces(args.seeds, args.repeats, args.count)
+        result["pieces"] = profile_pieces(args.seeds, args.repeats, args.count, args.num_envs)
     if not args.skip_flag:
         result["flag"] = flag_cost(args.flag_budget, args.flag_trials, args.flag_timeout)
         result["flag_summary"] = flag_summary(result["flag"])
