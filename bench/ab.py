@@ -4,6 +4,7 @@
     python bench/ab.py --base HEAD~1 --seeds 8 --fraction 0.05 --pairs 3
     python bench/ab.py --base HEAD~1 --env Pendulum-v1 --fraction 0.1
     python bench/ab.py --base HEAD~1 --num-envs 256 --fraction 0.25   # the preset with 256 envs
+    python bench/ab.py --base HEAD --new-xla-flags=--xla_cpu_use_xnnpack=false   # a flag's cost
 
 The base revision is checked out into a temporary git worktree. Each pair runs the base and
 then the working tree, each in a fresh process (``PYTHONPATH`` picks the version) that
@@ -57,8 +58,10 @@ def child(env_id: str, seeds: int, fraction: float, repeats: int, num_envs: int)
                       "run_s": float(np.median(times)), "iqm": float(stats.iqm(finals))}))
 
 
-def run(tree: pathlib.Path, args) -> dict:
+def run(tree: pathlib.Path, args, xla_flags: str | None = None) -> dict:
     env = dict(os.environ, PYTHONPATH=str(tree))
+    if xla_flags is not None:
+        env["XLA_FLAGS"] = xla_flags
     command = [sys.executable, __file__, "--child", "--env", args.env, "--seeds",
                str(args.seeds), "--fraction", str(args.fraction), "--repeats", str(args.repeats),
                "--num-envs", str(args.num_envs)]
@@ -79,6 +82,9 @@ def main() -> None:
     parser.add_argument("--fraction", type=float, default=0.2, help="of the preset's timesteps")
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per process")
+    parser.add_argument("--new-xla-flags", default=None,
+                        help="XLA_FLAGS for the working tree's processes only (with --base "
+                             "HEAD: the cost of a flag)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     for name in ("pairs", "repeats", "seeds"):
@@ -98,7 +104,7 @@ def main() -> None:
         try:
             ratios = []
             for pair in range(args.pairs):
-                a, b = run(base, args), run(ROOT, args)
+                a, b = run(base, args), run(ROOT, args, args.new_xla_flags)
                 ratios.append(a["run_s"] / b["run_s"])
                 for name, r in (("base", a), ("new", b)):
                     print(f"pair {pair + 1} {name:4s} compile {r['compile_s']:6.2f} s  run "
