@@ -68,8 +68,8 @@ def _repeat(piece, inputs, advance, count: int):
         outputs = piece(inputs)
         return (advance(inputs, outputs), outputs), None
 
-    first = piece(inputs)
-    return jax.lax.scan(body, (inputs, first), None, length=count)[0]
+    first = piece(inputs)  # the first of the ``count`` repetitions, the carry's initial output
+    return jax.lax.scan(body, (inputs, first), None, length=count - 1)[0]
 
 
 def _same(inputs, outputs):
@@ -306,6 +306,10 @@ def main() -> None:
     parser.add_argument("--flag-timeout", type=float, default=120)
     parser.add_argument("--out", default=str(BENCH / "results"))
     args = parser.parse_args()
+    if args.count < 2:
+        parser.error(f"--count {args.count}: must be at least 2")
+    if args.num_envs < 0:
+        parser.error(f"--num-envs {args.num_envs}: must be 0 (the preset's) or a positive count")
     loadavg = [float(x) for x in pathlib.Path("/proc/loadavg").read_text().split()[:3]]
     result = {"benchmark": "where time goes in one update; XLA flag cost",
               "machine": machine_info.describe(), "loadavg": loadavg,
