@@ -220,8 +220,10 @@ def run_sharded(configs: Config, keys: jax.Array, devices: Sequence[Any] | None 
         max_runs_per_call: an upper bound on P (default: what fits in memory).
 
     Returns:
-        (TrainState, Metrics), every leaf [B, ...]. With several processes every leaf is
-        replicated on all devices, so each process can read the whole result.
+        (TrainState, Metrics), every leaf [B, ...]. With one process every leaf is on one
+        device, the first of ``devices`` (gathered through the host: see `gathered`); with
+        several, every leaf is replicated on all devices, so each process can read the whole
+        result.
     """
     batch = keys.shape[0]
     devices = list(default_devices(batch) if devices is None else devices)
@@ -236,16 +238,35 @@ def run_sharded(configs: Config, keys: jax.Array, devices: Sequence[Any] | None 
         chunk = jax.tree.map(lambda x, rows=rows: np.asarray(x)[rows], configs)
         state = init_batch(*_put((chunk, keys[rows]), local))
         outputs.append(train_batch(*_put((chunk, state), sharding)))
-    result = outputs[0] if calls == 1 else jax.tree.map(
-        lambda *xs: jax.numpy.concatenate(xs), *outputs)
     if jax.process_count() > 1:
+        result = outputs[0] if calls == 1 else jax.tree.map(
+            lambda *xs: jax.numpy.concatenate(xs), *outputs)
         replicated = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
         return jax.jit(_first_rows, static_argnums=1, out_shardings=replicated)(result, batch)
-    return _first_rows(result, batch)
+    return gathered(outputs, batch, _local_device(devices))
 
 
 def _first_rows(tree, rows: int):
     return jax.tree.map(lambda x: x[:rows], tree)
+
+
+def gathered(outputs: Sequence[Any], rows: int, device):
+    """The first ``rows`` runs of one or more batches of sharded runs, joined along axis 0
+    and copied through the host onto ``device``: every leaf [rows, ...] on that one device.
+
+    Slicing, joining or reshaping the sharded arrays where they are would run small programs
+    on every device that exchange data by collectives, and on XLA's CPU such a program issued
+    while the devices are still busy can deadlock: a notebook sweep on two CPU devices died
+    in 4 of 9 runs, stuck in the all-gather of an eager reshape. A copy to the host needs no
+    collective. (One process only: with several, `run_sharded` replicates by a jitted copy.)
+    """
+    def join(*xs):
+        if prng.is_key(xs[0]):
+            data = np.concatenate([np.asarray(jax.random.key_data(x)) for x in xs])[:rows]
+            return jax.random.wrap_key_data(jax.device_put(data, device),
+                                            impl=jax.random.key_impl(xs[0]))
+        return jax.device_put(np.concatenate([np.asarray(x) for x in xs])[:rows], device)
+    return jax.tree.map(join, *outputs)
 
 
 def sweep(config: Config, space: Mapping[str, Sequence[float]] | Mapping[str, np.ndarray],

@@ -98,15 +98,50 @@ def test_default_devices_are_at_most_one_per_run():
 
 
 def test_a_sweep_spreads_its_runs_over_the_cpu_devices():
+    # The compiled call's outputs show where the runs trained; the sweep then gathers them
+    # onto one device through the host (no collective program, see sweep.gathered).
     out = run_clean("""
-        import json, jax, jaxppo
+        import importlib, json, jax, jaxppo
         jaxppo.use_cpu_cores(2)
+        sweep_lib = importlib.import_module("jaxppo.sweep")
+        trained_on = []
+        inner = sweep_lib.train_batch
+
+        def spy(configs, state):
+            out = inner(configs, state)
+            trained_on.append(len(out[1].total_loss.sharding.device_set))
+            return out
+
+        sweep_lib.train_batch = spy
         tiny = jaxppo.Config(num_envs=2, num_steps=8, total_timesteps=32, num_minibatches=2,
                              update_epochs=1, hidden_sizes=(8,))
         two = jaxppo.sweep(tiny, {"clip_eps": [0.1, 0.2]}, seeds=1).metrics.total_loss
         one = jaxppo.sweep(tiny, {"clip_eps": [0.1]}, seeds=1).metrics.total_loss
-        print(json.dumps(dict(two=len(two.sharding.device_set),
+        print(json.dumps(dict(trained_on=trained_on, two=len(two.sharding.device_set),
                               one=len(one.sharding.device_set))))
     """)
     # Two runs: one per device. One run: one device, not padded with a copy on the other.
-    assert out == {"two": 2, "one": 1}
+    # Both results: on one device.
+    assert out == {"trained_on": [2, 1], "two": 1, "one": 1}
+
+
+def test_gathered_joins_sharded_batches_on_one_device_through_the_host():
+    out = run_clean("""
+        import importlib, json, jax, numpy as np, jaxppo
+        jaxppo.use_cpu_cores(2)
+        sweep_lib = importlib.import_module("jaxppo.sweep")
+        sharding = sweep_lib.runs_sharding(jax.devices())
+        a = jax.device_put(np.arange(4.0), sharding)
+        b = jax.device_put(np.arange(4.0, 8.0), sharding)
+        keys = [jax.device_put(jax.random.split(jax.random.key(s), 4), sharding) for s in (0, 1)]
+        x, k = sweep_lib.gathered([(a, keys[0]), (b, keys[1])], 6, jax.devices()[1])
+        want = np.concatenate([jax.random.key_data(kk) for kk in keys])[:6]
+        print(json.dumps(dict(
+            x=np.asarray(x).tolist(), devices=[str(d) for d in x.sharding.device_set],
+            key_devices=len(k.sharding.device_set),
+            keys_equal=bool((np.asarray(jax.random.key_data(k)) == want).all()),
+            impl=str(jax.random.key_impl(k)))))
+    """)
+    # The first 6 of the 8 runs, in order, on the one device asked for; keys kept as keys.
+    assert out == {"x": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0], "devices": ["cpu:1"],
+                   "key_devices": 1, "keys_equal": True, "impl": "threefry2x32"}
