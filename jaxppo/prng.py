@@ -17,7 +17,7 @@ fast key (1.09x at 1 and 8 seeds, 1.05x at 256 envs, 1.01x on Pendulum) and so d
 `permutation` stands in for ``jax.random.permutation`` in the epochs' shuffles. Up to 256
 elements it sorts one uint32 array (`sort_permutation`; JAX sorts key/value pairs, a slower
 path on CPU). Above, it maps every index through a keyed bijection, an 8-round Feistel
-network (`bijective_permutation`): no sort at all, O(n) elementwise work, 10 to 40 times as
+network (`bijective_permutation`): no sort at all, O(n) elementwise work, 9 to 48 times as
 fast as the sort from 512 to 32,768 elements.
 
 Measured in bench/README.md ("Optimization attempts").
@@ -124,7 +124,7 @@ def permutation(key: jax.Array, n: int) -> jax.Array:
     """A random permutation of ``0 .. n - 1`` (int32 [n]) for the epochs' shuffles.
 
     Up to `SORT_MAX` elements: `sort_permutation`. Above: `bijective_permutation`, which needs
-    no sort (40x as fast as the sort at 32,768 elements on CPU, bench/results/permutation.md).
+    no sort (48x as fast as the sort at 32,768 elements on CPU, bench/results/permutation.md).
     The numbers differ from ``jax.random.permutation(key, n)``'s.
     """
     if n <= SORT_MAX:
