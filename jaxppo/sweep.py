@@ -257,7 +257,7 @@ def gathered(outputs: Sequence[Any], rows: int, device):
     Slicing, joining or reshaping the sharded arrays where they are would run small programs
     on every device that exchange data by collectives, and on XLA's CPU such a program issued
     while the devices are still busy can deadlock: a notebook sweep on two CPU devices died
-    in 6 of 15 runs, stuck in the all-gather of an eager reshape (0 of 8 after this). A copy
+    in 6 of 15 runs, stuck in the all-gather of an eager reshape (0 of 11 after this). A copy
     to the host needs no collective. (One process only: with several, `run_sharded`
     replicates by a jitted copy.)
     """
