@@ -5,7 +5,7 @@
 One permutation of n elements per step of a jitted ``lax.scan`` (as an epoch's shuffle runs
 inside the training loop), for the batch sizes of the presets: 512 (CartPole's classic 4 envs x
 128 steps), 2,048 (Pendulum's 16 x 128), 8,192 and 32,768 (256 envs x 128 steps), and 30,000
-(not a power of two: the bijection walks cycles). ``jaxppo.prng.permutation`` is
+(not a power of two: the bijection's values past n are left out). ``jaxppo.prng.permutation`` is
 ``sort_permutation`` up to 256 elements and ``bijective_permutation`` above, so at these sizes
 it is the latter; the sort is timed too. Time per permutation: the median of --repeats calls of
 the scan / its length. The functions are timed round-robin, each call after the others'.
