@@ -230,11 +230,7 @@ def _compiled_chunk(config: Config, runs: int, devices: tuple, length: int, *arg
 
 
 def _to_host(state, runs: int):
-    def leaf(x):
-        x = x[:runs]
-        return np.asarray(jax.random.key_data(x) if prng.is_key(x) else x)
-
-    return jax.tree.map(leaf, state)
+    return jax.tree.map(lambda x: sweep_lib._host(x)[:runs], state)
 
 
 def _from_host(host, like):

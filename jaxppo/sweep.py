@@ -137,15 +137,23 @@ init_batch = jax.jit(jax.vmap(train_lib.init))
 train_batch = jax.jit(jax.vmap(_train_from))
 
 
+def _host(x) -> np.ndarray:
+    """A host copy of ``x``; of a typed PRNG key array, its raw data."""
+    return np.asarray(jax.random.key_data(x) if prng.is_key(x) else x)
+
+
+def _placed(data: np.ndarray, like, target):
+    """Host ``data`` (from `_host`) placed on ``target`` (a device or a sharding), as a typed
+    key array again when ``like`` is one."""
+    out = jax.device_put(data, target)
+    return jax.random.wrap_key_data(out, impl=jax.random.key_impl(like)) if prng.is_key(
+        like) else out
+
+
 def _put(tree, sharding):
     """Host copies of ``tree``'s leaves laid out by ``sharding`` (typed PRNG keys through their
     raw data), so that every process of a multi-host run can place the same global value."""
-    def put(x):
-        if prng.is_key(x):
-            data = jax.device_put(np.asarray(jax.random.key_data(x)), sharding)
-            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
-        return jax.device_put(np.asarray(x), sharding)
-    return jax.tree.map(put, tree)
+    return jax.tree.map(lambda x: _placed(_host(x), x, sharding), tree)
 
 
 def _local_device(devices: Sequence[Any]):
@@ -262,11 +270,7 @@ def gathered(outputs: Sequence[Any], rows: int, device):
     replicates by a jitted copy.)
     """
     def join(*xs):
-        if prng.is_key(xs[0]):
-            data = np.concatenate([np.asarray(jax.random.key_data(x)) for x in xs])[:rows]
-            return jax.random.wrap_key_data(jax.device_put(data, device),
-                                            impl=jax.random.key_impl(xs[0]))
-        return jax.device_put(np.concatenate([np.asarray(x) for x in xs])[:rows], device)
+        return _placed(np.concatenate([_host(x) for x in xs])[:rows], xs[0], device)
     return jax.tree.map(join, *outputs)
 
 
