@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import platform
@@ -29,3 +30,23 @@ def describe() -> dict:
         "python": platform.python_version(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
+
+
+def loadavg() -> list[str]:
+    """The 1, 5 and 15 minute load averages, as /proc/loadavg writes them."""
+    return pathlib.Path("/proc/loadavg").read_text().split()[:3]
+
+
+def header(machine: dict, before: list[str], after: list[str]) -> str:
+    """The line that opens a result table: the machine and the load around the measurement."""
+    return (f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['device']}, jax "
+            f"{machine['jax']}; load average {' '.join(before)} before, {' '.join(after)} "
+            "after.")
+
+
+def write(out: str | pathlib.Path, name: str, result: dict, lines: list[str]) -> None:
+    """``result`` as out/name.json and the markdown ``lines`` as out/name.md."""
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n")

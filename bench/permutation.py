@@ -14,7 +14,6 @@ the scan / its length. The functions are timed round-robin, each call after the 
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import statistics
 import time
@@ -43,7 +42,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results"))
     args = parser.parse_args()
     key = jax.random.key(0)
-    load_before = pathlib.Path("/proc/loadavg").read_text().split()[:3]
+    load_before = machine_info.loadavg()
     rows = []
     for n in SIZES:
         length = max(10, 51_200 // n)
@@ -61,17 +60,12 @@ def main() -> None:
         rows.append({"n": n, "scan_length": length, "us_per_permutation": us,
                      "speedup_over_jax": {name: round(jax_us / t, 2) for name, t in us.items()
                                           if name != "jax.random.permutation"}})
-    load_after = pathlib.Path("/proc/loadavg").read_text().split()[:3]
+    load_after = machine_info.loadavg()
     result = {"benchmark": "one random permutation of n elements inside a jitted scan",
               "machine": machine_info.describe(), "loadavg_before": load_before,
               "loadavg_after": load_after, "repeats": args.repeats, "rows": rows}
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "permutation.json").write_text(json.dumps(result, indent=2) + "\n")
-    m = result["machine"]
     lines = [f"# {result['benchmark']}", "",
-             f"Machine: {m['cpu']}, {m['cores']} cores, {m['device']}, jax {m['jax']}; load "
-             f"average {' '.join(load_before)} before, {' '.join(load_after)} after. Median of "
+             f"{machine_info.header(result['machine'], load_before, load_after)} Median of "
              f"{args.repeats} calls.", "",
              "| n | jax.random.permutation (us) | sort_permutation (us) | "
              "bijective_permutation (us) | sort / jax speed-up | bijective / jax speed-up |",
@@ -83,7 +77,7 @@ def main() -> None:
                      f"{us['jaxppo.prng.bijective_permutation']:,} | "
                      f"{up['jaxppo.prng.sort_permutation']}x | "
                      f"{up['jaxppo.prng.bijective_permutation']}x |")
-    (out / "permutation.md").write_text("\n".join(lines) + "\n")
+    machine_info.write(args.out, "permutation", result, lines)
     print("\n".join(lines))
 
 

@@ -13,7 +13,6 @@ chunk is cached after the first); the run time is the median.
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import statistics
 import tempfile
@@ -59,10 +58,10 @@ def main() -> None:
     parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results"))
     args = parser.parse_args()
     config = jaxppo.Config()
-    load_before = pathlib.Path("/proc/loadavg").read_text().split()[:3]
+    load_before = machine_info.loadavg()
     single = one_call(config, args.seeds, args.repeats)
     chunked = runner(config, args.seeds, args.repeats)
-    load_after = pathlib.Path("/proc/loadavg").read_text().split()[:3]
+    load_after = machine_info.loadavg()
     steps = args.seeds * config.num_updates * config.batch_size
     result = {
         "benchmark": f"CartPole-v1 default config, {args.seeds} seeds x "
@@ -75,13 +74,8 @@ def main() -> None:
         "env_steps_per_s": {"one_call": round(steps / single["run_s"]),
                             "runner": round(steps / chunked["run_s"])},
     }
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "runner_overhead.json").write_text(json.dumps(result, indent=2) + "\n")
-    m = result["machine"]
     lines = [f"# {result['benchmark']}", "",
-             f"Machine: {m['cpu']}, {m['cores']} cores, {m['device']}, jax {m['jax']}; load "
-             f"average {' '.join(load_before)} before, {' '.join(load_after)} after.", "",
+             machine_info.header(result["machine"], load_before, load_after), "",
              "| | compile (s) | run, median (s) | env steps/s |", "|---|---:|---:|---:|",
              f"| one `jit(vmap(train))` call | {single['compile_s']} | {single['run_s']} | "
              f"{result['env_steps_per_s']['one_call']:,} |",
@@ -90,8 +84,8 @@ def main() -> None:
              f"{result['env_steps_per_s']['runner']:,} |", "",
              f"Run-time overhead of the runner: {100 * result['run_overhead']:+.1f}% "
              f"({100 * result['wall_overhead_with_files']:+.1f}% counting its whole wall time "
-             "with checkpoints, metrics.csv and summary).", ""]
-    (out / "runner_overhead.md").write_text("\n".join(lines))
+             "with checkpoints, metrics.csv and summary)."]
+    machine_info.write(args.out, "runner_overhead", result, lines)
     print("\n".join(lines))
 
 
