@@ -120,6 +120,11 @@ FEISTEL_ROUNDS = 8
 _MIX = (np.uint32(0x85EBCA6B), np.uint32(0xC2B2AE35))
 
 
+def _check_size(n, name: str) -> None:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"{name}: n={n!r} must be a count of elements, an integer >= 0")
+
+
 def permutation(key: jax.Array, n: int) -> jax.Array:
     """A random permutation of ``0 .. n - 1`` (int32 [n]) for the epochs' shuffles.
 
@@ -144,6 +149,7 @@ def sort_permutation(key: jax.Array, n: int) -> jax.Array:
     bits of all rounds at least 3 log2(n) (the rule ``jax.random.permutation`` applies to its
     32-bit keys): 1 round up to n = 256, 2 up to 4,096, 3 up to 65,536.
     """
+    _check_size(n, "sort_permutation")
     if n <= 1:
         return jnp.zeros((n,), jnp.int32)
     b = max(1, math.ceil(math.log2(n)))
@@ -200,6 +206,7 @@ def bijective_permutation(key: jax.Array, n: int, rounds: int = FEISTEL_ROUNDS
     are fixed: on a power-of-two n the parity of the permutation is the same for every key
     (each round's xor step is an even permutation, and its rotation of the bits a fixed one).
     """
+    _check_size(n, "bijective_permutation")
     if n <= 1:
         return jnp.zeros((n,), jnp.int32)
     if n > 2**31:

@@ -149,6 +149,14 @@ def test_permutation_sorts_up_to_256_and_maps_above():
             prng.permutation, static_argnums=1).lower(key, n).as_text()
 
 
+@pytest.mark.parametrize("fn", [prng.permutation, prng.sort_permutation,
+                                prng.bijective_permutation])
+@pytest.mark.parametrize("n", [-1, 2.5, True])
+def test_a_bad_size_is_refused_by_name(fn, n):
+    with pytest.raises(ValueError, match=f"n={n!r} must be a count of elements"):
+        fn(jax.random.key(0), n)
+
+
 def test_bijective_permutation_limits():
     assert prng.bijective_permutation(jax.random.key(0), 0).shape == (0,)
     np.testing.assert_array_equal(prng.bijective_permutation(jax.random.key(0), 1), [0])
