@@ -48,6 +48,53 @@ def time_jitted(fn, args: tuple, repeats: int) -> tuple[dict, object]:
     return timing, first
 
 
+def compile_split(fn, args: tuple, profile: bool = False) -> dict:
+    """Compile ``fn`` (a jax.jit-wrapped function) for ``args`` in its three stages, timed
+    apart: tracing to a jaxpr, lowering to StableHLO, and XLA's compile.
+
+    With ``profile`` the XLA compile runs under ``jax.profiler`` (a little slower) and the
+    result also counts the kernels XLA's CPU backend compiled one by one
+    (``FusionCompiler::Compile`` events) with their summed time over its threads.
+    """
+    import jax
+
+    start = time.perf_counter()
+    traced = fn.trace(*args)
+    traced_at = time.perf_counter()
+    lowered = traced.lower()
+    lowered_at = time.perf_counter()
+    if profile:
+        events = _profiled(lowered.compile)
+    else:
+        lowered.compile()
+    done = time.perf_counter()
+    out = {"trace_s": round(traced_at - start, 3), "lower_s": round(lowered_at - traced_at, 3),
+           "xla_s": round(done - lowered_at, 3), "compile_s": round(done - start, 3),
+           "jax": jax.__version__}
+    if profile:
+        kernels = [e for e in events if e["name"] == "FusionCompiler::Compile"]
+        out["kernels"] = len(kernels)
+        out["kernel_ms"] = round(sum(e["dur"] for e in kernels) / 1e3, 1)
+    return out
+
+
+def _profiled(thunk) -> list[dict]:
+    """Run ``thunk`` under jax.profiler; its complete ("X") trace events."""
+    import gzip
+    import pathlib
+    import tempfile
+
+    import jax
+
+    with tempfile.TemporaryDirectory() as folder:
+        with jax.profiler.trace(folder, create_perfetto_trace=True):
+            thunk()
+        path = next(pathlib.Path(folder).rglob("perfetto_trace.json.gz"))
+        trace = json.loads(gzip.decompress(path.read_bytes()))
+    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    return [e for e in events if e.get("ph") == "X"]
+
+
 def emit(result: dict) -> None:
     """Print the runner's result as one JSON line on stdout (the orchestrator reads the last)."""
     print(json.dumps(result), flush=True)

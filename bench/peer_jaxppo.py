@@ -45,6 +45,11 @@ def main() -> None:
                          "devices")
     keys = jax.device_put(keys, sweep_lib.runs_sharding(devices))
     fn = jax.jit(jax.vmap(jaxppo.train, in_axes=(None, 0)))
+    if spec.get("compile_only"):
+        peer_common.emit({"peer": "jaxppo", "case": spec["case"], "seeds": spec["seeds"],
+                          **peer_common.compile_split(fn, (config, keys),
+                                                      spec.get("profile", False))})
+        return
     timing, (_, metrics) = peer_common.time_jitted(fn, (config, keys), spec["repeats"])
     finals = stats.final_returns(np.asarray(metrics.episode_return))
     steps = spec["seeds"] * config.num_updates * config.batch_size

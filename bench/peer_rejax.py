@@ -143,8 +143,12 @@ def main() -> None:
     algo = PPO.create(**rejax_options(h))
     algo = algo.replace(env=EpisodeReturns(algo.env), eval_callback=lambda *_: ())
     keys = jax.random.split(jax.random.PRNGKey(spec.get("key", 0)), spec["seeds"])
-    timing, (state, _) = peer_common.time_jitted(jax.jit(jax.vmap(algo.train)), (keys,),
-                                                spec["repeats"])
+    fn = jax.jit(jax.vmap(algo.train))
+    if spec.get("compile_only"):
+        peer_common.emit({"peer": "rejax", "case": spec["case"], "seeds": spec["seeds"],
+                          **peer_common.compile_split(fn, (keys,), spec.get("profile", False))})
+        return
+    timing, (state, _) = peer_common.time_jitted(fn, (keys,), spec["repeats"])
     last = np.asarray(state.env_state.last_return, np.float64)      # [S, N]
     finished = np.asarray(state.env_state.finished) > 0
     finals = np.where(finished, last, 0.0).sum(1) / np.maximum(finished.sum(1), 1)
