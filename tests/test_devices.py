@@ -125,6 +125,14 @@ def test_a_sweep_spreads_its_runs_over_the_cpu_devices():
     assert out == {"trained_on": [2, 1], "two": 1, "one": 1}
 
 
+def test_runs_on_one_device_are_laid_out_without_a_mesh():
+    # A mesh, even of one device, costs ~0.15 s more lowering (bench/README.md).
+    sweep_lib = importlib.import_module("jaxppo.sweep")
+    one = sweep_lib.runs_sharding(jax.devices()[:1])
+    assert isinstance(one, jax.sharding.SingleDeviceSharding)
+    assert one.device_set == {jax.devices()[0]}
+
+
 def test_gathered_joins_sharded_batches_on_one_device_through_the_host():
     out = run_clean("""
         import importlib, json, jax, numpy as np, jaxppo
@@ -137,11 +145,12 @@ def test_gathered_joins_sharded_batches_on_one_device_through_the_host():
         x, k = sweep_lib.gathered([(a, keys[0]), (b, keys[1])], 6, jax.devices()[1])
         want = np.concatenate([jax.random.key_data(kk) for kk in keys])[:6]
         print(json.dumps(dict(
+            mesh=isinstance(sharding, jax.sharding.NamedSharding),
             x=np.asarray(x).tolist(), devices=[str(d) for d in x.sharding.device_set],
             key_devices=len(k.sharding.device_set),
             keys_equal=bool((np.asarray(jax.random.key_data(k)) == want).all()),
             impl=str(jax.random.key_impl(k)))))
     """)
     # The first 6 of the 8 runs, in order, on the one device asked for; keys kept as keys.
-    assert out == {"x": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0], "devices": ["cpu:1"],
+    assert out == {"mesh": True, "x": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0], "devices": ["cpu:1"],
                    "key_devices": 1, "keys_equal": True, "impl": "threefry2x32"}
