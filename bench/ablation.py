@@ -75,8 +75,8 @@ def _settings(env_id: str, timesteps_scale: float) -> dict[str, jaxppo.Config]:
 def _bootstrap_iqm(scores: np.ndarray, draws: int = 2000, seed: int = 0) -> tuple[float, float]:
     rng = np.random.default_rng(seed)
     samples = rng.choice(scores, size=(draws, scores.size), replace=True)
-    stats = [stats.iqm(s) for s in samples]
-    return float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))
+    iqms = [stats.iqm(s) for s in samples]
+    return float(np.percentile(iqms, 2.5)), float(np.percentile(iqms, 97.5))
 
 
 def run_setting(config: jaxppo.Config, seeds: int) -> dict:
