@@ -177,8 +177,11 @@ def runs_sharding(devices: Sequence[Any]) -> jax.sharding.Sharding:
     """
     if len(devices) == 1:
         return jax.sharding.SingleDeviceSharding(devices[0])
-    mesh = jax.sharding.Mesh(np.asarray(devices), ("runs",))
-    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))
+    return jax.sharding.NamedSharding(_runs_mesh(devices), jax.sharding.PartitionSpec("runs"))
+
+
+def _runs_mesh(devices: Sequence[Any]) -> jax.sharding.Mesh:
+    return jax.sharding.Mesh(np.asarray(devices), ("runs",))
 
 
 def runs_per_call(config: Config, runs: int, devices: Sequence[Any],
@@ -256,7 +259,7 @@ def run_sharded(configs: Config, keys: jax.Array, devices: Sequence[Any] | None 
     if jax.process_count() > 1:
         result = outputs[0] if calls == 1 else jax.tree.map(
             lambda *xs: jax.numpy.concatenate(xs), *outputs)
-        replicated = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
+        replicated = jax.sharding.NamedSharding(_runs_mesh(devices), jax.sharding.PartitionSpec())
         return jax.jit(_first_rows, static_argnums=1, out_shardings=replicated)(result, batch)
     return gathered(outputs, batch, _local_device(devices))
 
