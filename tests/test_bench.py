@@ -1,0 +1,84 @@
+"""The bench scripts' pure helpers, so that a script cannot rot unseen between its (long) runs.
+
+No timing here: speed is measured by the scripts in bench/, never by tests.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxppo import stats
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "bench"))
+
+import ablation  # noqa: E402  (bench/ is not a package: its scripts import each other by name)
+import compile_time  # noqa: E402
+import peer_common  # noqa: E402
+import peers  # noqa: E402
+
+
+def test_ablation_bootstrap_interval_brackets_the_iqm():
+    scores = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 100.0])
+    # IQM of 8 scores: the mean of the middle 4, (3 + 4 + 5 + 6) / 4 = 4.5.
+    assert stats.iqm(scores) == 4.5
+    low, high = ablation._bootstrap_iqm(scores, draws=500)
+    assert low <= 4.5 <= high
+    assert low < high
+    assert ablation._bootstrap_iqm(scores, draws=500) == (low, high)  # seeded
+
+
+def test_ablation_bootstrap_of_equal_scores_is_a_point():
+    assert ablation._bootstrap_iqm(np.full(8, 500.0), draws=100) == (500.0, 500.0)
+
+
+def _result(peer, round_, **stages):
+    return {"peer": peer, "case": "cartpole-s1", "round": round_, **stages}
+
+
+def test_compile_time_rows_take_medians_per_stage_and_the_ratio_of_medians():
+    case = next(c for c in peers.grid() if c.name == "cartpole-s1")
+    results = [
+        _result("jaxppo", 0, trace_s=0.6, lower_s=0.3, xla_s=3.0, compile_s=3.9),
+        _result("jaxppo", 1, trace_s=0.5, lower_s=0.4, xla_s=3.6, compile_s=4.5),
+        _result("jaxppo", 2, trace_s=0.7, lower_s=0.2, xla_s=3.3, compile_s=4.2),
+        _result("rejax", 0, trace_s=0.6, lower_s=0.3, xla_s=3.0, compile_s=3.9),
+        _result("rejax", 1, trace_s=0.6, lower_s=0.3, xla_s=2.8, compile_s=3.7),
+        {"peer": "rejax", "case": "cartpole-s1", "round": 2, "error": "exit 1: boom"},
+    ]
+    (row,) = compile_time.rows(results, [case])
+    assert row["jaxppo"]["xla_s"] == 3.3 and row["jaxppo"]["compile_s"] == 4.2
+    assert row["jaxppo"]["rounds"] == 3
+    # The failed rejax round is left out: medians of 2 rounds, (3.0 + 2.8) / 2 = 2.9.
+    assert row["rejax"]["rounds"] == 2 and row["rejax"]["xla_s"] == 2.9
+    assert row["ratio"]["xla_s"] == round(3.3 / 2.9, 2)
+    assert row["ratio"]["compile_s"] == round(4.2 / 3.8, 2)
+    assert row["jaxppo"]["kernels"] is None
+
+
+def test_compile_time_table_shows_kernel_columns_only_when_profiled():
+    case = next(c for c in peers.grid() if c.name == "cartpole-s1")
+    plain = [_result(p, 0, trace_s=0.6, lower_s=0.3, xla_s=3.0, compile_s=3.9)
+             for p in ("jaxppo", "rejax")]
+    profiled = [dict(r, kernels=200 + i, kernel_ms=1000.0) for i, r in enumerate(plain)]
+    for results, columns in ((plain, False), (profiled, True)):
+        result = {"machine": {"cpu": "cpu", "cores": 2, "device": "cpu:0", "jax": jax.__version__},
+                  "loadavg_before": ["1.0"] * 3, "loadavg_after": ["1.0"] * 3,
+                  "command": "python bench/compile_time.py", "rounds": 1,
+                  "rows": compile_time.rows(results, [case])}
+        text = compile_time.markdown(result)
+        assert ("jaxppo kernels (ms)" in text) == columns
+        assert ("| 200 (1000.0) | 201 (1000.0) |" in text) == columns
+
+
+def test_compile_split_times_the_three_stages_of_a_jitted_function():
+    out = peer_common.compile_split(jax.jit(lambda x: jnp.tanh(x) * 2.0), (jnp.ones(3),))
+    assert set(out) >= {"trace_s", "lower_s", "xla_s", "compile_s"}
+    parts = out["trace_s"] + out["lower_s"] + out["xla_s"]
+    assert out["compile_s"] == pytest.approx(parts, abs=0.003)  # each rounded to 1 ms
+    assert "kernels" not in out
