@@ -132,6 +132,7 @@ def permutation(key: jax.Array, n: int) -> jax.Array:
     no sort (45x as fast as the sort at 32,768 elements on CPU, bench/results/permutation.md).
     The numbers differ from ``jax.random.permutation(key, n)``'s.
     """
+    _check_size(n, "permutation")
     if n <= SORT_MAX:
         return sort_permutation(key, n)
     return bijective_permutation(key, n)
