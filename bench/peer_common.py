@@ -78,6 +78,13 @@ def compile_split(fn, args: tuple, profile: bool = False) -> dict:
     return out
 
 
+def emit_compile_split(peer: str, spec: dict, fn, args: tuple) -> None:
+    """`compile_split` of ``fn`` for ``args`` as the runner's result line (a work spec with
+    ``"compile_only": true``; ``"profile"`` is passed on)."""
+    emit({"peer": peer, "case": spec["case"], "seeds": spec["seeds"],
+          **compile_split(fn, args, spec.get("profile", False))})
+
+
 def _profiled(thunk) -> list[dict]:
     """Run ``thunk`` under jax.profiler; its complete ("X") trace events."""
     import gzip

@@ -46,9 +46,7 @@ def main() -> None:
     keys = jax.device_put(keys, sweep_lib.runs_sharding(devices))
     fn = jax.jit(jax.vmap(jaxppo.train, in_axes=(None, 0)))
     if spec.get("compile_only"):
-        peer_common.emit({"peer": "jaxppo", "case": spec["case"], "seeds": spec["seeds"],
-                          **peer_common.compile_split(fn, (config, keys),
-                                                      spec.get("profile", False))})
+        peer_common.emit_compile_split("jaxppo", spec, fn, (config, keys))
         return
     timing, (_, metrics) = peer_common.time_jitted(fn, (config, keys), spec["repeats"])
     finals = stats.final_returns(np.asarray(metrics.episode_return))

@@ -145,8 +145,7 @@ def main() -> None:
     keys = jax.random.split(jax.random.PRNGKey(spec.get("key", 0)), spec["seeds"])
     fn = jax.jit(jax.vmap(algo.train))
     if spec.get("compile_only"):
-        peer_common.emit({"peer": "rejax", "case": spec["case"], "seeds": spec["seeds"],
-                          **peer_common.compile_split(fn, (keys,), spec.get("profile", False))})
+        peer_common.emit_compile_split("rejax", spec, fn, (keys,))
         return
     timing, (state, _) = peer_common.time_jitted(fn, (keys,), spec["repeats"])
     last = np.asarray(state.env_state.last_return, np.float64)      # [S, N]
