@@ -97,6 +97,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error(f"--rounds {args.rounds}: must be at least 1")
+    if args.timeout <= 0:
+        parser.error(f"--timeout {args.timeout}: must be a number of seconds > 0")
     known = {case.name: case for case in peers.grid()}
     unknown = [name for name in args.cases if name not in known]
     if unknown:
