@@ -29,6 +29,7 @@ import time
 import jax
 import jax.numpy as jnp
 import machine as machine_info  # bench/machine.py
+from jax.flatten_util import ravel_pytree
 
 import jaxppo
 from jaxppo import envs, gae, networks, rollout, update
@@ -128,7 +129,8 @@ def xla_count(config: jaxppo.Config) -> dict:
     batch = update.make_batch(config, data, transitions.value, transitions.value)
     minibatches = update.shuffle_minibatches(batch, jax.random.key(2), config)
     minibatch = jax.tree.map(lambda x: x[0], minibatches)
-    opt = update.OptCarry(state.params, state.opt_state, jnp.zeros((), jnp.bool_))
+    flat_params, unravel = ravel_pytree(state.params)  # an update's params are one vector
+    opt = update.OptCarry(flat_params, state.opt_state, jnp.zeros((), jnp.bool_))
     pieces = {
         "rollout step x T": flops_of(step_fn, carry, jax.random.key(3)) * t,
         "next values": flops_of(lambda p, o: rollout.critic_value(config, network, p, o),
@@ -137,7 +139,8 @@ def xla_count(config: jaxppo.Config) -> dict:
                                                    tr.terminated, tr.truncated,
                                                    config.gamma, config.gae_lambda), flat),
         "gradient step x E*M": flops_of(
-            lambda c, mb: update._minibatch_step(c, mb, network, config, optimizer), opt,
+            lambda c, mb: update._minibatch_step(c, mb, unravel, network, config, optimizer),
+            opt,
             minibatch) * config.update_epochs * config.num_minibatches,
         "shuffle x E": flops_of(lambda b, k: update.shuffle_minibatches(b, k, config), batch,
                                 jax.random.key(4)) * config.update_epochs,

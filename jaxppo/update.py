@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
+from jax.flatten_util import ravel_pytree
 
 from jaxppo import gae, losses, networks, normalize, prng, rollout
 from jaxppo.config import Config
@@ -51,7 +52,11 @@ class LossInfo(struct.PyTreeNode):
 
 
 class OptCarry(struct.PyTreeNode):
-    """Params, optimizer state and the KL early-stop flag, carried through the epochs."""
+    """Params, optimizer state and the KL early-stop flag, carried through the epochs.
+
+    Inside `update` the params are one flat vector (`jax.flatten_util.ravel_pytree`); they are
+    a tree again when `update` returns them.
+    """
 
     params: Any
     opt_state: Any
@@ -107,13 +112,19 @@ def clip_by_global_max_norm(max_norm: float | jax.Array) -> optax.GradientTransf
 
 def make_optimizer(config: Config) -> optax.GradientTransformation:
     """Gradient clipping (global L2 norm, or global max-norm), then Adam(eps=adam_eps) at the
-    scheduled rate. One optimizer over actor and critic (Huang et al. 2022, details 4, 11)."""
+    scheduled rate. One optimizer over actor and critic (Huang et al. 2022, details 4, 11).
+
+    It works on one flat vector of all the params (``optax.flatten``), so Adam's moments are
+    flat vectors too. `update` keeps the params flat through its epochs: the norm is one
+    reduction and Adam one elementwise pass, instead of a kernel per leaf.
+    """
     if config.grad_norm_type == "max":
         clip = clip_by_global_max_norm(config.max_grad_norm)
     else:
-        # On one flat vector: one reduction for the norm instead of one per leaf.
-        clip = optax.flatten(optax.clip_by_global_norm(config.max_grad_norm))
-    return optax.chain(clip, optax.adam(learning_rate_schedule(config), eps=config.adam_eps))
+        clip = optax.clip_by_global_norm(config.max_grad_norm)
+    return optax.flatten(
+        optax.chain(clip, optax.adam(learning_rate_schedule(config), eps=config.adam_eps))
+    )
 
 
 def loss(params, network, config: Config, batch: Batch) -> tuple[jax.Array, LossInfo]:
@@ -170,13 +181,14 @@ def epoch_batch(config: Config, network, params, data: UpdateData) -> Batch:
     return make_batch(config, data, advantage, target)
 
 
-def _global_norm(tree) -> jax.Array:
-    """The L2 norm of all entries of ``tree``, computed on the vector the clipping flattens."""
-    return optax.tree.norm(jnp.concatenate([jnp.ravel(x) for x in jax.tree.leaves(tree)]))
+def _flat_loss(flat_params, unravel, network, config: Config, batch: Batch):
+    return loss(unravel(flat_params), network, config, batch)
 
 
-def _minibatch_step(carry: OptCarry, minibatch: Batch, network, config: Config, optimizer):
-    grads, info = jax.grad(loss, has_aux=True)(carry.params, network, config, minibatch)
+def _minibatch_step(carry: OptCarry, minibatch: Batch, unravel, network, config: Config,
+                    optimizer):
+    grads, info = jax.grad(_flat_loss, has_aux=True)(carry.params, unravel, network, config,
+                                                     minibatch)
     updates, opt_state = optimizer.update(grads, carry.opt_state)
     params = optax.apply_updates(carry.params, updates)
     # KL early stop: approx_kl is measured before this step; once over target_kl, this step
@@ -191,7 +203,7 @@ def _minibatch_step(carry: OptCarry, minibatch: Batch, network, config: Config, 
         carry = jax.tree.map(lambda o, n: jnp.where(stop, o, n), old, new)
     else:
         carry = OptCarry(params, opt_state, stop)
-    return carry, (info.replace(grad_norm=_global_norm(grads)), ~stop)
+    return carry, (info.replace(grad_norm=optax.tree.norm(grads)), ~stop)
 
 
 def shuffle_minibatches(batch: Batch, key: jax.Array, config: Config) -> Batch:
@@ -220,15 +232,16 @@ def shuffle_minibatches(batch: Batch, key: jax.Array, config: Config) -> Batch:
     return jax.tree.map(split_flat, batch)
 
 
-def _epoch(carry: OptCarry, inputs, batch: Batch, data: UpdateData, network, config: Config,
-           optimizer):
+def _epoch(carry: OptCarry, inputs, batch: Batch, data: UpdateData, unravel, network,
+           config: Config, optimizer):
     key, first = inputs
     if config.recompute_advantages:
         # The first epoch's critic is the rollout's: its batch is already at hand.
         batch = jax.lax.cond(first, lambda: batch,
-                             lambda: epoch_batch(config, network, carry.params, data))
+                             lambda: epoch_batch(config, network, unravel(carry.params), data))
     minibatches = shuffle_minibatches(batch, key, config)
-    step = functools.partial(_minibatch_step, network=network, config=config, optimizer=optimizer)
+    step = functools.partial(_minibatch_step, unravel=unravel, network=network, config=config,
+                             optimizer=optimizer)
     return jax.lax.scan(step, carry, minibatches)
 
 
@@ -242,12 +255,13 @@ def update(config: Config, network, optimizer, carry: OptCarry, data: UpdateData
         The new params and optimizer state, and the loss info averaged over the gradient
         steps taken (all update_epochs x num_minibatches of them unless KL early stop fired).
     """
-    epoch = functools.partial(
-        _epoch, batch=batch, data=data, network=network, config=config, optimizer=optimizer
-    )
+    flat, unravel = ravel_pytree(carry.params)
+    epoch = functools.partial(_epoch, batch=batch, data=data, unravel=unravel, network=network,
+                              config=config, optimizer=optimizer)
     keys = jax.random.split(key, config.update_epochs)
     first = jnp.arange(config.update_epochs) == 0
-    carry, (info, taken) = jax.lax.scan(epoch, carry, (keys, first))
+    carry, (info, taken) = jax.lax.scan(epoch, carry.replace(params=flat), (keys, first))
+    carry = carry.replace(params=unravel(carry.params))
     count = taken.sum()
     weights = taken / jnp.maximum(count, 1)
     mean_info = jax.tree.map(lambda x: jnp.sum(x * weights), info)

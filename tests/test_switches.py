@@ -10,7 +10,9 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
+from jax.flatten_util import ravel_pytree
 
 import jaxppo
 from jaxppo import envs, gae, networks, normalize, rollout, update
@@ -161,29 +163,61 @@ def test_recompute_advantages_uses_the_critic_after_the_previous_epoch():
     config = TINY.replace(recompute_advantages=True, learning_rate=1e-2)
     network, state, data, batch = _update_inputs(config)
     optimizer = update.make_optimizer(config)
-    carry = update.OptCarry(state.params, optimizer.init(state.params), jnp.array(False))
-    epoch = functools.partial(update._epoch, batch=batch, data=data, network=network,
-                              config=config, optimizer=optimizer)
+    # Inside an update the params are one flat vector.
+    flat, unravel = ravel_pytree(state.params)
+    carry = update.OptCarry(flat, optimizer.init(flat), jnp.array(False))
+    epoch = functools.partial(update._epoch, batch=batch, data=data, unravel=unravel,
+                              network=network, config=config, optimizer=optimizer)
     key1, key2 = jax.random.split(jax.random.key(3))
     after_1, _ = epoch(carry, (key1, jnp.array(True)))
     # Epoch 2's data: GAE recomputed by hand from the critic after epoch 1.
     tr = data.transitions
-    values = network.apply(after_1.params, tr.obs, method="value")
-    next_values = network.apply(after_1.params, tr.final_obs, method="value")
+    values = network.apply(unravel(after_1.params), tr.obs, method="value")
+    next_values = network.apply(unravel(after_1.params), tr.final_obs, method="value")
     adv, target = gae.batched_gae(tr.reward, values, next_values, tr.terminated,
                                   tr.truncated, config.gamma, config.gae_lambda)
-    recomputed = update.epoch_batch(config, network, after_1.params, data)
+    recomputed = update.epoch_batch(config, network, unravel(after_1.params), data)
     np.testing.assert_allclose(recomputed.advantage, adv, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(recomputed.target, target, rtol=1e-5, atol=1e-6)
     assert not np.allclose(recomputed.advantage, batch.advantage, atol=1e-4)
     # And epoch 2 trains on exactly that batch.
     after_2, _ = epoch(after_1, (key2, jnp.array(False)))
     by_hand = update.shuffle_minibatches(recomputed, key2, config)
-    step = functools.partial(update._minibatch_step, network=network, config=config,
-                             optimizer=optimizer)
+    step = functools.partial(update._minibatch_step, unravel=unravel, network=network,
+                             config=config, optimizer=optimizer)
     expected, _ = jax.lax.scan(step, after_1, by_hand)
     chex.assert_trees_all_close(after_2.params, expected.params, rtol=1e-5, atol=1e-7)
 
+
+
+def test_update_on_flat_params_equals_a_loop_over_param_trees():
+    """`update` keeps the params one flat vector through its epochs (and Adam's moments are
+    flat): the same as applying the optimizer to param trees minibatch by minibatch."""
+    config = TINY.replace(learning_rate=1e-2)
+    network, state, data, batch = _update_inputs(config)
+    optimizer = update.make_optimizer(config)
+    n_params = sum(x.size for x in jax.tree.leaves(state.params))
+    moments = [x for x in jax.tree.leaves(state.opt_state) if x.ndim]
+    assert [x.shape for x in moments] == [(n_params,), (n_params,)]  # Adam's mu and nu
+    key = jax.random.key(5)
+    carry = update.OptCarry(state.params, state.opt_state, jnp.array(False))
+    out, info = jax.jit(update.update, static_argnums=(0, 1, 2))(
+        config, network, optimizer, carry, data, batch, key)
+    chex.assert_trees_all_equal_shapes_and_dtypes(out.params, state.params)
+    # The loop: the update's shuffles, each minibatch's gradient on the param tree.
+    params, opt_state = state.params, state.opt_state
+    for epoch_key in jax.random.split(key, config.update_epochs):
+        minibatches = update.shuffle_minibatches(batch, epoch_key, config)
+        for m in range(config.num_minibatches):
+            minibatch = jax.tree.map(lambda x, m=m: x[m], minibatches)
+            grads, _ = jax.grad(update.loss, has_aux=True)(params, network, config, minibatch)
+            updates, opt_state = optimizer.update(grads, opt_state)
+            params = optax.apply_updates(params, updates)
+    chex.assert_trees_all_close(out.params, params, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(out.opt_state, opt_state, rtol=1e-5, atol=1e-6)
+    before, after = (p["params"]["actor"]["head"]["kernel"] for p in (state.params, out.params))
+    assert not np.allclose(after, before)  # the update moved them
+    assert int(info.gradient_steps) == config.update_epochs * config.num_minibatches
 
 def _index_batch(steps, envs_):
     """A batch whose obs hold (t, n) so shuffles can be traced back."""
