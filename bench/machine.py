@@ -9,6 +9,8 @@ import platform
 
 import jax
 
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
 
 def cpu_model() -> str:
     try:
@@ -20,8 +22,27 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def jaxppo_source(root: pathlib.Path = ROOT) -> str:
+    """The folder the imported jaxppo comes from, which must be this checkout's.
+
+    ``pip install .`` (the README's first command) copies jaxppo into site-packages; a bench
+    run after an edit would then time that copy, not the code beside it. Refused by name.
+    """
+    import jaxppo
+
+    source = pathlib.Path(jaxppo.__file__).resolve().parent
+    if source != root / "jaxppo":
+        raise SystemExit(
+            f"bench: jaxppo is imported from {source}, not from this checkout "
+            f"({root / 'jaxppo'}), so the bench would time other code. Install the checkout "
+            f"with `pip install -e {root}` or run with PYTHONPATH={root}."
+        )
+    return str(source)
+
+
 def describe() -> dict:
     return {
+        "jaxppo": jaxppo_source(),
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "device": str(jax.devices()[0]),

@@ -13,12 +13,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxppo
 from jaxppo import stats
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "bench"))
 
 import ablation  # noqa: E402  (bench/ is not a package: its scripts import each other by name)
 import compile_time  # noqa: E402
+import machine  # noqa: E402
 import peer_common  # noqa: E402
 import peers  # noqa: E402
 
@@ -82,3 +84,12 @@ def test_compile_split_times_the_three_stages_of_a_jitted_function():
     parts = out["trace_s"] + out["lower_s"] + out["xla_s"]
     assert out["compile_s"] == pytest.approx(parts, abs=0.003)  # each rounded to 1 ms
     assert "kernels" not in out
+
+
+def test_bench_refuses_a_jaxppo_from_outside_its_checkout(tmp_path):
+    # Under `pip install .` (CI) the imported jaxppo is a copy in site-packages, under
+    # `pip install -e .` the checkout's own: either way, another root is not its folder.
+    with pytest.raises(SystemExit, match=r"jaxppo is imported from .*, not from this checkout"):
+        machine.jaxppo_source(tmp_path)
+    source = pathlib.Path(jaxppo.__file__).resolve().parent
+    assert machine.jaxppo_source(source.parent) == str(source)
