@@ -55,16 +55,24 @@ def hash_2x32(k1: jax.Array, k2: jax.Array, x1: jax.Array, x2: jax.Array
             x2 = x1 ^ _rotate_left(x2, r)
         x1 = x1 + ks[(i + 1) % 3]
         x2 = x2 + ks[(i + 2) % 3] + np.uint32(i + 1)
-    # Division by a 1 XLA cannot see through (k1 | 1 is never 0). To XLA an integer division
-    # by a non-constant is expensive, and it does not copy expensive operations into several
-    # consumers. Without it, XLA copies the ~350 cheap operations of the hash into each fusion
-    # that reads the result: a split's outputs, the auto-reset's selects, each transition
-    # write. Those are a dozen kernels of 500 to 1,100 operations per rollout step, and XLA
-    # compiles them one by one. With it, the hash is one kernel and its readers are small:
-    # Pendulum compiles in 4.9 instead of 5.3 s and CartPole in 4.9 instead of 5.1 s, with
-    # the same numbers and run time (bench/README.md).
-    one = (k1 | np.uint32(1)) // (k1 | np.uint32(1))
-    return x1 // one, x2 // one
+    return _computed_once(x1, k1), _computed_once(x2, k1)
+
+
+def _computed_once(x: jax.Array, word: jax.Array) -> jax.Array:
+    """``x`` unchanged, divided by a 1 XLA cannot fold (``word | 1`` is never 0), so that XLA
+    computes the chain of operations behind ``x`` once.
+
+    XLA copies cheap elementwise operations into every fusion that reads their result. A
+    hash is hundreds of them: the rollout's threefry was copied into a split's outputs, the
+    auto-reset's selects and each transition write (a dozen kernels of 500 to 1,100
+    operations per step on Pendulum), the shuffle's Feistel permutation into each shuffled
+    array's gather. To XLA an integer division by a non-constant is expensive, and it does not
+    copy expensive operations, so the chain becomes one kernel and its readers stay small.
+    XLA compiles kernels one by one: Pendulum compiles in 4.9 instead of 5.2 s, CartPole in
+    4.9 instead of 5.1 s, with the same numbers and run time (bench/README.md).
+    """
+    word = word | np.uint32(1)
+    return x // (word // word)
 
 
 def _counters(shape: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
@@ -196,7 +204,7 @@ def feistel(round_keys: jax.Array, x: jax.Array, bits: int) -> jax.Array:
         f = _mix32(lo ^ round_keys[i]) & np.uint32((1 << high) - 1)
         x = (lo << np.uint32(high)) | (h ^ f)
         low, high = high, low
-    return x
+    return _computed_once(x, round_keys[0])
 
 
 def bijective_permutation(key: jax.Array, n: int, rounds: int = FEISTEL_ROUNDS
