@@ -251,6 +251,10 @@ def update(config: Config, network, optimizer, carry: OptCarry, data: UpdateData
     minibatches; with recompute_advantages every epoch after the first rebuilds the batch
     from the latest critic.
 
+    ``carry.params`` is a param tree; the epochs run on it as one flat vector, so
+    ``optimizer`` and ``carry.opt_state`` must be for that vector: `make_optimizer`'s, whose
+    ``optax.flatten`` makes its state the same for the tree and for the vector.
+
     Returns:
         The new params and optimizer state, and the loss info averaged over the gradient
         steps taken (all update_epochs x num_minibatches of them unless KL early stop fired).
