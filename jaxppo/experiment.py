@@ -53,6 +53,9 @@ SUMMARY_FILE = "summary.json"
 CHECKPOINTS = "checkpoints"
 METRIC_NAMES = tuple(f.name for f in dataclasses.fields(train_lib.Metrics))
 FORMAT_VERSION = 1
+# The train state's layout in a checkpoint. 2: Adam's moments are one flat vector over all
+# params (`update.make_optimizer`); checkpoints of format 1 hold them per param leaf.
+CHECKPOINT_FORMAT = 2
 
 
 class RunError(ValueError):
@@ -408,7 +411,7 @@ def _manager(run_dir: pathlib.Path, max_to_keep: int = 2):
 def _save(manager, spec: Spec, state, metrics: dict[str, np.ndarray], done: int) -> None:
     import orbax.checkpoint as ocp
 
-    meta = {"format": FORMAT_VERSION, "updates_done": done, "runs": spec.num_runs,
+    meta = {"format": CHECKPOINT_FORMAT, "updates_done": done, "runs": spec.num_runs,
             "static": {name: _plain(list(v) if isinstance(v, tuple) else v) for name, v in
                        zip(config_lib.static_fields(), _static_key(spec.config), strict=True)}}
     manager.save(done, args=ocp.args.Composite(
@@ -434,6 +437,11 @@ def _restore(run_dir: pathlib.Path, spec: Spec, like):
     except Exception as error:  # orbax raises many kinds for a damaged folder
         raise RunError(f"cannot read checkpoint {run_dir / CHECKPOINTS / str(step)}: "
                        f"{type(error).__name__}: {error}") from None
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise RunError(f"checkpoint {step} of {run_dir} has format {meta.get('format')!r}, and "
+                       f"this jaxppo reads format {CHECKPOINT_FORMAT} (format 1 holds Adam's "
+                       "moments per param leaf, format 2 as one flat vector): it cannot be "
+                       "resumed; train the run again")
     expected = dict(zip(config_lib.static_fields(), _static_key(spec.config), strict=True))
     for name, value in meta.get("static", {}).items():
         want = _plain(list(expected[name]) if isinstance(expected.get(name), tuple)

@@ -192,6 +192,19 @@ def test_mismatched_checkpoint_is_refused(finished_run, tmp_path):
         experiment.resume(run_dir, progress=False)
 
 
+
+def test_checkpoint_of_another_format_is_refused(finished_run, tmp_path):
+    """A checkpoint whose train state has another layout (format 1: Adam's moments per param
+    leaf) is refused by name before orbax compares trees."""
+    run_dir = _copy_run(finished_run.run_dir, tmp_path / "format1")
+    (meta_file,) = [p for p in (run_dir / "checkpoints" / "7" / "meta").iterdir()
+                    if p.is_file() and p.name != "commit_success.txt"]
+    meta = json.loads(meta_file.read_text())
+    assert meta["format"] == experiment.CHECKPOINT_FORMAT == 2
+    meta_file.write_text(json.dumps({**meta, "format": 1}))
+    with pytest.raises(experiment.RunError, match="has format 1, and this jaxppo reads format 2"):
+        experiment.resume(run_dir, progress=False)
+
 def test_corrupt_checkpoint_is_refused(finished_run, tmp_path):
     run_dir = _copy_run(finished_run.run_dir, tmp_path / "corrupt")
     state_dir = run_dir / "checkpoints" / "7" / "state"
