@@ -43,6 +43,18 @@ def test_unrolled_threefry_draws_jax_numbers(name):
         np.testing.assert_array_equal(np.asarray(jax.jit(DRAWS[name])(fast)), want)
 
 
+
+def test_computed_once_is_the_identity_for_every_word():
+    """x // ((w | 1) // (w | 1)) == x: the divisor is 1 for any key word, 0 and 2**32 - 1
+    included, eagerly and under jit (where XLA must not fold it away)."""
+    edge = np.uint32([0, 1, 2, 3, 2**31 - 1, 2**31, 2**32 - 2, 2**32 - 1])
+    rng = np.random.default_rng(0)
+    values = np.concatenate([edge, rng.integers(0, 2**32, 56, dtype=np.uint32)])
+    x, w = jnp.asarray(values)[:, None], jnp.asarray(values)[None, :]
+    want = np.broadcast_to(values[:, None], (64, 64))
+    np.testing.assert_array_equal(np.asarray(prng._computed_once(x, w)), want)
+    np.testing.assert_array_equal(np.asarray(jax.jit(prng._computed_once)(x, w)), want)
+
 def test_fast_leaves_other_keys_alone():
     rbg = jax.random.key(0, impl="rbg")
     assert prng.fast(rbg) is rbg
