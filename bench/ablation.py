@@ -151,6 +151,7 @@ def main() -> None:
     parser.add_argument("--timesteps-scale", type=float, default=1.0)
     parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results"))
     args = parser.parse_args()
+    machine_info.jaxppo_source()  # a stale jaxppo is refused before, not after, the runs
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results, budgets = {}, {}

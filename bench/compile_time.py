@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600, help="seconds per subprocess")
     parser.add_argument("--out", default=str(peers.BENCH / "results"))
     args = parser.parse_args()
+    machine_info.jaxppo_source()  # a stale jaxppo is refused before, not after, the runs
     if args.rounds < 1:
         parser.error(f"--rounds {args.rounds}: must be at least 1")
     if args.timeout <= 0:

@@ -341,6 +341,7 @@ def main() -> None:
     parser.add_argument("--out", default=None,
                         help="results folder (default bench/results; --quick: /tmp/peers-quick)")
     args = parser.parse_args()
+    machine_info.jaxppo_source()  # a stale jaxppo is refused before, not after, the runs
     if args.rounds < 1:
         parser.error(f"--rounds {args.rounds}: must be at least 1")
     if args.render:

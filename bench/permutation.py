@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results"))
     args = parser.parse_args()
+    machine_info.jaxppo_source()  # a stale jaxppo is refused before, not after, the runs
     if args.repeats < 1:
         parser.error(f"--repeats {args.repeats}: must be at least 1")
     key = jax.random.key(0)

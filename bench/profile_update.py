@@ -306,6 +306,7 @@ def main() -> None:
     parser.add_argument("--flag-timeout", type=float, default=120)
     parser.add_argument("--out", default=str(BENCH / "results"))
     args = parser.parse_args()
+    machine_info.jaxppo_source()  # a stale jaxppo is refused before, not after, the runs
     if args.count < 2:
         parser.error(f"--count {args.count}: must be at least 2")
     if args.num_envs < 0:

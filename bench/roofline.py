@@ -219,6 +219,7 @@ def main() -> None:
     parser.add_argument("--case", default="cartpole-s64",
                         help="its case to read (e.g. cartpole-s64-cores: seeds on every core)")
     args = parser.parse_args()
+    machine_info.jaxppo_source()  # a stale jaxppo is refused before, not after, the runs
     out = pathlib.Path(args.out)
     peers_json = pathlib.Path(args.peers_json) if args.peers_json else out / "peers.json"
     config = jaxppo.preset("CartPole-v1")

@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results"))
     args = parser.parse_args()
+    machine_info.jaxppo_source()  # a stale jaxppo is refused before, not after, the runs
     config = jaxppo.Config()
     load_before = machine_info.loadavg()
     single = one_call(config, args.seeds, args.repeats)

@@ -102,6 +102,7 @@ def main() -> None:
     parser.add_argument("--cores", action="store_true",
                         help="one JAX CPU device per core, the agents sharded over them")
     args = parser.parse_args()
+    machine_info.jaxppo_source()  # a stale jaxppo is refused before, not after, the runs
     if args.cores:
         jaxppo.use_cpu_cores()  # before any JAX operation
     config = jaxppo.Config()
