@@ -52,7 +52,7 @@ METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
 CHECKPOINTS = "checkpoints"
 METRIC_NAMES = tuple(f.name for f in dataclasses.fields(train_lib.Metrics))
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # config.json's
 # The train state's layout in a checkpoint. 2: Adam's moments are one flat vector over all
 # params (`update.make_optimizer`); checkpoints of format 1 hold them per param leaf.
 CHECKPOINT_FORMAT = 2

@@ -189,7 +189,6 @@ def test_recompute_advantages_uses_the_critic_after_the_previous_epoch():
     chex.assert_trees_all_close(after_2.params, expected.params, rtol=1e-5, atol=1e-7)
 
 
-
 def test_update_on_flat_params_equals_a_loop_over_param_trees():
     """`update` keeps the params one flat vector through its epochs (and Adam's moments are
     flat): the same as applying the optimizer to param trees minibatch by minibatch."""
@@ -218,6 +217,7 @@ def test_update_on_flat_params_equals_a_loop_over_param_trees():
     before, after = (p["params"]["actor"]["head"]["kernel"] for p in (state.params, out.params))
     assert not np.allclose(after, before)  # the update moved them
     assert int(info.gradient_steps) == config.update_epochs * config.num_minibatches
+
 
 def _index_batch(steps, envs_):
     """A batch whose obs hold (t, n) so shuffles can be traced back."""
