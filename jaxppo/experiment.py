@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import functools
 import json
 import math
 import pathlib
@@ -576,22 +577,12 @@ def _run_inputs(spec: Spec, devices: tuple, max_runs_per_call: int | None = None
     return [sweep_lib._put(group, sharding) for group in inputs], per_call, sharding
 
 
-def _joined(states: list, runs: int, devices: tuple):
-    """The group states joined along the run axis, padding dropped: leaves [runs, ...]. In
-    one process they are gathered through the host onto one device (no collective program:
-    see `jaxppo.sweep.gathered`)."""
-    if jax.process_count() == 1:
-        return sweep_lib.gathered(states, runs, sweep_lib._local_device(devices))
-    if len(states) == 1:
-        return jax.tree.map(lambda x: x[:runs], states[0])
-    return jax.tree.map(lambda *xs: jnp.concatenate(xs)[:runs], *states)
-
-
 def _execute(spec: Spec, run_dir: pathlib.Path, *, restored=None, devices=None,
              progress: bool = True, tensorboard: bool = False,
              stop_after_chunks: int | None = None, plots: bool = True,
              max_runs_per_call: int | None = None) -> Result:
     devices = _devices(devices, spec.num_runs)
+    joined = functools.partial(sweep_lib.joined, rows=spec.num_runs, devices=devices)
     inputs, per_call, sharding = _run_inputs(spec, devices, max_runs_per_call)
     groups = len(inputs)
     config = spec.config
@@ -664,15 +655,15 @@ def _execute(spec: Spec, run_dir: pathlib.Path, *, restored=None, devices=None,
                     interrupted = done < total
                     break
                 if chunks % spec.checkpoint_every == 0 and done < total:
-                    _save(manager, spec, _joined(states, spec.num_runs, devices), metrics, done)
+                    _save(manager, spec, joined(states), metrics, done)
             if done > first:  # a finished run resumed has nothing new to save
-                _save(manager, spec, _joined(states, spec.num_runs, devices), metrics, done)
+                _save(manager, spec, joined(states), metrics, done)
             manager.wait_until_finished()
     finally:
         bar.close()
         if writer is not None:
             writer.close()
-    result = Result(run_dir=run_dir, spec=spec, state=_joined(states, spec.num_runs, devices),
+    result = Result(run_dir=run_dir, spec=spec, state=joined(states),
                     metrics={k: v[..., :done] for k, v in metrics.items()},
                     updates_done=done, interrupted=interrupted, compile_s=compile_s,
                     run_s=run_s, updates_run=done - first)

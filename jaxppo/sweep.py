@@ -256,12 +256,21 @@ def run_sharded(configs: Config, keys: jax.Array, devices: Sequence[Any] | None 
         chunk = jax.tree.map(lambda x, rows=rows: np.asarray(x)[rows], configs)
         state = init_batch(*_put((chunk, keys[rows]), local))
         outputs.append(train_batch(*_put((chunk, state), sharding)))
-    if jax.process_count() > 1:
-        result = outputs[0] if calls == 1 else jax.tree.map(
-            lambda *xs: jax.numpy.concatenate(xs), *outputs)
-        replicated = jax.sharding.NamedSharding(_runs_mesh(devices), jax.sharding.PartitionSpec())
-        return jax.jit(_first_rows, static_argnums=1, out_shardings=replicated)(result, batch)
-    return gathered(outputs, batch, _local_device(devices))
+    return joined(outputs, batch, devices)
+
+
+def joined(outputs: Sequence[Any], rows: int, devices: Sequence[Any]):
+    """The first ``rows`` runs of one or more batches of runs sharded over ``devices``, joined
+    along axis 0. With one process every leaf ends on the first of ``devices``, copied through
+    the host (`gathered`); with several, a jitted copy replicates every leaf on all
+    ``devices``, so each process can read the whole result (every process must call this at
+    the same point, as it runs a collective program)."""
+    if jax.process_count() == 1:
+        return gathered(outputs, rows, _local_device(devices))
+    result = outputs[0] if len(outputs) == 1 else jax.tree.map(
+        lambda *xs: jax.numpy.concatenate(xs), *outputs)
+    replicated = jax.sharding.NamedSharding(_runs_mesh(devices), jax.sharding.PartitionSpec())
+    return jax.jit(_first_rows, static_argnums=1, out_shardings=replicated)(result, rows)
 
 
 def _first_rows(tree, rows: int):
@@ -276,8 +285,8 @@ def gathered(outputs: Sequence[Any], rows: int, device):
     on every device that exchange data by collectives, and on XLA's CPU such a program issued
     while the devices are still busy can deadlock: a notebook sweep on two CPU devices died
     in 6 of 15 runs, stuck in the all-gather of an eager reshape (0 of 11 after this). A copy
-    to the host needs no collective. (One process only: with several, `run_sharded`
-    replicates by a jitted copy.)
+    to the host needs no collective. (One process only: with several, `joined` replicates
+    by a jitted copy.)
     """
     def join(*xs):
         return _placed(np.concatenate([_host(x) for x in xs])[:rows], xs[0], device)
