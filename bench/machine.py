@@ -40,12 +40,18 @@ def jaxppo_source(root: pathlib.Path = ROOT) -> str:
     return str(source)
 
 
+def device_name() -> str:
+    """The first JAX device, with its model where it is an accelerator ("cuda:0 (NVIDIA H200)")."""
+    device = jax.devices()[0]
+    return str(device) if device.platform == "cpu" else f"{device} ({device.device_kind})"
+
+
 def describe() -> dict:
     return {
         "jaxppo": jaxppo_source(),
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
-        "device": str(jax.devices()[0]),
+        "device": device_name(),
         "backend": jax.default_backend(),
         "jax": jax.__version__,
         "python": platform.python_version(),

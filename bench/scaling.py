@@ -4,15 +4,17 @@
     python bench/scaling.py --cores --out bench/results/scaling-cores   # on every core
 
 The default `jaxppo.Config()` (4 envs x 128 steps = 512 env steps per update, 4 epochs x 4
-minibatches) with ``total_timesteps`` cut to 20 updates x 512 = 10,240 env steps per agent: a
-whole 500k-step run of 1024 agents would take hours on a 2-core CPU, and an update costs the
-same at update 20 as at update 976, so throughput per update is what scales. A agents are A
-seeds on one device through the sweep path: `jaxppo.sweep.init_batch` (initial states, a loop
-over agents) then `jaxppo.sweep.train_batch` (all updates of all agents, one vmapped call).
-A plain `jax.jit(jax.vmap(jaxppo.train))` hangs at 256 agents on this 2-core CPU (a batched
-LAPACK QR blocks XLA's CPU thread pool; see `init_batch`). Compile time (lower + compile of
-both) is measured apart from run time (median of --repeats compiled calls of both, ended by
-block_until_ready). The memory column is `jaxppo.memory.estimate` for one agent.
+minibatches) with ``total_timesteps`` cut to 20 updates x 512 = 10,240 env steps per agent
+(``--updates`` sets another count; 976 is the whole 500k-step run): a whole 500k-step run of
+1024 agents would take hours on a 2-core CPU, and an update costs the same at update 20 as at
+update 976, so throughput per update is what scales. A agents are A seeds on one device
+through the sweep path: `jaxppo.sweep.init_batch` (initial states, a loop over agents) then
+`jaxppo.sweep.train_batch` (all updates of all agents, one vmapped call). A plain
+`jax.jit(jax.vmap(jaxppo.train))` hangs at 256 agents on this 2-core CPU (a batched LAPACK QR
+blocks XLA's CPU thread pool; see `init_batch`). Compile time (lower + compile of both) is
+measured apart from run time (median of --repeats compiled calls of both, ended by
+block_until_ready; the initial states' share of it is recorded too). The memory column is
+`jaxppo.memory.estimate` for one agent.
 
 With ``--cores`` the host is first split into one JAX device per core (`jaxppo.use_cpu_cores`)
 and the agents are sharded over `jaxppo.sweep.default_devices` (every device, at most one per
@@ -59,10 +61,11 @@ def measure(config: jaxppo.Config, agents: int, repeats: int) -> dict:
                             jax.eval_shape(sweep_lib.init_batch, configs, keys))
     train = sweep_lib.train_batch.lower(sharded_configs, abstract).compile()
     compile_s = time.perf_counter() - start
-    runs = []
+    runs, inits = [], []
     for _ in range(repeats):
         start = time.perf_counter()
-        states = init(configs, keys)
+        states = jax.block_until_ready(init(configs, keys))
+        inits.append(time.perf_counter() - start)
         if len(devices) > 1:
             states = sweep_lib._put(states, sharding)
         jax.block_until_ready(train(sharded_configs, states))
@@ -72,6 +75,7 @@ def measure(config: jaxppo.Config, agents: int, repeats: int) -> dict:
     row = {"agents": agents, "devices": len(devices), "env_steps": steps,
            "compile_s": round(compile_s, 2),
            "run_s_median": round(run_s, 3), "run_s_all": [round(r, 3) for r in runs],
+           "init_s_median": round(statistics.median(inits), 3),
            "env_steps_per_s": round(steps / run_s),
            "env_steps_per_s_per_agent": round(steps / run_s / agents),
            "memory_per_agent_bytes": memory.estimate(config).per_run}
@@ -85,10 +89,11 @@ def markdown(result: dict) -> str:
              f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['device']}, "
              f"jax {machine['jax']}. Load average before: {result['loadavg_before']}; "
              f"after: {result['loadavg_after']}.", "",
-             "| agents | devices | compile (s) | run, median (s) | env steps/s (all agents) | "
-             "env steps/s per agent | memory per agent (est.) |",
-             "|---:|---:|---:|---:|---:|---:|---:|"]
+             "| agents | devices | compile (s) | run, median (s) | of which initial states (s) | "
+             "env steps/s (all agents) | env steps/s per agent | memory per agent (est.) |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['agents']} | {r.get('devices', 1)} | {r['compile_s']} | {r['run_s_median']} | "
+              f"{r.get('init_s_median', '')} | "
               f"{r['env_steps_per_s']:,} | {r['env_steps_per_s_per_agent']:,} | "
               f"{r['memory_per_agent_bytes'] / 2**20:.2f} MiB |" for r in result["rows"]]
     return "\n".join(lines) + "\n"
@@ -99,6 +104,8 @@ def main() -> None:
     parser.add_argument("--agents", type=int, nargs="+", default=[1, 8, 64, 256, 1024])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results"))
+    parser.add_argument("--updates", type=int, default=UPDATES,
+                        help="updates per agent (976 is the classic 500k-step run)")
     parser.add_argument("--cores", action="store_true",
                         help="one JAX CPU device per core, the agents sharded over them")
     args = parser.parse_args()
@@ -106,10 +113,12 @@ def main() -> None:
     if args.cores:
         jaxppo.use_cpu_cores()  # before any JAX operation
     config = jaxppo.Config()
-    config = config.replace(total_timesteps=UPDATES * config.batch_size)
+    if args.updates < 1:
+        parser.error(f"--updates {args.updates}: expected an integer >= 1")
+    config = config.replace(total_timesteps=args.updates * config.batch_size)
     before = loadavg()
     rows = [measure(config, a, args.repeats) for a in args.agents]
-    result = {"benchmark": f"CartPole-v1 default config, {UPDATES} updates x "
+    result = {"benchmark": f"CartPole-v1 default config, {args.updates} updates x "
                            f"{config.batch_size} env steps per agent, A agents in one call"
                            + (f" sharded over {len(jax.devices())} {jax.default_backend()} "
                               "devices (one per core)" if args.cores

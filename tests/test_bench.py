@@ -23,6 +23,7 @@ import compile_time  # noqa: E402
 import machine  # noqa: E402
 import peer_common  # noqa: E402
 import peers  # noqa: E402
+import scaling  # noqa: E402
 
 
 def test_ablation_bootstrap_interval_brackets_the_iqm():
@@ -93,3 +94,25 @@ def test_bench_refuses_a_jaxppo_from_outside_its_checkout(tmp_path):
         machine.jaxppo_source(tmp_path)
     source = pathlib.Path(jaxppo.__file__).resolve().parent
     assert machine.jaxppo_source(source.parent) == str(source)
+
+
+def test_device_name_adds_the_model_of_an_accelerator_only():
+    device = jax.devices()[0]
+    name = machine.device_name()
+    if device.platform == "cpu":
+        assert name == str(device)  # as every CPU result so far records it
+    else:
+        assert name == f"{device} ({device.device_kind})"
+
+
+def test_scaling_table_gives_the_initial_states_share_of_the_run():
+    row = {"agents": 2048, "devices": 1, "compile_s": 20.5, "run_s_median": 50.0,
+           "init_s_median": 1.25, "env_steps_per_s": 20_000_000,
+           "env_steps_per_s_per_agent": 9_766, "memory_per_agent_bytes": 2**20}
+    old = {k: v for k, v in row.items() if k != "init_s_median"}  # results written before it
+    result = {"benchmark": "b", "machine": {"cpu": "c", "cores": 16, "device": "cuda:0 (GPU)",
+                                            "jax": "0"},
+              "loadavg_before": "1", "loadavg_after": "1", "rows": [row, old]}
+    lines = scaling.markdown(result).splitlines()
+    assert lines[-2] == "| 2048 | 1 | 20.5 | 50.0 | 1.25 | 20,000,000 | 9,766 | 1.00 MiB |"
+    assert lines[-1] == "| 2048 | 1 | 20.5 | 50.0 |  | 20,000,000 | 9,766 | 1.00 MiB |"
