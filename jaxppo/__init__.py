@@ -4,6 +4,7 @@
 """
 
 from jaxppo import envs, experiment, memory, stats
+from jaxppo.cache import use_compile_cache
 from jaxppo.config import PRESETS, Config, preset, stack_configs, validate
 from jaxppo.devices import use_cpu_cores
 from jaxppo.evaluation import EvalResult, LoadedPolicy, evaluate, load
@@ -33,6 +34,7 @@ __all__ = [
     "run_sharded",
     "sweep",
     "train",
+    "use_compile_cache",
     "use_cpu_cores",
     "validate",
 ]

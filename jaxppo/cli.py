@@ -14,10 +14,10 @@ checkpoint and the metrics so far and exits with status 130.
 
 On a CPU the command splits the host into one JAX device per core (`jaxppo.use_cpu_cores`;
 ``--cpu-devices N`` chooses the count) and spreads the runs over them. Run as a program, it
-keeps compiled programs in JAX's persistent cache (``$XDG_CACHE_HOME/jaxppo/xla``, by default
-``~/.cache/jaxppo/xla``; a ``JAX_COMPILATION_CACHE_DIR`` of the user's wins), so running the
-same command again, or resuming, skips most of the compile; ``--no-compile-cache`` turns it
-off.
+keeps compiled programs in JAX's persistent cache (`jaxppo.use_compile_cache`:
+``$XDG_CACHE_HOME/jaxppo/xla``, by default ``~/.cache/jaxppo/xla``; a
+``JAX_COMPILATION_CACHE_DIR`` of the user's wins), so running the same command again, or
+resuming, skips most of the compile; ``--no-compile-cache`` turns it off.
 """
 
 from __future__ import annotations
@@ -366,23 +366,6 @@ def _use_cpu_devices(count: int | None) -> None:
                          f"device(s) and cannot change to {count}")
 
 
-def compile_cache_dir() -> pathlib.Path:
-    """Where the command keeps compiled programs: ``$XDG_CACHE_HOME/jaxppo/xla``."""
-    import os
-
-    base = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
-    return pathlib.Path(base) / "jaxppo" / "xla"
-
-
-def _use_compile_cache() -> None:
-    """JAX's persistent compilation cache in `compile_cache_dir`, unless the user set one."""
-    import jax
-
-    if jax.config.jax_compilation_cache_dir:
-        return
-    jax.config.update("jax_compilation_cache_dir", str(compile_cache_dir()))
-
-
 def _resume(args) -> int:
     import jaxppo
 
@@ -466,7 +449,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Only as a program (argv from the command line): an in-process call, such as a
             # test's, leaves its process's settings alone.
             if argv is None and not args.no_compile_cache:
-                _use_compile_cache()
+                from jaxppo.cache import use_compile_cache
+
+                use_compile_cache()
         if args.command in ("train", "sweep"):
             return _train(args, sweep=args.command == "sweep")
         if args.command == "resume":

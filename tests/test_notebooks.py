@@ -17,8 +17,12 @@ NOTEBOOKS = pathlib.Path(__file__).resolve().parent.parent / "notebooks"
 CELL_TIMEOUT_S = 600
 
 
-def _execute(name: str, parameters: str, workdir: pathlib.Path) -> nbformat.NotebookNode:
-    """The notebook ``name`` with its parameters cell replaced, executed in ``workdir``."""
+def _execute(name: str, parameters: str, workdir: pathlib.Path, monkeypatch
+             ) -> nbformat.NotebookNode:
+    """The notebook ``name`` with its parameters cell replaced, executed in ``workdir``; the
+    kernel keeps its compile cache (`jaxppo.use_compile_cache`) under ``workdir``."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(workdir / "xdg"))
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
     tagged = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1, f"{name} needs exactly one cell tagged 'parameters'"
@@ -53,13 +57,20 @@ def _images(cell: nbformat.NotebookNode) -> int:
                if o.output_type in ("display_data", "execute_result"))
 
 
-def test_quickstart(tmp_path):
+def _cached(workdir: pathlib.Path) -> int:
+    """How many compiled programs the notebook's kernel left in its compile cache."""
+    folder = workdir / "xdg" / "jaxppo" / "xla"
+    return sum(1 for _ in folder.iterdir()) if folder.exists() else 0
+
+
+def test_quickstart(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     # 2 seeds x 16 updates of 4 envs x 32 steps; 3 evaluation episodes per seed.
     parameters = (f"TOTAL_TIMESTEPS = 2048\nSEEDS = 2\nNUM_ENVS = 4\nNUM_STEPS = 32\n"
                   f"EVAL_EPISODES = 3\nRUN_DIR = {str(run_dir)!r}\n")
-    notebook = _execute("quickstart.ipynb", parameters, tmp_path / "work")
+    notebook = _execute("quickstart.ipynb", parameters, tmp_path / "work", monkeypatch)
     assert _errors(notebook) == []
+    assert _cached(tmp_path / "work") > 0
 
     trained = _stdout(_cell(notebook, "jaxppo.experiment.run("))
     assert "episode_return metrics [settings, seeds, updates]: (1, 2, 16)" in trained
@@ -84,13 +95,14 @@ def test_quickstart(tmp_path):
     assert "metrics.episode_return [seeds, updates]: (2, 16)" in pure
 
 
-def test_sweep(tmp_path):
+def test_sweep(tmp_path, monkeypatch):
     # A 2 x 2 grid x 2 seeds: one program of 8 runs, 16 updates each.
     parameters = ("TOTAL_TIMESTEPS = 2048\nSEEDS = 2\nNUM_ENVS = 4\nNUM_STEPS = 32\n"
                   "LEARNING_RATES = [3e-4, 1e-3]\nCLIP_EPS = [0.1, 0.2]\n"
                   f"OUT_DIR = {str(tmp_path / 'plots')!r}\n")
-    notebook = _execute("sweep.ipynb", parameters, tmp_path / "work")
+    notebook = _execute("sweep.ipynb", parameters, tmp_path / "work", monkeypatch)
     assert _errors(notebook) == []
+    assert _cached(tmp_path / "work") > 0
 
     trained = _stdout(_cell(notebook, "jaxppo.sweep("))
     assert "episode_return [settings, seeds, updates]: (4, 2, 16)" in trained

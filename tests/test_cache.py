@@ -1,0 +1,74 @@
+"""`jaxppo.use_compile_cache`: which folder it picks, and that a new process reads it back."""
+
+import math
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import pytest
+
+import jaxppo
+from jaxppo import cache
+
+
+@pytest.fixture
+def no_cache_dir():
+    """The process's cache setting, cleared for the test and restored after it (nothing is
+    compiled in between, so JAX never opens the folders the tests name)."""
+    before = jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", None)
+    yield
+    jax.config.update("jax_compilation_cache_dir", before)
+
+
+def test_default_folder_is_under_xdg_cache_home(no_cache_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert jaxppo.use_compile_cache() == tmp_path / "jaxppo" / "xla"
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / "jaxppo" / "xla")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert cache.compile_cache_dir() == pathlib.Path.home() / ".cache" / "jaxppo" / "xla"
+
+
+def test_a_folder_the_user_chose_is_kept_unless_a_path_is_given(no_cache_dir, tmp_path):
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path / "mine"))
+    assert jaxppo.use_compile_cache() == tmp_path / "mine"
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / "mine")
+    assert jaxppo.use_compile_cache(tmp_path / "other") == tmp_path / "other"
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / "other")
+
+
+def test_a_path_of_another_type_is_refused_by_name(no_cache_dir):
+    with pytest.raises(TypeError, match=r"use_compile_cache\(path=3\): expected a folder"):
+        jaxppo.use_compile_cache(3)
+    assert not jax.config.jax_compilation_cache_dir
+
+
+def test_a_second_process_loads_the_program_the_first_compiled(tmp_path):
+    # JAX keeps only programs that took over a second to compile, unless told otherwise; each
+    # process prints its folder, its result and how many programs it loaded from the cache.
+    script = (
+        "import sys, jax, jax.numpy as jnp, jaxppo\n"
+        "hits = []\n"
+        "jax.monitoring.register_event_listener(\n"
+        "    lambda event, **kw: hits.append(event) if event.endswith('/cache_hits') else None)\n"
+        "jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)\n"
+        "print(jaxppo.use_compile_cache(sys.argv[1]))\n"
+        "print(float(jax.jit(lambda x: jnp.tanh(x) * 3.0)(jnp.ones(5)).sum()))\n"
+        "print(len(hits))\n"
+    )
+    env = dict(os.environ)
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    folder = tmp_path / "xla"
+    lines = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", script, str(folder)], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        lines.append(done.stdout.split())
+    (first_folder, first_sum, first_hits), (second_folder, second_sum, second_hits) = lines
+    assert first_folder == second_folder == str(folder)
+    assert float(first_sum) == float(second_sum) == pytest.approx(15 * math.tanh(1.0))
+    assert int(first_hits) == 0 and any(folder.iterdir())  # compiled, then written
+    assert int(second_hits) >= 1  # read back
