@@ -1,5 +1,8 @@
 """The environment boundary: gymnax 1.0 steps, termination vs truncation, episode stats."""
 
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -110,3 +113,38 @@ def test_envs_without_masks_allow_every_action():
     _, state = cartpole.reset(jax.random.key(0))
     np.testing.assert_array_equal(cartpole.action_mask(state), [True, True])
     assert not envs.make("ProbePolicy-v0").has_action_mask
+
+
+def test_gymnax_comes_without_its_rendering_modules_and_they_still_work():
+    # A fresh process: gymnax imports seaborn and matplotlib.pyplot for rendering only; jaxppo
+    # leaves them unloaded (1 s of seaborn's scipy and pandas) until someone uses them.
+    script = """
+import sys
+import jaxppo
+jaxppo.envs.make("CartPole-v1")
+print(sorted(m for m in ("seaborn", "matplotlib.pyplot", "scipy.stats", "pandas")
+             if m in sys.modules))
+import gymnax.environments.misc.pong as pong
+print(len(pong.sns.color_palette("cubehelix", 3)), callable(pong.plt.subplots))
+import seaborn
+print(type(seaborn).__name__, seaborn is sys.modules["seaborn"], "pandas" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["[]", "3 True", "module True True"]
+
+
+def test_a_rendering_module_imported_before_gymnax_is_left_as_it_is():
+    script = """
+import sys
+import seaborn
+import jaxppo
+jaxppo.envs.make("CartPole-v1")
+import gymnax.environments.misc.pong as pong
+print(pong.sns is seaborn)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True"]

@@ -6,12 +6,16 @@ static value for jit) comes back every time.
 
 gymnax is imported on first use, not with jaxppo: importing it runs a JAX operation, which
 fixes JAX's CPU device count, and `jaxppo.use_cpu_cores` must be able to run after
-``import jaxppo``.
+``import jaxppo``. It is imported with seaborn and matplotlib.pyplot deferred (`_gymnax`).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.machinery
+import importlib.util
+import sys
+import types
 
 from jaxppo.envs import core
 from jaxppo.envs.core import ActionSpace, GymnaxEnv, Step
@@ -23,9 +27,46 @@ PROBE_IDS = ("ProbeValue-v0", "ProbeDiscount-v0", "ProbeTruncation-v0", "ProbePo
              "ProbeContinuous-v0", "ProbeMasked-v0")
 
 
+# Imported by gymnax's environment modules at import time but used only to render, which jaxppo
+# never does; seaborn alone (scipy.stats, pandas) is 1 s of a fresh process's first `make`.
+_RENDERING_MODULES = ("seaborn", "matplotlib.pyplot")
+
+
+class _Deferred(types.ModuleType):
+    """Stands in for a module in gymnax's namespaces: imports it on first use, then forwards."""
+
+    def __getattr__(self, attribute: str):
+        return getattr(importlib.import_module(self.__name__), attribute)
+
+
+def _gymnax():
+    """gymnax, imported without loading `_RENDERING_MODULES`.
+
+    Each of them not imported yet stands as a `_Deferred` module in ``sys.modules`` while
+    gymnax imports, and is taken out again right after: gymnax's modules keep the stand-in,
+    which imports the real module the first time they use it (to render), and everyone
+    else's ``import seaborn`` finds the real one, as without jaxppo.
+    """
+    if "gymnax" in sys.modules:
+        return sys.modules["gymnax"]
+    stand_ins = {}
+    for name in _RENDERING_MODULES:
+        if name not in sys.modules and importlib.util.find_spec(name) is not None:
+            stand_ins[name] = _Deferred(name)
+            stand_ins[name].__spec__ = importlib.machinery.ModuleSpec(name, None)
+    sys.modules.update(stand_ins)
+    try:
+        import gymnax
+    finally:
+        for name, module in stand_ins.items():
+            if sys.modules.get(name) is module:
+                del sys.modules[name]
+    return gymnax
+
+
 def registered() -> tuple[str, ...]:
     """Every env id `make` accepts: gymnax's registry, then the probe environments."""
-    import gymnax
+    gymnax = _gymnax()
 
     return tuple(gymnax.registered_envs) + PROBE_IDS
 
@@ -37,7 +78,7 @@ def make(env_id: str) -> core.GymnaxEnv:
     Raises:
         ValueError: for an unknown id; the message lists the known ids.
     """
-    import gymnax
+    gymnax = _gymnax()
 
     from jaxppo.envs import probes
 
