@@ -1,7 +1,7 @@
 """Compiled programs kept on disk, so that a new process skips most of the compile.
 
     import jaxppo
-    jaxppo.use_compile_cache()    # before the first compile: ~/.cache/jaxppo/xla
+    jaxppo.use_compile_cache()    # ~/.cache/jaxppo/xla
 
 XLA compiles a whole PPO run in about 4 to 5 s on a 2-core CPU. JAX can keep what it compiled
 on disk (its persistent compilation cache) and load it back in any later process that builds
@@ -21,6 +21,7 @@ import os
 import pathlib
 
 import jax
+from jax.experimental.compilation_cache import compilation_cache
 
 
 def compile_cache_dir() -> pathlib.Path:
@@ -30,7 +31,11 @@ def compile_cache_dir() -> pathlib.Path:
 
 
 def use_compile_cache(path: str | os.PathLike | None = None) -> pathlib.Path:
-    """Keep compiled programs in JAX's persistent cache; call it before the first compile.
+    """Keep compiled programs in JAX's persistent cache, from the next compile on.
+
+    JAX opens its cache folder at the first compile that uses it and keeps it open, so a
+    change of folder also resets JAX's cache state: a new folder takes over even after
+    compiles.
 
     Args:
         path: the cache folder (created when needed). None: a folder the user chose already
@@ -52,5 +57,7 @@ def use_compile_cache(path: str | os.PathLike | None = None) -> pathlib.Path:
         raise TypeError(f"use_compile_cache(path={path!r}): expected a folder (a str or "
                         f"os.PathLike), or None for {compile_cache_dir()}")
     path = pathlib.Path(path).expanduser()
-    jax.config.update("jax_compilation_cache_dir", str(path))
+    if jax.config.jax_compilation_cache_dir != str(path):
+        jax.config.update("jax_compilation_cache_dir", str(path))
+        compilation_cache.reset_cache()
     return path

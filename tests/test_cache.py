@@ -72,3 +72,23 @@ def test_a_second_process_loads_the_program_the_first_compiled(tmp_path):
     assert float(first_sum) == float(second_sum) == pytest.approx(15 * math.tanh(1.0))
     assert int(first_hits) == 0 and any(folder.iterdir())  # compiled, then written
     assert int(second_hits) >= 1  # read back
+
+
+def test_a_new_folder_takes_over_after_compiles(tmp_path):
+    # JAX opens its cache folder at the first compile that uses it; a later folder is used
+    # from the next compile on.
+    script = (
+        "import sys, jax, jax.numpy as jnp, jaxppo\n"
+        "jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)\n"
+        "jaxppo.use_compile_cache(sys.argv[1])\n"
+        "jax.jit(lambda x: x + 1)(jnp.ones(3)).block_until_ready()\n"
+        "jaxppo.use_compile_cache(sys.argv[2])\n"
+        "jax.jit(lambda x: jnp.sin(x) * 2)(jnp.ones(3)).block_until_ready()\n"
+    )
+    env = dict(os.environ)
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    first, second = tmp_path / "first", tmp_path / "second"
+    done = subprocess.run([sys.executable, "-c", script, str(first), str(second)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert any(first.iterdir()) and any(second.iterdir())
