@@ -148,3 +148,10 @@ print(pong.sns is seaborn)
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["True"]
+
+
+def test_a_rendering_module_that_is_not_installed_gets_no_stand_in():
+    # find_spec raises, rather than returning None, for a dotted name whose parent is missing.
+    assert envs._installed("seaborn")
+    assert not envs._installed("no_such_package")
+    assert not envs._installed("no_such_package.pyplot")

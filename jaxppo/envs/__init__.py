@@ -51,7 +51,7 @@ def _gymnax():
         return sys.modules["gymnax"]
     stand_ins = {}
     for name in _RENDERING_MODULES:
-        if name not in sys.modules and importlib.util.find_spec(name) is not None:
+        if name not in sys.modules and _installed(name):
             stand_ins[name] = _Deferred(name)
             stand_ins[name].__spec__ = importlib.machinery.ModuleSpec(name, None)
     sys.modules.update(stand_ins)
@@ -62,6 +62,13 @@ def _gymnax():
             if sys.modules.get(name) is module:
                 del sys.modules[name]
     return gymnax
+
+
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # a dotted name whose parent package is missing
+        return False
 
 
 def registered() -> tuple[str, ...]:
