@@ -39,11 +39,17 @@ def finished_run(tmp_path_factory):
                                  checkpoint_every=1, progress=False, tensorboard=True)
 
 
+def run_python(code: str, *args: str, env: dict | None = None, timeout: int = 300):
+    """Run ``python -c code args`` in a fresh process (``env``: its environment, default this
+    one's); returns the CompletedProcess, its output captured as text."""
+    return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
 def run_with_devices(code: str, *args: str, devices: int = 4, timeout: int = 300):
     """Run ``python -c code args`` with ``devices`` emulated CPU devices (fixed when JAX starts,
     hence a subprocess); returns the CompletedProcess."""
     env = dict(os.environ)
     env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "")
                         + f" --xla_force_host_platform_device_count={devices}")
-    return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return run_python(code, *args, env=env, timeout=timeout)

@@ -3,14 +3,21 @@
 import math
 import os
 import pathlib
-import subprocess
-import sys
 
 import jax
 import pytest
+from conftest import run_python
 
 import jaxppo
 from jaxppo import cache
+
+
+def _run(script: str, *args: str) -> str:
+    """``python -c script args`` without a cache folder from the environment; its stdout."""
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    done = run_python(script, *args, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
 
 
 @pytest.fixture
@@ -58,15 +65,8 @@ def test_a_second_process_loads_the_program_the_first_compiled(tmp_path):
         "print(float(jax.jit(lambda x: jnp.tanh(x) * 3.0)(jnp.ones(5)).sum()))\n"
         "print(len(hits))\n"
     )
-    env = dict(os.environ)
-    env.pop("JAX_COMPILATION_CACHE_DIR", None)
     folder = tmp_path / "xla"
-    lines = []
-    for _ in range(2):
-        done = subprocess.run([sys.executable, "-c", script, str(folder)], env=env,
-                              capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr[-2000:]
-        lines.append(done.stdout.split())
+    lines = [_run(script, str(folder)).split() for _ in range(2)]
     (first_folder, first_sum, first_hits), (second_folder, second_sum, second_hits) = lines
     assert first_folder == second_folder == str(folder)
     assert float(first_sum) == float(second_sum) == pytest.approx(15 * math.tanh(1.0))
@@ -85,10 +85,6 @@ def test_a_new_folder_takes_over_after_compiles(tmp_path):
         "jaxppo.use_compile_cache(sys.argv[2])\n"
         "jax.jit(lambda x: jnp.sin(x) * 2)(jnp.ones(3)).block_until_ready()\n"
     )
-    env = dict(os.environ)
-    env.pop("JAX_COMPILATION_CACHE_DIR", None)
     first, second = tmp_path / "first", tmp_path / "second"
-    done = subprocess.run([sys.executable, "-c", script, str(first), str(second)], env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
+    _run(script, str(first), str(second))
     assert any(first.iterdir()) and any(second.iterdir())

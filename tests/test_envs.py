@@ -1,12 +1,10 @@
 """The environment boundary: gymnax 1.0 steps, termination vs truncation, episode stats."""
 
-import subprocess
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import run_python
 
 from jaxppo import envs
 
@@ -129,8 +127,7 @@ print(len(pong.sns.color_palette("cubehelix", 3)), callable(pong.plt.subplots))
 import seaborn
 print(type(seaborn).__name__, seaborn is sys.modules["seaborn"], "pandas" in sys.modules)
 """
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=120)
+    done = run_python(script, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.splitlines() == ["[]", "3 True", "module True True"]
 
@@ -144,8 +141,7 @@ jaxppo.envs.make("CartPole-v1")
 import gymnax.environments.misc.pong as pong
 print(pong.sns is seaborn)
 """
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=120)
+    done = run_python(script, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["True"]
 
