@@ -26,6 +26,7 @@ ACTION_DISTS = ("auto", "categorical", "gaussian")
 SHUFFLE_MODES = ("transitions", "trajectories")
 ENT_SCHEDULES = ("constant", "linear", "exponential")
 GRAD_NORM_TYPES = ("l2", "max")
+MATMUL_DTYPES = ("float32", "bfloat16")
 
 
 def _static(default):
@@ -37,8 +38,8 @@ class Config(struct.PyTreeNode):
 
     Static fields (change the program): ``env_id``, ``num_envs``, ``num_steps``,
     ``total_timesteps``, ``update_epochs``, ``num_minibatches``, ``hidden_sizes``,
-    ``activation``, ``action_dist`` and the switches ``anneal_lr``, ``normalize_advantages``,
-    ``clip_value_loss``, ``dual_clip``.
+    ``activation``, ``action_dist``, ``matmul_dtype`` and the switches ``anneal_lr``,
+    ``normalize_advantages``, ``clip_value_loss``, ``dual_clip``.
 
     Dynamic fields (float leaves, traced, vmappable): ``learning_rate``, ``gamma``,
     ``gae_lambda``, ``clip_eps``, ``dual_clip_c``, ``vf_coef``, ``vf_clip``, ``ent_coef``,
@@ -79,6 +80,10 @@ class Config(struct.PyTreeNode):
             clips its global max-norm (largest absolute entry), scaling the whole gradient.
         fourier_features: F > 0 encodes observations as [cos(2 pi x B), sin(2 pi x B)] with
             B ~ N(0, fourier_scale^2) of shape [O, F], fixed at init (Tancik et al. 2020).
+        matmul_dtype: "float32" (default), or "bfloat16": the MLPs' matmuls (forward and
+            backward) take bfloat16 operands and accumulate in float32; params, activations,
+            losses and Adam stay float32. Other numbers than float32's; an option for
+            accelerators (slower on a CPU, bench/README.md).
         learning_rate: Adam step size (initial value when annealed).
         gamma: discount factor in [0, 1].
         gae_lambda: GAE lambda in [0, 1].
@@ -121,6 +126,7 @@ class Config(struct.PyTreeNode):
     squash_mean: bool = _static(False)
     grad_norm_type: str = _static("l2")
     fourier_features: int = _static(0)
+    matmul_dtype: str = _static("float32")
 
     learning_rate: float = 2.5e-4
     gamma: float = 0.99
@@ -220,7 +226,8 @@ def _validate_static(config: Config) -> None:
         _check_bool(config, name)
     _check_int(config, "fourier_features", minimum=0)
     for name, allowed in (("shuffle", SHUFFLE_MODES), ("ent_schedule", ENT_SCHEDULES),
-                          ("grad_norm_type", GRAD_NORM_TYPES)):
+                          ("grad_norm_type", GRAD_NORM_TYPES),
+                          ("matmul_dtype", MATMUL_DTYPES)):
         if getattr(config, name) not in allowed:
             _fail(name, getattr(config, name), f"must be one of {allowed}")
     if config.shuffle == "trajectories" and config.num_envs % config.num_minibatches:

@@ -24,6 +24,11 @@ Where each switch lives:
 - ``squash_mean`` (static): Gaussian mean = low + (tanh(raw) + 1) / 2 * (high - low), with the
   env's bounds as static module attributes set by `make`.
 
+``matmul_dtype="bfloat16"`` (static) gives every Dense layer of both MLPs `bfloat16_matmul`:
+bfloat16 operands, float32 accumulation and result, in the forward pass and in the gradient's
+two matmuls (a custom VJP); params and everything between the matmuls stay float32. The
+Fourier projection stays float32.
+
 ``network.apply(params, obs)`` on the flax module alone gives the same result as `apply` for a
 config with none of the dynamic switches (no Fourier features, temperature 1, no mask).
 """
@@ -51,11 +56,50 @@ VALUE_GAIN = 1.0
 FOURIER_KEY = "fourier_B"
 
 
-def _dense(features: int, gain: float, name: str) -> nn.Dense:
+@jax.custom_vjp
+def bfloat16_matmul(x: jax.Array, w: jax.Array) -> jax.Array:
+    """x [..., I] @ w [I, O] with bfloat16 operands, accumulated and returned in float32.
+
+    The gradient's two matmuls (g @ w^T and x^T g over the leading axes) take bfloat16
+    operands and accumulate in float32 too, and the gradients come back float32, unrounded:
+    plain differentiation of the casts would give a float32 x bfloat16 matmul and round the
+    weight gradient to bfloat16 on its way back.
+    """
+    return _bfloat16_forward(x, w)[0]
+
+
+def _bfloat16_forward(x, w):
+    x16, w16 = x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
+    return jnp.matmul(x16, w16, preferred_element_type=jnp.float32), (x16, w16)
+
+
+def _bfloat16_backward(saved, g):
+    x16, w16 = saved
+    g16 = g.astype(jnp.bfloat16)
+    dx = jnp.matmul(g16, w16.T, preferred_element_type=jnp.float32)
+    lead = tuple(range(x16.ndim - 1))
+    dw = jnp.tensordot(x16, g16, axes=(lead, lead), preferred_element_type=jnp.float32)
+    return dx, dw
+
+
+bfloat16_matmul.defvjp(_bfloat16_forward, _bfloat16_backward)
+
+
+def _bfloat16_dot_general(lhs, rhs, dimension_numbers, precision=None,
+                          preferred_element_type=None):
+    """`bfloat16_matmul` in the place of flax Dense's ``lax.dot_general``."""
+    if dimension_numbers != (((lhs.ndim - 1,), (0,)), ((), ())):
+        raise NotImplementedError(f"bfloat16 matmuls are the Dense layer's x @ w only, got "
+                                  f"dimension numbers {dimension_numbers}")
+    return bfloat16_matmul(lhs, rhs)
+
+
+def _dense(features: int, gain: float, name: str, matmul_dtype: str = "float32") -> nn.Dense:
     return nn.Dense(
         features,
         kernel_init=nn.initializers.orthogonal(gain),
         bias_init=nn.initializers.zeros,
+        dot_general=_bfloat16_dot_general if matmul_dtype == "bfloat16" else None,
         name=name,
     )
 
@@ -67,13 +111,14 @@ class MLP(nn.Module):
     activation: str
     out_features: int
     out_gain: float
+    matmul_dtype: str = "float32"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         act = _ACTIVATIONS[self.activation]
         for i, width in enumerate(self.hidden_sizes):
-            x = act(_dense(width, HIDDEN_GAIN, f"hidden_{i}")(x))
-        return _dense(self.out_features, self.out_gain, "head")(x)
+            x = act(_dense(width, HIDDEN_GAIN, f"hidden_{i}", self.matmul_dtype)(x))
+        return _dense(self.out_features, self.out_gain, "head", self.matmul_dtype)(x)
 
 
 class ActorCritic(nn.Module):
@@ -90,6 +135,7 @@ class ActorCritic(nn.Module):
         action_size: D for a Gaussian policy (ignored when ``num_actions`` > 0).
         squash_mean: Gaussian mean = low + (tanh(raw) + 1) / 2 * (high - low).
         action_low, action_high: the D action bounds (floats; needed by ``squash_mean``).
+        matmul_dtype: "float32", or "bfloat16" for every layer's matmul (`bfloat16_matmul`).
     """
 
     hidden_sizes: Sequence[int]
@@ -99,11 +145,13 @@ class ActorCritic(nn.Module):
     squash_mean: bool = False
     action_low: tuple[float, ...] | None = None
     action_high: tuple[float, ...] | None = None
+    matmul_dtype: str = "float32"
 
     def setup(self) -> None:
-        self.critic = MLP(self.hidden_sizes, self.activation, 1, VALUE_GAIN)
+        self.critic = MLP(self.hidden_sizes, self.activation, 1, VALUE_GAIN, self.matmul_dtype)
         out = self.num_actions or self.action_size
-        self.actor = MLP(self.hidden_sizes, self.activation, out, POLICY_GAIN)
+        self.actor = MLP(self.hidden_sizes, self.activation, out, POLICY_GAIN,
+                         self.matmul_dtype)
         if not self.num_actions:
             # State-independent log std, a free parameter (set to Config.init_log_std by init).
             self.log_std = self.param("log_std", nn.initializers.zeros, (self.action_size,))
@@ -163,6 +211,7 @@ def make(config: Config, env) -> ActorCritic:
         squash_mean=squash_mean,
         action_low=low,
         action_high=high,
+        matmul_dtype=config.matmul_dtype,
     )
 
 

@@ -34,3 +34,9 @@ def test_pendulum_reaches_minus_300_within_1m_steps():
     assert config.num_updates * config.batch_size <= 1_000_000
     score, final = _final_iqm(config)
     assert score >= -300.0, final
+
+
+def test_cartpole_with_bfloat16_matmuls_reaches_475_within_500k_steps():
+    config = jaxppo.preset("CartPole-v1").replace(matmul_dtype="bfloat16")
+    score, final = _final_iqm(config)
+    assert score >= 475.0, final

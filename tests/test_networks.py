@@ -2,10 +2,12 @@
 
 import functools
 import math
+import re
 
 import chex
 import jax
 import jax.numpy as jnp
+import ml_dtypes
 import numpy as np
 import pytest
 
@@ -153,3 +155,97 @@ def test_gaussian_policy_samples_and_scores_batched_obs():
     z = (action - dist.mean) / math.exp(-0.5)
     expected = -0.5 * z[:, 0] ** 2 + 0.5 - 0.5 * math.log(2 * math.pi)
     chex.assert_trees_all_close(dist.log_prob(action), expected, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# bfloat16 matmuls (Config.matmul_dtype="bfloat16").
+
+
+def _bf16(a) -> np.ndarray:
+    """float64 copy of ``a`` rounded to bfloat16 (nearest, ties to even), by ml_dtypes."""
+    return np.asarray(a, np.float32).astype(ml_dtypes.bfloat16).astype(np.float64)
+
+
+def test_bfloat16_matmul_rounds_the_operands_only():
+    # bfloat16 keeps 8 significant bits: 1 + 2^-9 rounds to 1, while 1 + 2^-7 and 3 are exact.
+    x = jnp.array([[1.0 + 2.0**-9, 3.0]])
+    w = jnp.array([[1.0], [1.0 + 2.0**-7]])
+    out = networks.bfloat16_matmul(x, w)
+    assert out.dtype == jnp.float32
+    # 1 x 1 + 3 x (1 + 2^-7) = 4 + 3/128 = 4.0234375, accumulated in float32 exactly.
+    np.testing.assert_array_equal(out, [[4.0234375]])
+    # In float32: (1 + 2^-9) + 3 (1 + 2^-7) = 4.025390625.
+    np.testing.assert_array_equal(x @ w, [[4.025390625]])
+
+
+def test_bfloat16_matmul_equals_a_float64_product_of_rounded_operands():
+    rng = np.random.default_rng(0)
+    x, w = rng.normal(size=(2, 5, 7)), rng.normal(size=(7, 3))
+    out = networks.bfloat16_matmul(jnp.float32(x), jnp.float32(w))
+    np.testing.assert_allclose(out, _bf16(x) @ _bf16(w), rtol=1e-5, atol=1e-6)
+    # ... and not the float32 product: rounding 8-bit operands moves it by ~1e-3.
+    assert np.max(np.abs(np.asarray(out) - x @ w)) > 1e-3
+
+
+def test_bfloat16_matmul_gradients_are_float32_products_of_rounded_operands():
+    rng = np.random.default_rng(1)
+    x, w, c = rng.normal(size=(2, 5, 7)), rng.normal(size=(7, 3)), rng.normal(size=(2, 5, 3))
+
+    def loss(x, w):
+        return jnp.sum(networks.bfloat16_matmul(x, w) * jnp.float32(c))
+
+    dx, dw = jax.grad(loss, argnums=(0, 1))(jnp.float32(x), jnp.float32(w))
+    assert dx.dtype == dw.dtype == jnp.float32
+    # dL/dy = c: dx = c w^T and dw = sum over the leading axes of x^T c, all rounded operands.
+    np.testing.assert_allclose(dx, _bf16(c) @ _bf16(w).T, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dw, np.einsum("abi,abo->io", _bf16(x), _bf16(c)), rtol=1e-5,
+                               atol=1e-6)
+    # The weight gradient keeps float32's precision (not rounded to bfloat16 on its way back).
+    assert np.any(np.asarray(dw, np.float64) != _bf16(dw))
+
+
+def test_bfloat16_matmul_vmap_equals_a_loop():
+    rng = np.random.default_rng(2)
+    x, w = jnp.float32(rng.normal(size=(3, 5, 7))), jnp.float32(rng.normal(size=(3, 7, 4)))
+
+    def grads(x, w):
+        return jax.grad(lambda x, w: jnp.sum(jnp.tanh(networks.bfloat16_matmul(x, w))),
+                        argnums=(0, 1))(x, w)
+
+    batched = jax.vmap(grads)(x, w)
+    looped = [grads(x[i], w[i]) for i in range(3)]
+    chex.assert_trees_all_close(batched, jax.tree.map(lambda *a: jnp.stack(a), *looped),
+                                rtol=1e-6, atol=1e-6)
+
+
+_DOT = re.compile(r"stablehlo\.dot_general .*: \(tensor<[\dx]*(\w+)>, tensor<[\dx]*(\w+)>\) "
+                  r"-> tensor<[\dx]*(\w+)>")
+
+
+def _dot_dtypes(config, env_id):
+    """(lhs, rhs, result) element types of every matmul in the gradient of the network's
+    outputs with respect to its params."""
+    config, env, params = _setup(env_id, matmul_dtype=config)
+    network = networks.make(config, env)
+    obs = jnp.ones((6, env.observation_size))
+
+    actions = (jnp.zeros((6,), jnp.int32) if env.action_space.discrete
+               else jnp.zeros((6, 1)))
+
+    def loss(params):
+        dist, value = networks.apply(network, params, config, obs)
+        return jnp.sum(dist.log_prob(actions)) + jnp.sum(value**2)
+
+    text = jax.jit(jax.grad(loss)).lower(params).as_text()
+    return [match.groups() for match in _DOT.finditer(text)]
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_bfloat16_config_runs_every_matmul_of_forward_and_gradient_in_bfloat16(env_id):
+    dots = _dot_dtypes("bfloat16", env_id)
+    # Per MLP (actor, critic): 3 layers forward, 3 weight gradients, 2 input gradients (the
+    # observation's is not needed): 8 x 2 = 16, as in float32.
+    assert len(dots) == 16, dots
+    assert set(dots) == {("bf16", "bf16", "f32")}
+    dots = _dot_dtypes("float32", env_id)
+    assert len(dots) == 16 and set(dots) == {("f32", "f32", "f32")}

@@ -302,6 +302,22 @@ def test_max_norm_clipping_scales_by_the_largest_entry():
     np.testing.assert_allclose(clip.update(small, clip.init(small))[0]["a"], [0.1, -0.2])
 
 
+def test_bfloat16_matmuls_train_inside_jit():
+    """matmul_dtype="bfloat16" is its own program and trains: after one update (2 epochs x 2
+    minibatches, Adam steps of at most ~lr = 2.5e-4 each) its float32 params sit within 1e-2
+    of the float32 run's, and differ from them."""
+    f32_state, _ = _run(TINY, updates=1)
+    state, seen = _run(TINY.replace(matmul_dtype="bfloat16"), updates=1)
+    metrics = seen[0][2]
+    for name in ("total_loss", "policy_loss", "value_loss", "entropy", "grad_norm"):
+        assert np.isfinite(getattr(metrics, name)), name
+    flat, _ = ravel_pytree(state.params)
+    flat32, _ = ravel_pytree(f32_state.params)
+    assert flat.dtype == jnp.float32
+    gap = float(jnp.max(jnp.abs(flat - flat32)))
+    assert 0.0 < gap < 1e-2, gap
+
+
 @pytest.mark.parametrize(
     ("fields", "match"),
     [
@@ -312,6 +328,7 @@ def test_max_norm_clipping_scales_by_the_largest_entry():
         (dict(ent_schedule="cosine"), r"ent_schedule='cosine'"),
         (dict(ent_schedule="exponential", ent_coef_end=0.0), r"ent_coef_end=0\.0.*exponential"),
         (dict(grad_norm_type="l1"), r"grad_norm_type='l1'"),
+        (dict(matmul_dtype="bf16"), r"matmul_dtype='bf16'.*\('float32', 'bfloat16'\)"),
         (dict(normalize_obs=True, obs_clip=-1.0), r"obs_clip=-1\.0"),
     ],
 )
