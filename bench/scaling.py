@@ -18,7 +18,8 @@ block_until_ready; the initial states' share of it is recorded too). The memory 
 
 With ``--cores`` the host is first split into one JAX device per core (`jaxppo.use_cpu_cores`)
 and the agents are sharded over `jaxppo.sweep.default_devices` (every device, at most one per
-agent), as `jaxppo.sweep` and the experiment runner lay them out.
+agent), as `jaxppo.sweep` and the experiment runner lay them out. ``--matmul-dtype bfloat16``
+trains every agent with bfloat16 matmuls (`Config.matmul_dtype`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import machine as machine_info  # bench/machine.py
 
 import jaxppo
 
+config_lib = importlib.import_module("jaxppo.config")
 memory = importlib.import_module("jaxppo.memory")
 sweep_lib = importlib.import_module("jaxppo.sweep")  # the module; jaxppo.sweep is the function
 
@@ -108,11 +110,14 @@ def main() -> None:
                         help="updates per agent (976 is the classic 500k-step run)")
     parser.add_argument("--cores", action="store_true",
                         help="one JAX CPU device per core, the agents sharded over them")
+    parser.add_argument("--matmul-dtype", default="float32",
+                        choices=config_lib.MATMUL_DTYPES,
+                        help="Config.matmul_dtype of every agent")
     args = parser.parse_args()
     machine_info.jaxppo_source()  # a stale jaxppo is refused before, not after, the runs
     if args.cores:
         jaxppo.use_cpu_cores()  # before any JAX operation
-    config = jaxppo.Config()
+    config = jaxppo.Config(matmul_dtype=args.matmul_dtype)
     if args.updates < 1:
         parser.error(f"--updates {args.updates}: expected an integer >= 1")
     config = config.replace(total_timesteps=args.updates * config.batch_size)
@@ -122,7 +127,10 @@ def main() -> None:
                            f"{config.batch_size} env steps per agent, A agents in one call"
                            + (f" sharded over {len(jax.devices())} {jax.default_backend()} "
                               "devices (one per core)" if args.cores
-                              else f" on one {jax.default_backend()} device"),
+                              else f" on one {jax.default_backend()} device")
+                           + ("" if args.matmul_dtype == "float32"
+                              else f", {args.matmul_dtype} matmuls"),
+              "matmul_dtype": args.matmul_dtype,
               "total_timesteps_per_agent": config.total_timesteps,
               "machine": machine_info.describe(), "loadavg_before": before,
               "loadavg_after": loadavg(), "rows": rows}

@@ -21,6 +21,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "bench"))
 import ablation  # noqa: E402  (bench/ is not a package: its scripts import each other by name)
 import compile_time  # noqa: E402
 import machine  # noqa: E402
+import matmul_dtype  # noqa: E402
 import peer_common  # noqa: E402
 import peers  # noqa: E402
 import scaling  # noqa: E402
@@ -116,3 +117,30 @@ def test_scaling_table_gives_the_initial_states_share_of_the_run():
     lines = scaling.markdown(result).splitlines()
     assert lines[-2] == "| 2048 | 1 | 20.5 | 50.0 | 1.25 | 20,000,000 | 9,766 | 1.00 MiB |"
     assert lines[-1] == "| 2048 | 1 | 20.5 | 50.0 |  | 20,000,000 | 9,766 | 1.00 MiB |"
+
+
+def test_matmul_dtype_cases_are_the_peers_grid_cut_to_whole_updates():
+    s64 = matmul_dtype.case_config(matmul_dtype.CASES["s64"], 1.0)
+    assert s64.num_envs == 4 and s64.batch_size == 512
+    assert s64.num_updates == 244  # 500k x 0.25 = 125,000 steps // 512 per update
+    envs = matmul_dtype.case_config(matmul_dtype.CASES["envs256"], 1.0)
+    assert envs.batch_size == 32_768 and envs.num_updates == 15  # 500,000 // 32,768
+    tiny = matmul_dtype.case_config(matmul_dtype.CASES["envs256"], 0.01)
+    assert tiny.num_updates == 1  # 5,000 steps: less than a batch, still one update
+    assert all(c.matmul_dtype == "float32" for c in (s64, envs, tiny))
+
+
+def test_matmul_dtype_table_gives_the_ratio_of_run_times_per_round():
+    def side(run_s):
+        return {"compile_s": 4.0, "run_s_median": run_s, "env_steps_per_s": 100_000,
+                "iqm_return": 500.0}
+
+    row = {"title": "CartPole classic, 1 seed", "seeds": 1, "devices": 1,
+           "env_steps": 499_712, "float32": side(2.5), "bfloat16": side(2.0),
+           "speed_bfloat16_over_float32": 1.25, "speed_per_round": [1.2, 1.25, 1.3]}
+    result = {"benchmark": "b", "machine": {"cpu": "c", "cores": 2, "device": "cpu:0",
+                                            "jax": "0"},
+              "loadavg_before": ["1"], "loadavg_after": ["1"], "rows": [row]}
+    assert matmul_dtype.markdown(result)[-1] == (
+        "| CartPole classic, 1 seed (499k) | 1 | 4.0 / 2.5 | 100,000 | 500.0 | 4.0 / 2.0 | "
+        "100,000 | 500.0 | **1.25** (1.2, 1.25, 1.3) |")
