@@ -5,6 +5,8 @@
     result.metrics.episode_return.shape      # (4, 8, config.num_updates)
     result.settings                          # {"learning_rate": array([...4]), ...}
 
+    jaxppo.sweep(config, seeds=8)            # the config alone: metrics [1, 8, num_updates]
+
 Only dynamic Config fields (float leaves) can be swept: they are stacked and vmapped, so the
 whole grid is one program. A static field changes the program itself and is refused.
 """
@@ -33,7 +35,8 @@ class SweepResult:
     """A sweep's outcome. Setting h of the table is row h of every array.
 
     Attributes:
-        settings: swept field -> values [H] (host numpy).
+        settings: swept field -> values [H] (host numpy); empty when nothing was swept (the
+            base config alone, H = 1).
         state: the final `TrainState`, every leaf [H, S, ...].
         metrics: the `Metrics`, every leaf [H, S, num_updates].
     """
@@ -44,7 +47,7 @@ class SweepResult:
 
     @property
     def num_settings(self) -> int:
-        return len(next(iter(self.settings.values())))
+        return len(next(iter(self.settings.values()))) if self.settings else 1
 
 
 def _check_names(names: Sequence[str]) -> None:
@@ -68,7 +71,8 @@ def grid(space: Mapping[str, Sequence[float]]) -> dict[str, np.ndarray]:
         ValueError: for an empty space, an empty list, or a field that cannot be swept.
     """
     if not space:
-        raise ValueError("grid needs at least one field to sweep, got an empty mapping")
+        raise ValueError("grid needs at least one field to sweep, got an empty mapping (to "
+                         "train the config alone over seeds, pass space=None to jaxppo.sweep)")
     _check_names(list(space))
     for name, values in space.items():
         if isinstance(values, str | bytes) or len(values) == 0:
@@ -293,7 +297,8 @@ def gathered(outputs: Sequence[Any], rows: int, device):
     return jax.tree.map(join, *outputs)
 
 
-def sweep(config: Config, space: Mapping[str, Sequence[float]] | Mapping[str, np.ndarray],
+def sweep(config: Config,
+          space: Mapping[str, Sequence[float]] | Mapping[str, np.ndarray] | None = None,
           seeds: int = 8, key: jax.Array | None = None,
           devices: Sequence[Any] | None = None, *,
           max_runs_per_call: int | None = None) -> SweepResult:
@@ -305,9 +310,10 @@ def sweep(config: Config, space: Mapping[str, Sequence[float]] | Mapping[str, np
 
     Args:
         config: the base config; its static fields apply to every setting.
-        space: a grid (field -> list of values; every combination is run), or a table of
+        space: a grid (field -> list of values; every combination is run), a table of
             settings (field -> numpy array [H], as `grid` and `random_search` return; run
-            row by row).
+            row by row), or None: the config alone (H = 1), its seeds spread over the devices
+            as a grid's runs are.
         seeds: S, seeds per setting; every setting uses the same S keys.
         key: PRNG key (default ``jax.random.key(0)``).
         devices: the devices to spread the runs over (default: all, up to one per run).
@@ -319,12 +325,12 @@ def sweep(config: Config, space: Mapping[str, Sequence[float]] | Mapping[str, np
     """
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds={seeds!r} must be an integer >= 1")
-    table = settings_table(space)
+    table = {} if space is None else settings_table(space)
+    settings = len(next(iter(table.values()))) if table else 1
     configs = [config.replace(**{k: float(v[h]) for k, v in table.items()})
-               for h in range(len(next(iter(table.values()))))]
+               for h in range(settings)]
     for c in configs:
         config_lib.validate(c)
-    settings = len(configs)
     # Flatten settings x seeds into one run axis: setting h, seed s is run h * S + s.
     flat = config_lib.stack_configs([c for c in configs for _ in range(seeds)])
     keys = jax.random.split(jax.random.key(0) if key is None else key, seeds)

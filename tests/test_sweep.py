@@ -34,6 +34,16 @@ def test_sweep_setting_equals_a_single_run():
             )
 
 
+def test_sweep_without_a_space_trains_the_config_alone_over_seeds():
+    result = jaxppo.sweep(TINY, seeds=3, key=jax.random.key(5))
+    assert result.settings == {} and result.num_settings == 1
+    assert result.metrics.total_loss.shape == (1, 3, TINY.num_updates)
+    keys = jax.random.split(jax.random.key(5), 3)
+    _, metrics = jax.jit(jax.vmap(jaxppo.train, in_axes=(None, 0)))(TINY, keys)
+    chex.assert_trees_all_close(jax.tree.map(lambda x: x[0], result.metrics), metrics,
+                                rtol=1e-5, atol=1e-6)
+
+
 def test_random_search_is_reproducible_and_in_range():
     space = {"learning_rate": ("log", 1e-4, 1e-2), "clip_eps": (0.1, 0.3)}
     a = jaxppo.random_search(space, 50, seed=1)
@@ -52,7 +62,7 @@ def test_random_search_is_reproducible_and_in_range():
                                r"sweep per value"),
         ({"learnin_rate": [1e-3]}, r"cannot sweep 'learnin_rate': not a Config field"),
         ({"learning_rate": []}, r"expected a non-empty list"),
-        ({}, r"at least one field"),
+        ({}, r"at least one field.*space=None"),
         ({"clip_eps": [0.2, -0.1]}, r"clip_eps=-0.1"),
     ],
 )
