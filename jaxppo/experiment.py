@@ -117,7 +117,7 @@ class Spec:
 
     @property
     def num_settings(self) -> int:
-        return len(next(iter(self.settings.values()))) if self.settings else 1
+        return sweep_lib.table_rows(self.settings)
 
     @property
     def num_runs(self) -> int:

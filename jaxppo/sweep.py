@@ -47,7 +47,12 @@ class SweepResult:
 
     @property
     def num_settings(self) -> int:
-        return len(next(iter(self.settings.values()))) if self.settings else 1
+        return table_rows(self.settings)
+
+
+def table_rows(table: Mapping[str, np.ndarray]) -> int:
+    """H, the settings of a table; 1 for the empty table (the base config alone)."""
+    return len(next(iter(table.values()))) if table else 1
 
 
 def _check_names(names: Sequence[str]) -> None:
@@ -326,7 +331,7 @@ def sweep(config: Config,
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds={seeds!r} must be an integer >= 1")
     table = {} if space is None else settings_table(space)
-    settings = len(next(iter(table.values()))) if table else 1
+    settings = table_rows(table)
     configs = [config.replace(**{k: float(v[h]) for k, v in table.items()})
                for h in range(settings)]
     for c in configs:
