@@ -3,20 +3,20 @@
     python bench/matmul_dtype.py           # writes bench/results/matmul_dtype.{json,md}
     python bench/matmul_dtype.py --budget 0.1 --cases s1 envs256   # a quick look
 
-The peers grid's CartPole cases (`peers.py`), each trained with both dtypes in one process:
-both programs compiled first (lower + compile, timed apart), then --repeats rounds that call
-each once, alternating, so a busy minute on a shared machine falls on both. Run time is the
-median over rounds; the learning figure is the IQM over seeds of `jaxppo.stats.final_returns`
-(the mean training return over the last 10 updates), from the first round. With
-``--cores`` (the default) the host is first split into one JAX device per core and each
-case's seeds are sharded over `jaxppo.sweep.default_devices`, as `jaxppo.sweep` and the
-command line run them; a 1-seed case stays on one device.
+The peers grid's one-device CartPole cases (`peers.grid`), each trained with both dtypes in
+one process: both programs compiled first (lower + compile, timed apart), then --repeats
+rounds that call each once, alternating, so a busy minute on a shared machine falls on both.
+Run time is the median over rounds; the learning figure is the IQM over seeds of
+`jaxppo.stats.final_returns` (the mean training return over the last 10 updates), from the
+first round. By default the host is first split into one JAX device per core and each case's
+seeds are sharded over `jaxppo.sweep.default_devices`, as `jaxppo.sweep` and the command line
+run them (a 1-seed case stays on one device); ``--one-device`` keeps every case on JAX's one
+default CPU device.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 import statistics
 import time
@@ -24,6 +24,7 @@ import time
 import jax
 import machine as machine_info  # bench/machine.py
 import numpy as np
+import peers  # bench/peers.py: the grid's cases
 
 import jaxppo
 from jaxppo import stats
@@ -33,31 +34,20 @@ sweep_lib = importlib.import_module("jaxppo.sweep")  # the module; jaxppo.sweep 
 DTYPES = ("float32", "bfloat16")
 
 
-@dataclasses.dataclass(frozen=True)
-class Case:
-    name: str
-    title: str
-    num_envs: int
-    seeds: int
-    scale: float = 1.0  # share of the preset's 500k steps per seed (before --budget)
+# This script's short names for the peers grid's one-device CartPole cases (`peers.grid`).
+GRID_CASES = {"s1": "cartpole-s1", "s8": "cartpole-s8", "envs256": "cartpole-256envs",
+              "s64": "cartpole-s64"}
+CASES = {short: next(case for case in peers.grid() if case.name == name)
+         for short, name in GRID_CASES.items()}
 
 
-CASES = {
-    "s1": Case("s1", "CartPole classic, 1 seed", 4, 1),
-    "s8": Case("s8", "CartPole classic, 8 seeds", 4, 8),
-    "envs256": Case("envs256", "CartPole, 256 envs, 1 seed", 256, 1),
-    "s64": Case("s64", "CartPole classic, 64 seeds", 4, 64, scale=0.25),
-}
+def case_config(case: peers.Case, budget: float) -> jaxppo.Config:
+    """The case's config at its share of the steps times ``budget``, in whole updates (at
+    least one), as `peers.py` runs it."""
+    return peers.scaled(case.config, case.scale * budget)
 
 
-def case_config(case: Case, budget: float) -> jaxppo.Config:
-    """The CartPole-v1 preset at the case's envs, cut to whole updates (at least one)."""
-    config = jaxppo.preset("CartPole-v1").replace(num_envs=case.num_envs)
-    updates = max(1, int(config.total_timesteps * case.scale * budget) // config.batch_size)
-    return config.replace(total_timesteps=updates * config.batch_size)
-
-
-def measure(case: Case, budget: float, repeats: int) -> dict:
+def measure(case: peers.Case, budget: float, repeats: int) -> dict:
     base = case_config(case, budget)
     devices = sweep_lib.default_devices(case.seeds)
     keys = jax.device_put(jax.random.split(jax.random.key(0), case.seeds),
@@ -80,7 +70,7 @@ def measure(case: Case, budget: float, repeats: int) -> dict:
                 returns[dtype] = stats.final_returns(np.asarray(metrics.episode_return))
     steps = case.seeds * base.num_updates * base.batch_size
     row = {"case": case.name, "title": case.title, "seeds": case.seeds,
-           "num_envs": case.num_envs, "devices": len(devices), "env_steps": steps}
+           "num_envs": base.num_envs, "devices": len(devices), "env_steps": steps}
     for dtype in DTYPES:
         run_s = statistics.median(runs[dtype])
         row[dtype] = {"compile_s": round(compile_s[dtype], 2), "run_s_median": round(run_s, 3),

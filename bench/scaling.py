@@ -114,12 +114,12 @@ def main() -> None:
                         choices=config_lib.MATMUL_DTYPES,
                         help="Config.matmul_dtype of every agent")
     args = parser.parse_args()
+    if args.updates < 1:
+        parser.error(f"--updates {args.updates}: expected an integer >= 1")
     machine_info.jaxppo_source()  # a stale jaxppo is refused before, not after, the runs
     if args.cores:
         jaxppo.use_cpu_cores()  # before any JAX operation
     config = jaxppo.Config(matmul_dtype=args.matmul_dtype)
-    if args.updates < 1:
-        parser.error(f"--updates {args.updates}: expected an integer >= 1")
     config = config.replace(total_timesteps=args.updates * config.batch_size)
     before = loadavg()
     rows = [measure(config, a, args.repeats) for a in args.agents]

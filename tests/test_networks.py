@@ -222,10 +222,10 @@ _DOT = re.compile(r"stablehlo\.dot_general .*: \(tensor<[\dx]*(\w+)>, tensor<[\d
                   r"-> tensor<[\dx]*(\w+)>")
 
 
-def _dot_dtypes(config, env_id):
+def _dot_dtypes(matmul_dtype, env_id):
     """(lhs, rhs, result) element types of every matmul in the gradient of the network's
     outputs with respect to its params."""
-    config, env, params = _setup(env_id, matmul_dtype=config)
+    config, env, params = _setup(env_id, matmul_dtype=matmul_dtype)
     network = networks.make(config, env)
     obs = jnp.ones((6, env.observation_size))
 
