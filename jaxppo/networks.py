@@ -24,10 +24,12 @@ Where each switch lives:
 - ``squash_mean`` (static): Gaussian mean = low + (tanh(raw) + 1) / 2 * (high - low), with the
   env's bounds as static module attributes set by `make`.
 
-``matmul_dtype="bfloat16"`` (static) gives every Dense layer of both MLPs `bfloat16_matmul`:
-bfloat16 operands, float32 accumulation and result, in the forward pass and in the gradient's
-two matmuls (a custom VJP); params and everything between the matmuls stay float32. The
-Fourier projection stays float32.
+Every Dense layer of both MLPs multiplies by `matmul`, a custom VJP: on CPU its weight
+gradient x^T g reads a transposed copy of x, which XLA runs as a faster kernel than the dot
+it makes of x^T g otherwise. ``matmul_dtype="bfloat16"`` (static) gives it bfloat16 operands
+with float32 accumulation and result, in the forward pass and in the gradient's two matmuls
+(`bfloat16_matmul`); params and everything between the matmuls stay float32. The Fourier
+projection stays float32.
 
 ``network.apply(params, obs)`` on the flax module alone gives the same result as `apply` for a
 config with none of the dynamic switches (no Fourier features, temperature 1, no mask).
@@ -35,6 +37,7 @@ config with none of the dynamic switches (no Fourier features, temperature 1, no
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -56,42 +59,68 @@ VALUE_GAIN = 1.0
 FOURIER_KEY = "fourier_B"
 
 
-@jax.custom_vjp
-def bfloat16_matmul(x: jax.Array, w: jax.Array) -> jax.Array:
-    """x [..., I] @ w [I, O] with bfloat16 operands, accumulated and returned in float32.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def matmul(x: jax.Array, w: jax.Array, operand_dtype: str = "float32") -> jax.Array:
+    """x [..., I] @ w [I, O]: every Dense layer's product, with its gradient written out.
 
-    The gradient's two matmuls (g @ w^T and x^T g over the leading axes) take bfloat16
-    operands and accumulate in float32 too, and the gradients come back float32, unrounded:
-    plain differentiation of the casts would give a float32 x bfloat16 matmul and round the
-    weight gradient to bfloat16 on its way back.
+    The operands are cast to ``operand_dtype`` ("float32" or "bfloat16"); the products
+    accumulate in float32 and come back float32, forward and in the gradient's two matmuls.
+    Under bfloat16 the gradients come back float32 and unrounded: plain differentiation of the
+    casts would give a float32 x bfloat16 matmul and round the weight gradient to bfloat16.
+
+    The weight gradient x^T g is computed from a transposed copy of x on CPU
+    (`_transposed`): XLA's CPU backend runs x^T g as an Eigen dot, which is slower here
+    than the YNNPACK kernel it uses for a plain product (bench/README, attempts of 30 Nov).
     """
-    return _bfloat16_forward(x, w)[0]
+    return _matmul_forward(x, w, operand_dtype)[0]
 
 
-def _bfloat16_forward(x, w):
-    x16, w16 = x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
-    return jnp.matmul(x16, w16, preferred_element_type=jnp.float32), (x16, w16)
+def _matmul_forward(x, w, operand_dtype):
+    x, w = x.astype(operand_dtype), w.astype(operand_dtype)
+    return jnp.matmul(x, w, preferred_element_type=jnp.float32), (x, w)
 
 
-def _bfloat16_backward(saved, g):
-    x16, w16 = saved
-    g16 = g.astype(jnp.bfloat16)
-    dx = jnp.matmul(g16, w16.T, preferred_element_type=jnp.float32)
-    lead = tuple(range(x16.ndim - 1))
-    dw = jnp.tensordot(x16, g16, axes=(lead, lead), preferred_element_type=jnp.float32)
+def _transposed(a: jax.Array) -> jax.Array:
+    """a.T; on CPU a copy of its own, behind an optimization barrier.
+
+    Without the barrier XLA folds the transpose back into the dot that reads it.
+    Other platforms get the plain transpose.
+    """
+    return jax.lax.platform_dependent(
+        a, cpu=lambda a: jax.lax.optimization_barrier(a.T), default=lambda a: a.T)
+
+
+def _matmul_backward(operand_dtype, saved, g):
+    x, w = saved
+    g = g.astype(operand_dtype)
+    dx = jnp.matmul(g, w.T, preferred_element_type=jnp.float32)
+    rows = _transposed(x.reshape(-1, x.shape[-1]))
+    dw = jnp.matmul(rows, g.reshape(-1, g.shape[-1]), preferred_element_type=jnp.float32)
     return dx, dw
 
 
-bfloat16_matmul.defvjp(_bfloat16_forward, _bfloat16_backward)
+matmul.defvjp(_matmul_forward, _matmul_backward)
 
 
-def _bfloat16_dot_general(lhs, rhs, dimension_numbers, precision=None,
-                          preferred_element_type=None):
-    """`bfloat16_matmul` in the place of flax Dense's ``lax.dot_general``."""
-    if dimension_numbers != (((lhs.ndim - 1,), (0,)), ((), ())):
-        raise NotImplementedError(f"bfloat16 matmuls are the Dense layer's x @ w only, got "
-                                  f"dimension numbers {dimension_numbers}")
-    return bfloat16_matmul(lhs, rhs)
+def bfloat16_matmul(x: jax.Array, w: jax.Array) -> jax.Array:
+    """`matmul` with bfloat16 operands, float32 accumulation and result."""
+    return matmul(x, w, "bfloat16")
+
+
+def _dot_general(operand_dtype: str):
+    """`matmul` in the place of flax Dense's ``lax.dot_general``."""
+
+    def dot_general(lhs, rhs, dimension_numbers, precision=None,
+                    preferred_element_type=None):
+        if dimension_numbers != (((lhs.ndim - 1,), (0,)), ((), ())):
+            raise NotImplementedError(f"jaxppo's matmul is the Dense layer's x @ w only, got "
+                                      f"dimension numbers {dimension_numbers}")
+        return matmul(lhs, rhs, operand_dtype)
+
+    return dot_general
+
+
+_DOT_GENERALS = {dtype: _dot_general(dtype) for dtype in ("float32", "bfloat16")}
 
 
 def _dense(features: int, gain: float, name: str, matmul_dtype: str = "float32") -> nn.Dense:
@@ -99,7 +128,7 @@ def _dense(features: int, gain: float, name: str, matmul_dtype: str = "float32")
         features,
         kernel_init=nn.initializers.orthogonal(gain),
         bias_init=nn.initializers.zeros,
-        dot_general=_bfloat16_dot_general if matmul_dtype == "bfloat16" else None,
+        dot_general=_DOT_GENERALS[matmul_dtype],
         name=name,
     )
 

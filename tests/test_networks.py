@@ -204,18 +204,57 @@ def test_bfloat16_matmul_gradients_are_float32_products_of_rounded_operands():
     assert np.any(np.asarray(dw, np.float64) != _bf16(dw))
 
 
-def test_bfloat16_matmul_vmap_equals_a_loop():
+@pytest.mark.parametrize("operand_dtype", ["float32", "bfloat16"])
+def test_matmul_vmap_equals_a_loop(operand_dtype):
     rng = np.random.default_rng(2)
     x, w = jnp.float32(rng.normal(size=(3, 5, 7))), jnp.float32(rng.normal(size=(3, 7, 4)))
 
     def grads(x, w):
-        return jax.grad(lambda x, w: jnp.sum(jnp.tanh(networks.bfloat16_matmul(x, w))),
+        return jax.grad(lambda x, w: jnp.sum(jnp.tanh(networks.matmul(x, w, operand_dtype))),
                         argnums=(0, 1))(x, w)
 
     batched = jax.vmap(grads)(x, w)
     looped = [grads(x[i], w[i]) for i in range(3)]
     chex.assert_trees_all_close(batched, jax.tree.map(lambda *a: jnp.stack(a), *looped),
                                 rtol=1e-6, atol=1e-6)
+
+
+def test_float32_matmul_gradients_equal_those_of_the_plain_product():
+    rng = np.random.default_rng(3)
+    x, w, c = rng.normal(size=(2, 5, 7)), rng.normal(size=(7, 3)), rng.normal(size=(2, 5, 3))
+
+    def loss(product, x, w):
+        return jnp.sum(product(x, w) * jnp.float32(c))
+
+    ours = jax.grad(functools.partial(loss, networks.matmul), argnums=(0, 1))(
+        jnp.float32(x), jnp.float32(w))
+    plain = jax.grad(functools.partial(loss, jnp.matmul), argnums=(0, 1))(
+        jnp.float32(x), jnp.float32(w))
+    chex.assert_trees_all_close(ours, plain, rtol=1e-6, atol=1e-6)
+    # dL/dy = c: dx = c w^T, dw = the sum over the leading axes of x^T c (float64 here).
+    np.testing.assert_allclose(ours[0], c @ w.T, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ours[1], np.einsum("abi,abo->io", x, c), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the CPU backend's program")
+def test_weight_gradients_on_cpu_are_plain_products_of_a_transposed_copy():
+    # XLA's CPU backend runs x^T g (a dot contracting the rows of both operands) as an Eigen
+    # dot, slower than the YNNPACK kernel of a plain product. `networks.matmul` hands the dot
+    # a transposed copy of x; without its optimization barrier XLA folds the transpose back.
+    config, env, params = _setup("CartPole-v1")
+    network = networks.make(config, env)
+    obs = jnp.ones((128, env.observation_size))
+
+    def loss(params):
+        dist, value = networks.apply(network, params, config, obs)
+        return jnp.sum(dist.log_prob(jnp.zeros((128,), jnp.int32))) + jnp.sum(value**2)
+
+    text = jax.jit(jax.grad(loss)).lower(params).compile().as_text()
+    dots = re.findall(r"= f32\[[\d,]*\]\{[\d,]*\} dot\(.*?lhs_contracting_dims=\{(\d)\}", text)
+    # 6 forward products (3 layers x 2 MLPs), 6 weight gradients and 4 input gradients, less
+    # what XLA turns into elementwise work (the 1-column value head's input gradient).
+    assert len(dots) >= 14, dots
+    assert set(dots) == {"1"}, "a weight gradient contracts the rows of x in place"
 
 
 _DOT = re.compile(r"stablehlo\.dot_general .*: \(tensor<[\dx]*(\w+)>, tensor<[\dx]*(\w+)>\) "
