@@ -24,12 +24,12 @@ Where each switch lives:
 - ``squash_mean`` (static): Gaussian mean = low + (tanh(raw) + 1) / 2 * (high - low), with the
   env's bounds as static module attributes set by `make`.
 
-Every Dense layer of both MLPs multiplies by `matmul`, a custom VJP: on CPU its weight
-gradient x^T g reads a transposed copy of x, which XLA runs as a faster kernel than the dot
-it makes of x^T g otherwise. ``matmul_dtype="bfloat16"`` (static) gives it bfloat16 operands
-with float32 accumulation and result, in the forward pass and in the gradient's two matmuls
-(`bfloat16_matmul`); params and everything between the matmuls stay float32. The Fourier
-projection stays float32.
+Every Dense layer of both MLPs multiplies by `matmul`, a custom VJP: on CPU, up to
+`COPY_MAX_RUNS` vmapped runs, its weight gradient x^T g reads a transposed copy of x, which
+XLA runs as a faster kernel than the dot it makes of x^T g otherwise.
+``matmul_dtype="bfloat16"`` (static) gives it bfloat16 operands with float32 accumulation and
+result, in the forward pass and in the gradient's two matmuls (`bfloat16_matmul`); params
+and everything between the matmuls stay float32. The Fourier projection stays float32.
 
 ``network.apply(params, obs)`` on the flax module alone gives the same result as `apply` for a
 config with none of the dynamic switches (no Fourier features, temperature 1, no mask).
@@ -68,9 +68,10 @@ def matmul(x: jax.Array, w: jax.Array, operand_dtype: str = "float32") -> jax.Ar
     Under bfloat16 the gradients come back float32 and unrounded: plain differentiation of the
     casts would give a float32 x bfloat16 matmul and round the weight gradient to bfloat16.
 
-    The weight gradient x^T g is computed from a transposed copy of x on CPU
-    (`_transposed`): XLA's CPU backend runs x^T g as an Eigen dot, which is slower here
-    than the YNNPACK kernel it uses for a plain product (bench/README, attempts of 30 Nov).
+    On CPU, in programs of up to `COPY_MAX_RUNS` vmapped runs, the weight gradient x^T g
+    multiplies a transposed copy of x (`_transposed`): XLA's CPU backend runs x^T g as an
+    Eigen dot, slower there than the YNNPACK kernel it uses for a plain product (bench/README,
+    attempts of 30 Nov).
     """
     return _matmul_forward(x, w, operand_dtype)[0]
 
@@ -80,14 +81,42 @@ def _matmul_forward(x, w, operand_dtype):
     return jnp.matmul(x, w, preferred_element_type=jnp.float32), (x, w)
 
 
-def _transposed(a: jax.Array) -> jax.Array:
-    """a.T; on CPU a copy of its own, behind an optimization barrier.
+# Runs in one vmapped program up to which the weight gradient reads a transposed copy on CPU.
+# Measured on whole CartPole runs (bench/README, attempts of 30 Nov): the copy pays at 1 to 16
+# runs (1.04x to 1.07x), is even at 32 and costs 0.85x at 64, where XLA's batched dot does
+# better than the copies.
+COPY_MAX_RUNS = 16
 
-    Without the barrier XLA folds the transpose back into the dot that reads it.
-    Other platforms get the plain transpose.
+
+def _transposed(a: jax.Array, runs: int = 1) -> jax.Array:
+    """a with its last two axes swapped; on CPU, up to `COPY_MAX_RUNS` vmapped runs, an
+    array of its own behind an optimization barrier (without which XLA folds the transpose
+    back into the dot that reads it). ``runs`` counts the vmapped runs outside ``a``'s axes.
     """
-    return jax.lax.platform_dependent(
-        a, cpu=lambda a: jax.lax.optimization_barrier(a.T), default=lambda a: a.T)
+    if runs > COPY_MAX_RUNS:
+        return jnp.swapaxes(a, -1, -2)
+    return _transposed_copy(runs)(a)
+
+
+@functools.cache
+def _transposed_copy(runs: int):
+    """`_transposed` for ``runs`` runs, as a function that counts the runs of each vmap."""
+
+    @jax.custom_batching.custom_vmap
+    def transposed(a):
+        return jax.lax.platform_dependent(
+            a, cpu=lambda a: jax.lax.optimization_barrier(jnp.swapaxes(a, -1, -2)),
+            default=lambda a: jnp.swapaxes(a, -1, -2))
+
+    @transposed.def_vmap
+    def _batched(axis_size, in_batched, a):
+        (batched,) = in_batched
+        if not batched:
+            return transposed(a), False
+        # The vmapped axis leads; the swapped axes are the last two of each run's array.
+        return _transposed(a, runs * axis_size), True
+
+    return transposed
 
 
 def _matmul_backward(operand_dtype, saved, g):

@@ -257,6 +257,28 @@ def test_weight_gradients_on_cpu_are_plain_products_of_a_transposed_copy():
     assert set(dots) == {"1"}, "a weight gradient contracts the rows of x in place"
 
 
+def _barriers(fn, *args) -> int:
+    return jax.jit(fn).lower(*args).as_text().count("optimization_barrier")
+
+
+def test_transposed_copy_counts_the_runs_of_nested_vmaps():
+    limit = networks.COPY_MAX_RUNS
+    a = jnp.arange(4 * 2 * 3 * 5, dtype=jnp.float32).reshape(4, 2, 3, 5)
+    # The values: the last two axes swapped, under any vmap.
+    np.testing.assert_array_equal(jax.vmap(jax.vmap(networks._transposed))(a),
+                                  np.swapaxes(np.asarray(a), -1, -2))
+    assert _barriers(networks._transposed, jnp.ones((128, 64))) == 1
+    assert _barriers(jax.vmap(networks._transposed), jnp.ones((limit, 128, 64))) == 1
+    assert _barriers(jax.vmap(networks._transposed), jnp.ones((limit + 1, 128, 64))) == 0
+    # Two vmaps: limit / 2 x 2 runs keep the copy, limit / 2 x 4 do not.
+    nested = jax.vmap(jax.vmap(networks._transposed))
+    assert _barriers(nested, jnp.ones((limit // 2, 2, 8, 4))) == 1
+    assert _barriers(nested, jnp.ones((limit // 2, 4, 8, 4))) == 0
+    # An array the vmap does not batch is one run's.
+    unbatched = jax.vmap(networks._transposed, in_axes=None, axis_size=4 * limit)
+    assert _barriers(unbatched, jnp.ones((8, 4))) == 1
+
+
 _DOT = re.compile(r"stablehlo\.dot_general .*: \(tensor<[\dx]*(\w+)>, tensor<[\dx]*(\w+)>\) "
                   r"-> tensor<[\dx]*(\w+)>")
 
