@@ -24,7 +24,8 @@ Where each switch lives:
 - ``squash_mean`` (static): Gaussian mean = low + (tanh(raw) + 1) / 2 * (high - low), with the
   env's bounds as static module attributes set by `make`.
 
-Every Dense layer of both MLPs multiplies by `matmul`, a custom VJP: on CPU, up to
+Every Dense layer of both MLPs multiplies by `matmul`, a custom VJP (so the networks have
+reverse-mode derivatives only): on CPU, up to
 `COPY_MAX_RUNS` vmapped runs, its weight gradient x^T g reads a transposed copy of x, which
 XLA runs as a faster kernel than the dot it makes of x^T g otherwise.
 ``matmul_dtype="bfloat16"`` (static) gives it bfloat16 operands with float32 accumulation and
@@ -72,6 +73,10 @@ def matmul(x: jax.Array, w: jax.Array, operand_dtype: str = "float32") -> jax.Ar
     multiplies a transposed copy of x (`_transposed`): XLA's CPU backend runs x^T g as an
     Eigen dot, slower there than the YNNPACK kernel it uses for a plain product (bench/README,
     attempts of 30 Nov).
+
+    Being a custom VJP, it has reverse-mode derivatives only (`jax.grad`, `jax.vjp`), not
+    forward-mode ones (`jax.jvp`, `jax.jacfwd`). A custom JVP written the same way lost the
+    copy: under vmap, JAX's transpose of the tangent's product gave XLA the x^T g dot again.
     """
     return _matmul_forward(x, w, operand_dtype)[0]
 
