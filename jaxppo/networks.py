@@ -25,9 +25,9 @@ Where each switch lives:
   env's bounds as static module attributes set by `make`.
 
 Every Dense layer of both MLPs multiplies by `matmul`, a custom VJP (so the networks have
-reverse-mode derivatives only): on CPU, up to
-`COPY_MAX_RUNS` vmapped runs, its weight gradient x^T g reads a transposed copy of x, which
-XLA runs as a faster kernel than the dot it makes of x^T g otherwise.
+reverse-mode derivatives only): on CPU, up to `COPY_MAX_RUNS` vmapped runs, its weight
+gradient x^T g reads a transposed copy of x, which XLA runs as a faster kernel than the dot
+it makes of x^T g otherwise.
 ``matmul_dtype="bfloat16"`` (static) gives it bfloat16 operands with float32 accumulation and
 result, in the forward pass and in the gradient's two matmuls (`bfloat16_matmul`); params
 and everything between the matmuls stay float32. The Fourier projection stays float32.
