@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxppo import distributions
-from jaxppo.config import Config
+from jaxppo.config import MATMUL_DTYPES, Config
 
 _ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu}
 
@@ -60,7 +60,6 @@ VALUE_GAIN = 1.0
 FOURIER_KEY = "fourier_B"
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def matmul(x: jax.Array, w: jax.Array, operand_dtype: str = "float32") -> jax.Array:
     """x [..., I] @ w [I, O]: every Dense layer's product, with its gradient written out.
 
@@ -78,6 +77,14 @@ def matmul(x: jax.Array, w: jax.Array, operand_dtype: str = "float32") -> jax.Ar
     forward-mode ones (`jax.jvp`, `jax.jacfwd`). A custom JVP written the same way lost the
     copy: under vmap, JAX's transpose of the tangent's product gave XLA the x^T g dot again.
     """
+    if operand_dtype not in MATMUL_DTYPES:
+        raise ValueError(f"operand_dtype={operand_dtype!r} is invalid: must be one of "
+                         f"{MATMUL_DTYPES}")
+    return _matmul(x, w, operand_dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _matmul(x, w, operand_dtype):
     return _matmul_forward(x, w, operand_dtype)[0]
 
 
@@ -133,7 +140,7 @@ def _matmul_backward(operand_dtype, saved, g):
     return dx, dw
 
 
-matmul.defvjp(_matmul_forward, _matmul_backward)
+_matmul.defvjp(_matmul_forward, _matmul_backward)
 
 
 def bfloat16_matmul(x: jax.Array, w: jax.Array) -> jax.Array:
@@ -154,7 +161,7 @@ def _dot_general(operand_dtype: str):
     return dot_general
 
 
-_DOT_GENERALS = {dtype: _dot_general(dtype) for dtype in ("float32", "bfloat16")}
+_DOT_GENERALS = {dtype: _dot_general(dtype) for dtype in MATMUL_DTYPES}
 
 
 def _dense(features: int, gain: float, name: str, matmul_dtype: str = "float32") -> nn.Dense:

@@ -257,6 +257,12 @@ def test_weight_gradients_on_cpu_are_plain_products_of_a_transposed_copy():
     assert set(dots) == {"1"}, "a weight gradient contracts the rows of x in place"
 
 
+def test_matmul_refuses_an_unknown_operand_dtype():
+    with pytest.raises(ValueError, match=r"operand_dtype='float16' is invalid: must be one of "
+                                         r"\('float32', 'bfloat16'\)"):
+        networks.matmul(jnp.ones((2, 3)), jnp.ones((3, 4)), "float16")
+
+
 def _barriers(fn, *args) -> int:
     return jax.jit(fn).lower(*args).as_text().count("optimization_barrier")
 
