@@ -100,13 +100,22 @@ def _matmul_forward(x, w, operand_dtype):
 COPY_MAX_RUNS = 16
 
 
+def _swapped(a: jax.Array) -> jax.Array:
+    """a with its last two axes swapped."""
+    return jnp.swapaxes(a, -1, -2)
+
+
+def _swapped_copy(a: jax.Array) -> jax.Array:
+    """`_swapped` as an array of its own: without the barrier XLA folds the transpose back
+    into the dot that reads it."""
+    return jax.lax.optimization_barrier(_swapped(a))
+
+
 def _transposed(a: jax.Array, runs: int = 1) -> jax.Array:
-    """a with its last two axes swapped; on CPU, up to `COPY_MAX_RUNS` vmapped runs, an
-    array of its own behind an optimization barrier (without which XLA folds the transpose
-    back into the dot that reads it). ``runs`` counts the vmapped runs outside ``a``'s axes.
-    """
+    """`_swapped`; on CPU, up to `COPY_MAX_RUNS` vmapped runs, `_swapped_copy`. ``runs``
+    counts the vmapped runs outside ``a``'s axes."""
     if runs > COPY_MAX_RUNS:
-        return jnp.swapaxes(a, -1, -2)
+        return _swapped(a)
     return _transposed_copy(runs)(a)
 
 
@@ -116,9 +125,7 @@ def _transposed_copy(runs: int):
 
     @jax.custom_batching.custom_vmap
     def transposed(a):
-        return jax.lax.platform_dependent(
-            a, cpu=lambda a: jax.lax.optimization_barrier(jnp.swapaxes(a, -1, -2)),
-            default=lambda a: jnp.swapaxes(a, -1, -2))
+        return jax.lax.platform_dependent(a, cpu=_swapped_copy, default=_swapped)
 
     @transposed.def_vmap
     def _batched(axis_size, in_batched, a):

@@ -241,15 +241,7 @@ def test_weight_gradients_on_cpu_are_plain_products_of_a_transposed_copy():
     # XLA's CPU backend runs x^T g (a dot contracting the rows of both operands) as an Eigen
     # dot, slower than the YNNPACK kernel of a plain product. `networks.matmul` hands the dot
     # a transposed copy of x; without its optimization barrier XLA folds the transpose back.
-    config, env, params = _setup("CartPole-v1")
-    network = networks.make(config, env)
-    obs = jnp.ones((128, env.observation_size))
-
-    def loss(params):
-        dist, value = networks.apply(network, params, config, obs)
-        return jnp.sum(dist.log_prob(jnp.zeros((128,), jnp.int32))) + jnp.sum(value**2)
-
-    text = jax.jit(jax.grad(loss)).lower(params).compile().as_text()
+    text = _lowered_gradient("CartPole-v1", rows=128).compile().as_text()
     dots = re.findall(r"= f32\[[\d,]*\]\{[\d,]*\} dot\(.*?lhs_contracting_dims=\{(\d)\}", text)
     # 6 forward products (3 layers x 2 MLPs), 6 weight gradients and 4 input gradients, less
     # what XLA turns into elementwise work (the 1-column value head's input gradient).
@@ -289,21 +281,26 @@ _DOT = re.compile(r"stablehlo\.dot_general .*: \(tensor<[\dx]*(\w+)>, tensor<[\d
                   r"-> tensor<[\dx]*(\w+)>")
 
 
-def _dot_dtypes(matmul_dtype, env_id):
-    """(lhs, rhs, result) element types of every matmul in the gradient of the network's
-    outputs with respect to its params."""
+def _lowered_gradient(env_id, rows, matmul_dtype="float32"):
+    """The lowered gradient, with respect to its params, of a loss of the network's outputs
+    on ``rows`` observations."""
     config, env, params = _setup(env_id, matmul_dtype=matmul_dtype)
     network = networks.make(config, env)
-    obs = jnp.ones((6, env.observation_size))
-
-    actions = (jnp.zeros((6,), jnp.int32) if env.action_space.discrete
-               else jnp.zeros((6, 1)))
+    obs = jnp.ones((rows, env.observation_size))
+    actions = (jnp.zeros((rows,), jnp.int32) if env.action_space.discrete
+               else jnp.zeros((rows, 1)))
 
     def loss(params):
         dist, value = networks.apply(network, params, config, obs)
         return jnp.sum(dist.log_prob(actions)) + jnp.sum(value**2)
 
-    text = jax.jit(jax.grad(loss)).lower(params).as_text()
+    return jax.jit(jax.grad(loss)).lower(params)
+
+
+def _dot_dtypes(matmul_dtype, env_id):
+    """(lhs, rhs, result) element types of every matmul in the gradient of the network's
+    outputs with respect to its params."""
+    text = _lowered_gradient(env_id, rows=6, matmul_dtype=matmul_dtype).as_text()
     return [match.groups() for match in _DOT.finditer(text)]
 
 
