@@ -12,6 +12,10 @@ table adds how many kernels XLA's CPU backend compiled one by one and their summ
 (over its threads): on CPU each costs a few milliseconds whatever its size, though kernel
 count alone does not set XLA's time (bench/README.md, "Where the time goes").
 
+"start" is how long each process ran before tracing began (interpreter, imports, JAX's
+backend, building the work; `peer_common.process_age`): what a fresh process or notebook
+kernel pays once before its first compile, given next to compile for that reason.
+
 Writes ``compile_time.{json,md}`` under ``--out`` (default bench/results).
 """
 
@@ -33,7 +37,7 @@ STAGES = ("trace_s", "lower_s", "xla_s", "compile_s")
 
 
 def median(runs: list[dict], key: str) -> float | None:
-    values = [r[key] for r in runs if key in r]
+    values = [r[key] for r in runs if r.get(key) is not None]
     return round(float(np.median(values)), 3) if values else None
 
 
@@ -44,14 +48,22 @@ def rows(results: list[dict], cases: list[peers.Case]) -> list[dict]:
         for peer in ("jaxppo", "rejax"):
             runs = [r for r in results if r["case"] == case.name and r["peer"] == peer
                     and not r.get("error")]
-            row[peer] = {key: median(runs, key) for key in (*STAGES, "kernel_ms")}
+            row[peer] = {key: median(runs, key) for key in (*STAGES, "start_s", "kernel_ms")}
             kernels = median(runs, "kernels")
             row[peer]["kernels"] = None if kernels is None else round(kernels)
             row[peer]["rounds"] = len(runs)
         ours, theirs = row["jaxppo"], row["rejax"]
         row["ratio"] = {key: peers.ratio(ours[key], theirs[key]) for key in ("xla_s", "compile_s")}
+        row["ratio"]["start_and_compile"] = peers.ratio(_start_and_compile(ours),
+                                                        _start_and_compile(theirs))
         out.append(row)
     return out
+
+
+def _start_and_compile(stages: dict) -> float | None:
+    if stages["start_s"] is None or stages["compile_s"] is None:
+        return None
+    return round(stages["start_s"] + stages["compile_s"], 3)
 
 
 def markdown(result: dict) -> str:
@@ -66,8 +78,9 @@ def markdown(result: dict) -> str:
     ]
     profiled = any(row["jaxppo"]["kernels"] for row in result["rows"])
     head = ("| case | jaxppo trace / lower / XLA | compile | rejax trace / lower / XLA | compile "
-            "| XLA jaxppo/rejax | compile jaxppo/rejax |")
-    rule = "|---|---|---:|---|---:|---:|---:|"
+            "| XLA jaxppo/rejax | compile jaxppo/rejax | start jaxppo / rejax "
+            "| start + compile jaxppo/rejax |")
+    rule = "|---|---|---:|---|---:|---:|---:|---|---:|"
     if profiled:
         head += " jaxppo kernels (ms) | rejax kernels (ms) |"
         rule += "---:|---:|"
@@ -77,7 +90,9 @@ def markdown(result: dict) -> str:
         for peer in ("jaxppo", "rejax"):
             r = row[peer]
             cells += [f"{r['trace_s']} / {r['lower_s']} / {r['xla_s']}", f"{r['compile_s']}"]
-        cells += [f"{row['ratio']['xla_s']}", f"**{row['ratio']['compile_s']}**"]
+        cells += [f"{row['ratio']['xla_s']}", f"**{row['ratio']['compile_s']}**",
+                  f"{row['jaxppo']['start_s']} / {row['rejax']['start_s']}",
+                  f"{row['ratio']['start_and_compile']}"]
         if profiled:
             cells += [f"{row[p]['kernels']} ({row[p]['kernel_ms']})" for p in ("jaxppo", "rejax")]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")

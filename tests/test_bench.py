@@ -48,11 +48,11 @@ def _result(peer, round_, **stages):
 def test_compile_time_rows_take_medians_per_stage_and_the_ratio_of_medians():
     case = next(c for c in peers.grid() if c.name == "cartpole-s1")
     results = [
-        _result("jaxppo", 0, trace_s=0.6, lower_s=0.3, xla_s=3.0, compile_s=3.9),
-        _result("jaxppo", 1, trace_s=0.5, lower_s=0.4, xla_s=3.6, compile_s=4.5),
-        _result("jaxppo", 2, trace_s=0.7, lower_s=0.2, xla_s=3.3, compile_s=4.2),
-        _result("rejax", 0, trace_s=0.6, lower_s=0.3, xla_s=3.0, compile_s=3.9),
-        _result("rejax", 1, trace_s=0.6, lower_s=0.3, xla_s=2.8, compile_s=3.7),
+        _result("jaxppo", 0, trace_s=0.6, lower_s=0.3, xla_s=3.0, compile_s=3.9, start_s=0.9),
+        _result("jaxppo", 1, trace_s=0.5, lower_s=0.4, xla_s=3.6, compile_s=4.5, start_s=1.1),
+        _result("jaxppo", 2, trace_s=0.7, lower_s=0.2, xla_s=3.3, compile_s=4.2, start_s=1.0),
+        _result("rejax", 0, trace_s=0.6, lower_s=0.3, xla_s=3.0, compile_s=3.9, start_s=4.5),
+        _result("rejax", 1, trace_s=0.6, lower_s=0.3, xla_s=2.8, compile_s=3.7, start_s=4.7),
         {"peer": "rejax", "case": "cartpole-s1", "round": 2, "error": "exit 1: boom"},
     ]
     (row,) = compile_time.rows(results, [case])
@@ -62,7 +62,20 @@ def test_compile_time_rows_take_medians_per_stage_and_the_ratio_of_medians():
     assert row["rejax"]["rounds"] == 2 and row["rejax"]["xla_s"] == 2.9
     assert row["ratio"]["xla_s"] == round(3.3 / 2.9, 2)
     assert row["ratio"]["compile_s"] == round(4.2 / 3.8, 2)
+    # Start + compile, each a median: jaxppo 1.0 + 4.2 = 5.2, rejax 4.6 + 3.8 = 8.4.
+    assert row["ratio"]["start_and_compile"] == round(5.2 / 8.4, 2) == 0.62
     assert row["jaxppo"]["kernels"] is None
+
+
+def test_compile_time_ratio_of_start_and_compile_needs_both_starts():
+    case = next(c for c in peers.grid() if c.name == "cartpole-s1")
+    results = [_result("jaxppo", 0, trace_s=0.6, lower_s=0.3, xla_s=3.0, compile_s=3.9,
+                       start_s=None),
+               _result("rejax", 0, trace_s=0.6, lower_s=0.3, xla_s=3.0, compile_s=3.9,
+                       start_s=4.0)]
+    (row,) = compile_time.rows(results, [case])
+    assert row["jaxppo"]["start_s"] is None and row["ratio"]["start_and_compile"] is None
+    assert row["ratio"]["compile_s"] == 1.0
 
 
 def test_compile_time_table_shows_kernel_columns_only_when_profiled():
@@ -86,6 +99,8 @@ def test_compile_split_times_the_three_stages_of_a_jitted_function():
     parts = out["trace_s"] + out["lower_s"] + out["xla_s"]
     assert out["compile_s"] == pytest.approx(parts, abs=0.003)  # each rounded to 1 ms
     assert "kernels" not in out
+    # This process had imported jax and built the function before tracing began.
+    assert out["start_s"] is None or 0.0 < out["start_s"] < peer_common.process_age()
 
 
 def test_bench_refuses_a_jaxppo_from_outside_its_checkout(tmp_path):
