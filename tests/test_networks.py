@@ -241,12 +241,25 @@ def test_weight_gradients_on_cpu_are_plain_products_of_a_transposed_copy():
     # XLA's CPU backend runs x^T g (a dot contracting the rows of both operands) as an Eigen
     # dot, slower than the YNNPACK kernel of a plain product. `networks.matmul` hands the dot
     # a transposed copy of x; without its optimization barrier XLA folds the transpose back.
-    text = _lowered_gradient("CartPole-v1", rows=128).compile().as_text()
+    text = _traced_gradient("CartPole-v1", rows=128).lower().compile().as_text()
     dots = re.findall(r"= f32\[[\d,]*\]\{[\d,]*\} dot\(.*?lhs_contracting_dims=\{(\d)\}", text)
     # 6 forward products (3 layers x 2 MLPs), 6 weight gradients and 4 input gradients, less
     # what XLA turns into elementwise work (the 1-column value head's input gradient).
     assert len(dots) >= 14, dots
     assert set(dots) == {"1"}, "a weight gradient contracts the rows of x in place"
+
+
+def test_the_transposed_copy_is_made_on_cpu_only():
+    # `lax.platform_dependent` picks the copy for CPU programs; a program lowered for an
+    # accelerator (which this CPU-only machine can lower, not run) takes the plain transpose.
+    traced = _traced_gradient("CartPole-v1", rows=8)
+    # One copy per Dense layer's weight gradient: 3 layers x 2 MLPs.
+    assert traced.lower(lowering_platforms=("cpu",)).as_text().count(
+        "optimization_barrier") == 6
+    for platform in ("cuda", "rocm", "tpu"):
+        text = traced.lower(lowering_platforms=(platform,)).as_text()
+        assert "optimization_barrier" not in text, platform
+        assert text.count("stablehlo.dot_general") >= 14, platform
 
 
 def test_matmul_refuses_an_unknown_operand_dtype():
@@ -281,8 +294,8 @@ _DOT = re.compile(r"stablehlo\.dot_general .*: \(tensor<[\dx]*(\w+)>, tensor<[\d
                   r"-> tensor<[\dx]*(\w+)>")
 
 
-def _lowered_gradient(env_id, rows, matmul_dtype="float32"):
-    """The lowered gradient, with respect to its params, of a loss of the network's outputs
+def _traced_gradient(env_id, rows, matmul_dtype="float32"):
+    """The traced gradient, with respect to its params, of a loss of the network's outputs
     on ``rows`` observations."""
     config, env, params = _setup(env_id, matmul_dtype=matmul_dtype)
     network = networks.make(config, env)
@@ -294,13 +307,13 @@ def _lowered_gradient(env_id, rows, matmul_dtype="float32"):
         dist, value = networks.apply(network, params, config, obs)
         return jnp.sum(dist.log_prob(actions)) + jnp.sum(value**2)
 
-    return jax.jit(jax.grad(loss)).lower(params)
+    return jax.jit(jax.grad(loss)).trace(params)
 
 
 def _dot_dtypes(matmul_dtype, env_id):
     """(lhs, rhs, result) element types of every matmul in the gradient of the network's
     outputs with respect to its params."""
-    text = _lowered_gradient(env_id, rows=6, matmul_dtype=matmul_dtype).as_text()
+    text = _traced_gradient(env_id, rows=6, matmul_dtype=matmul_dtype).lower().as_text()
     return [match.groups() for match in _DOT.finditer(text)]
 
 

@@ -216,3 +216,15 @@ def test_config_leaves_are_traced_not_closed_over():
     assert len(jaxpr.in_avals) == len(jax.tree.leaves(TINY)) + 1
     assert all(aval.shape == () for aval in jaxpr.in_avals[:-1])
     assert jnp.issubdtype(jaxpr.in_avals[0].dtype, jnp.floating)
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_whole_run_lowers_for_accelerators(env_id):
+    # CI has no accelerator, but JAX lowers for one on this machine: nothing CPU-only (a
+    # LAPACK call, a CPU-only branch) may reach the GPU or TPU program of a whole run.
+    traced = jax.jit(jax.vmap(jaxppo.train, in_axes=(None, 0))).trace(
+        TINY.replace(env_id=env_id), jax.random.split(jax.random.key(0), 2))
+    for platform in ("cuda", "rocm", "tpu"):
+        text = traced.lower(lowering_platforms=(platform,)).as_text()
+        assert "lapack" not in text and "optimization_barrier" not in text, platform
+    assert "lapack" in traced.lower(lowering_platforms=("cpu",)).as_text()
