@@ -127,8 +127,11 @@ def test_existing_run_is_not_overwritten(trained, capsys):
 
 
 def program_env(tmp_path) -> dict:
-    """The environment of a `python -m jaxppo` subprocess: its cache under ``tmp_path``."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", XDG_CACHE_HOME=str(tmp_path / "xdg"))
+    """The environment of a `python -m jaxppo` subprocess: its cache under ``tmp_path``, and
+    every compiled program worth caching (JAX skips those compiled in under a second by
+    default, which the tests' tiny programs may be on a fast machine)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", XDG_CACHE_HOME=str(tmp_path / "xdg"),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
     return env
 
