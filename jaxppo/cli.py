@@ -26,6 +26,7 @@ import argparse
 import dataclasses
 import difflib
 import functools
+import inspect
 import math
 import pathlib
 import re
@@ -63,17 +64,19 @@ def _field_docs() -> dict[str, str]:
     docs: dict[str, str] = {}
     current = None
     in_attributes = False
-    for line in (Config.__doc__ or "").splitlines():
+    # cleandoc: Python 3.13 strips the docstring's common indentation when compiling, earlier
+    # versions keep it; cleaned, a field sits 4 spaces in and its continuation lines 8.
+    for line in inspect.cleandoc(Config.__doc__ or "").splitlines():
         if line.strip() == "Attributes:":
             in_attributes = True
             continue
         if not in_attributes:
             continue
-        match = re.match(r"^\s{8}(\w+): (.*)$", line)
+        match = re.match(r"^\s{4}(\w+): (.*)$", line)
         if match:
             current = match.group(1)
             docs[current] = match.group(2).strip()
-        elif current and line.startswith(" " * 12):
+        elif current and line.startswith(" " * 8):
             docs[current] += " " + line.strip()
     return docs
 

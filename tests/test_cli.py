@@ -1,6 +1,7 @@
 """The jaxppo command line: train, eval, resume, sweep, envs; every mistake exits 2 with one
 clear line and no traceback. Commands run in-process (sharing compiled programs)."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import time
 import pytest
 from conftest import RUNNER_CHUNK, RUNNER_SEEDS
 
+import jaxppo
 from jaxppo import cli, devices
 
 TINY_FLAGS = ["--num-envs", "2", "--num-steps", "8", "--total-timesteps", "112",
@@ -91,6 +93,18 @@ def test_help_is_built_from_config(capsys):
     text = capsys.readouterr().out
     assert "--learning-rate" in text and "Adam step size" in text
     assert "--normalize-obs, --no-normalize-obs" in text
+
+
+def test_every_config_field_has_its_docstring_line_as_help():
+    # Read from Config's docstring, whose indentation Python 3.13 strips and 3.11 keeps.
+    docs = cli._field_docs()
+    fields = [f.name for f in dataclasses.fields(jaxppo.Config)]
+    assert sorted(docs) == sorted(fields)
+    assert all(docs[name] and "  " not in docs[name] for name in fields), docs
+    # A description over two lines comes back as one.
+    assert docs["action_dist"] == ('"auto" picks from the env\'s action space; "categorical" '
+                                   '(discrete actions) or "gaussian" (continuous actions) '
+                                   'asserts it.')
 
 
 @pytest.mark.parametrize("argv, message", [
