@@ -14,6 +14,7 @@ same numbers onto its own options).
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import time
@@ -50,8 +51,6 @@ def time_jitted(fn, args: tuple, repeats: int) -> tuple[dict, object]:
 
 def process_age() -> float | None:
     """Seconds since this process started (Linux: /proc; elsewhere None), to 10 ms."""
-    import os
-
     try:
         with open("/proc/self/stat") as f:
             # Field 22, the start time in clock ticks after boot; the command name (field 2,
