@@ -60,6 +60,32 @@ def test_truncation_is_separate_from_termination():
     np.testing.assert_array_equal(steps.done, steps.truncated)
 
 
+def test_episode_statistics_restart_after_each_cut():
+    env = envs.make("ProbeTruncation-v0")
+    steps = _run(env, [0] * 12, jax.random.key(1))
+    # Reward 1 a step, cut every 5 steps: return and length count 1..5, then start again.
+    np.testing.assert_array_equal(steps.episode_return, [1, 2, 3, 4, 5] * 2 + [1, 2])
+    np.testing.assert_array_equal(steps.episode_length, [1, 2, 3, 4, 5] * 2 + [1, 2])
+
+
+def test_a_terminal_step_at_the_time_limit_is_terminated_not_truncated():
+    # ProbeValue ends after one step; with a 1-step limit gymnax reports that step as both
+    # terminated and truncated. The MDP ended, so there is nothing to bootstrap: truncated
+    # must be False (else the learner would bootstrap from a terminal state).
+    from jaxppo.envs import probes
+
+    params = probes.ProbeParams(max_steps_in_episode=1)
+    raw = probes.ProbeValue()
+    _, raw_state = raw.reset(jax.random.key(0), params)
+    raw_step = raw.step(jax.random.key(1), raw_state, 0, params)
+    assert bool(raw_step[3]) and bool(raw_step[4])  # gymnax: terminated and truncated
+    env = envs.GymnaxEnv("ProbeValue-v0", raw, params)
+    steps = _run(env, [0] * 3, jax.random.key(0))
+    np.testing.assert_array_equal(steps.terminated, [True, True, True])
+    np.testing.assert_array_equal(steps.truncated, [False, False, False])
+    np.testing.assert_array_equal(steps.episode_length, [1, 1, 1])
+
+
 def test_pendulum_clips_the_action_it_receives():
     env = envs.make("Pendulum-v1")
     key = jax.random.key(2)
@@ -71,6 +97,13 @@ def test_pendulum_clips_the_action_it_receives():
     np.testing.assert_array_equal(big.obs, bound.obs)
     _, inside = env.step(key, state, jnp.array([0.5]))
     assert not np.array_equal(inside.obs, bound.obs)
+    # The bounds are the env's (+-2), not +-1: 1.5 passes unclipped. Pendulum's reward is
+    # -(theta^2 + 0.1 theta_dot^2 + 0.001 u^2) at the state before the step, so
+    # r(1.5) - r(1.0) = -0.001 * (2.25 - 1) = -0.00125.
+    _, one = env.step(key, state, jnp.array([1.0]))
+    _, one_half = env.step(key, state, jnp.array([1.5]))
+    np.testing.assert_allclose(one_half.reward - one.reward, -0.00125, rtol=1e-3)
+    assert not np.array_equal(one_half.obs, one.obs)
 
 
 def test_probe_masked_masks_depend_on_the_sign_and_score_actions():

@@ -10,6 +10,7 @@ import numpy as np
 
 import jaxppo
 from jaxppo import envs, networks
+from jaxppo.envs import probes
 
 PROBE = jaxppo.Config(
     num_envs=8,
@@ -24,6 +25,29 @@ PROBE = jaxppo.Config(
     ent_coef=0.0,
 )
 SIGNS = jnp.array([[1.0], [-1.0]])
+
+
+def test_probe_policy_rewards_per_sign_and_action():
+    # +1 for action 1 on sign +1 or action 0 on sign -1; the wrong action earns -1 (not 0).
+    probe = probes.ProbePolicy()
+    params = probe.default_params
+    for sign, action, reward in [(1.0, 1, 1.0), (1.0, 0, -1.0), (-1.0, 0, 1.0), (-1.0, 1, -1.0)]:
+        state = probes.ProbeState(sign=jnp.float32(sign), time=0)
+        _, _, r, terminated, truncated, _ = probe.step(jax.random.key(0), state, action, params)
+        assert float(r) == reward, (sign, action)
+        assert bool(terminated) and not bool(truncated)
+
+
+def test_probe_reset_signs_are_fair_coins():
+    # 4000 reset keys: the fraction of +1 has sd sqrt(0.5 * 0.5 / 4000) = 0.0079, so the
+    # tolerance 0.03 is 3.8 sd (a fair coin fails once in ~7,000 key choices; p = 0.9 or 0.1
+    # is 50 sd away). The same `reset_env` serves every probe.
+    probe = probes.ProbeValue()
+    keys = jax.random.split(jax.random.key(0), 4000)
+    obs, _ = jax.jit(jax.vmap(probe.reset, in_axes=(0, None)))(keys, probe.default_params)
+    signs = np.asarray(obs[:, 0])
+    assert set(np.unique(signs).tolist()) == {-1.0, 1.0}
+    assert abs(np.mean(signs > 0) - 0.5) < 0.03
 
 
 def _trained(env_id: str):
