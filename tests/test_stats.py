@@ -16,6 +16,35 @@ def test_iqm_known_values():
     assert stats.iqm([7.0]) == 7.0
 
 
+def test_iqm_drops_the_floor_of_a_quarter_from_each_end():
+    # 7 values: int(7 / 4) = 1 dropped from each end (rounding 1.75 would drop 2, leaving
+    # 3, 4, 5 -> 4): mean of 2, 3, 4, 5, 60 = 74 / 5 = 14.8.
+    assert stats.iqm([100, 1, 60, 2, 3, 4, 5]) == pytest.approx(14.8, rel=1e-15)
+    # 6 values: int(1.5) = 1 from each end: mean of 2, 3, 4, 50 = 59 / 4.
+    assert stats.iqm([1, 2, 3, 4, 50, 600]) == 59 / 4
+    # 3 values: int(0.75) = 0, nothing dropped: the plain mean 11 / 3.
+    assert stats.iqm([1, 2, 8]) == pytest.approx(11 / 3, rel=1e-15)
+
+
+def _loop_iqm(values):
+    """Plain reference of scipy.stats.trim_mean(values, 0.25): sort, drop n // 4 from each
+    end, average the rest by a loop."""
+    x = sorted(float(v) for v in values)
+    cut = len(x) // 4
+    kept = x[cut:len(x) - cut]
+    total = 0.0
+    for v in kept:
+        total += v
+    return total / len(kept)
+
+
+def test_iqm_matches_the_plain_reference_for_every_size():
+    rng = np.random.default_rng(9)
+    for n in range(1, 21):  # every remainder of n / 4, where int and round part ways
+        values = rng.normal(size=n) * 10.0 ** rng.integers(0, 3, size=n)
+        assert stats.iqm(values) == pytest.approx(_loop_iqm(values), rel=1e-12, abs=1e-12), n
+
+
 def test_iqm_refuses_empty_and_nan():
     with pytest.raises(ValueError, match="non-empty"):
         stats.iqm([])
@@ -228,6 +257,26 @@ def test_reliability_bundles_the_metrics():
         "dispersion_within_runs": float(stats.dispersion_within_runs(curves, 4).mean()),
         "risk_across_runs": stats.risk_across_runs(final, 0.2),
         "risk_within_runs": float(stats.risk_within_runs(curves, 0.2).mean()),
+    }
+
+
+def test_reliability_skips_runs_without_within_run_dispersion():
+    # Run 1 has one observed point (leading NaN dropped): no differences, so its within-run
+    # dispersion is NaN, and the report averages over run 0 alone. Run 0: differences 1, 2,
+    # one window of 2 -> IQR (1.75 - 1.25) = 0.5.
+    curves = np.array([[0.0, 1.0, 3.0], [np.nan, np.nan, 5.0]])
+    np.testing.assert_array_equal(stats.dispersion_within_runs(curves, window=2), [0.5, np.nan])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "mean of empty slice" either
+        report = stats.reliability(curves, [3.0, 5.0], smoothing_window=1, window=2, alpha=0.5)
+    # Across runs (no smoothing): points 0 and 1 hold run 0 alone -> IQR 0; point 2 {3, 5} ->
+    # 1: mean 1 / 3. Risk across runs: ceil(0.5 x 2) = 1 worst final score, 3. Drawdowns:
+    # run 0 rises (0, 0, 0), run 1 has a single point (0): mean 0.
+    assert report == {
+        "dispersion_across_runs": pytest.approx(1.0 / 3.0, rel=1e-15),
+        "dispersion_within_runs": 0.5,
+        "risk_across_runs": 3.0,
+        "risk_within_runs": 0.0,
     }
 
 
