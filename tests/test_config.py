@@ -211,3 +211,51 @@ def test_validate_skips_traced_dynamic_leaves():
 def test_validate_rejects_non_config():
     with pytest.raises(TypeError, match="expected a jaxppo.Config"):
         jaxppo.validate({"gamma": 0.99})
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "allowed"),
+    [("learning_rate", 0.0, "must be > 0"), ("learning_rate", -1e-3, "must be > 0"),
+     ("max_grad_norm", 0.0, "must be > 0"), ("max_grad_norm", -0.5, "must be > 0"),
+     ("vf_coef", -0.5, "must be >= 0"), ("ent_coef", -0.01, "must be >= 0")],
+)
+def test_rates_and_coefficients_out_of_range(name, value, allowed):
+    _raises(re.escape(f"Config.{name}={value} is invalid: {allowed}."), **{name: value})
+
+
+@pytest.mark.parametrize("name", ["vf_coef", "ent_coef"])
+def test_zero_loss_coefficients_are_accepted(name):
+    # ">= 0": a zero weight switches the term off.
+    assert jaxppo.validate(jaxppo.Config(**{name: 0.0}))
+
+
+_SWITCHES = ("anneal_lr", "normalize_advantages", "clip_value_loss", "dual_clip",
+             "normalize_obs", "scale_rewards", "normalize_values", "recompute_advantages",
+             "kl_early_stop", "action_masking", "squash_mean")
+
+
+@pytest.mark.parametrize("name", _SWITCHES)
+def test_switches_must_be_bools(name):
+    assert isinstance(getattr(jaxppo.Config(), name), bool)
+    # 1 is truthy but not a bool: a typo such as anneal_lr=1 is refused, not taken as True.
+    _raises(re.escape(f"Config.{name}=1 is invalid: must be True or False."), **{name: 1})
+    _raises(re.escape(f"Config.{name}='yes' is invalid: must be True or False."),
+            **{name: "yes"})
+
+
+@pytest.mark.parametrize("sizes", [(0,), (64, 0), (64, -8), (64, 2.0), (True,)])
+def test_hidden_sizes_must_be_positive_integers(sizes):
+    _raises(re.escape(f"Config.hidden_sizes={sizes!r} is invalid: must be a tuple of positive "
+                      "integers, e.g. (64, 64)."), hidden_sizes=sizes)
+
+
+def test_minibatches_need_only_divide_the_batch():
+    # 4 envs x 5 steps = 20 transitions split into 4 minibatches of 5: valid, though 4 does
+    # not divide num_steps = 5 (transitions are shuffled across the whole batch, so only
+    # T x N must split evenly).
+    config = jaxppo.Config(num_envs=4, num_steps=5, num_minibatches=4, total_timesteps=20)
+    assert jaxppo.validate(config) is config
+    assert config.minibatch_size == 5  # 20 / 4
+    # 5 envs x 4 steps = 20 into 4: num_steps divides, the batch too: valid as well.
+    assert jaxppo.validate(jaxppo.Config(num_envs=5, num_steps=4, num_minibatches=4,
+                                         total_timesteps=20))
