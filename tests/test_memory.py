@@ -86,3 +86,33 @@ def test_chunked_runs_equal_one_call():
     for a, b in zip(jax.tree.leaves((chunked[0].params, chunked[1])),
                     jax.tree.leaves((whole[0].params, whole[1])), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)
+
+
+class _FakeDevice:
+    """A device as `memory.device_bytes` sees it: a platform and allocator statistics."""
+
+    def __init__(self, platform, stats=None):
+        self.platform = platform
+        self._stats = stats
+
+    def memory_stats(self):
+        return self._stats
+
+
+def test_device_bytes_is_the_allocator_limit_less_what_is_in_use():
+    # A GPU-like allocator: 100 bytes allowed, 30 already held -> 70 left for the run.
+    device = _FakeDevice("gpu", {"bytes_limit": 100, "bytes_in_use": 30})
+    assert memory.device_bytes(device) == 100 - 30 == 70
+    # Without bytes_in_use, the whole limit.
+    assert memory.device_bytes(_FakeDevice("gpu", {"bytes_limit": 100})) == 100
+
+
+def test_cpu_devices_share_the_host_memory(monkeypatch):
+    # 8 GiB available, 4 CPU devices in this process (jaxppo.use_cpu_cores): 2 GiB each.
+    cpus = [_FakeDevice("cpu") for _ in range(4)]
+    monkeypatch.setattr(memory, "host_available_bytes", lambda: 8 * 2**30)
+    monkeypatch.setattr(memory.jax, "local_devices",
+                        lambda backend=None: cpus if backend == "cpu" else [])
+    assert memory.device_bytes(cpus[0]) == 8 * 2**30 // 4 == 2 * 2**30
+    # A CPU that reports allocator statistics without a limit shares the host memory too.
+    assert memory.device_bytes(_FakeDevice("cpu", {"bytes_in_use": 5})) == 2 * 2**30
