@@ -62,6 +62,56 @@ def test_fast_leaves_other_keys_alone():
     assert prng.fast(raw) is raw
 
 
+def test_fast_keeps_jax_keys_when_threefry_is_not_partitionable():
+    """UNROLLED is the partitionable threefry; under jax_threefry_partitionable=False JAX
+    draws other numbers from the same key data, so `fast` must leave the key on JAX's."""
+    key = jax.random.key(3)
+    assert prng.fast(key) is not key  # the default (partitionable): moved onto UNROLLED
+    with jax.threefry_partitionable(False):
+        assert prng.fast(key) is key
+        np.testing.assert_array_equal(np.asarray(jax.random.bits(prng.fast(key), (3, 5))),
+                                      np.asarray(jax.random.bits(key, (3, 5))))
+    # The two threefry variants do draw different numbers from one key, so the check above
+    # would see a key moved onto UNROLLED.
+    with jax.threefry_partitionable(False):
+        legacy = np.asarray(jax.random.bits(key, (3, 5)))
+    assert not np.array_equal(legacy, np.asarray(jax.random.bits(prng.fast(key), (3, 5))))
+
+
+_X64_DRAWS = """
+import jax
+jax.config.update("jax_enable_x64", True)
+import jax.numpy as jnp
+import numpy as np
+from jaxppo import prng
+
+draws = {
+    "bits 64": lambda k: jax.random.bits(k, (3, 5), jnp.uint64),
+    "bits 64 scalar": lambda k: jax.random.bits(k, (), jnp.uint64),
+    "uniform float64": lambda k: jax.random.uniform(k, (50,), jnp.float64),
+    "normal float64": lambda k: jax.random.normal(k, (4, 4), jnp.float64),
+}
+for seed in (0, 42, 2**31 - 1):
+    key = jax.random.key(seed)
+    for name, draw in draws.items():
+        want = np.asarray(draw(key))
+        assert want.dtype.itemsize == 8, (name, want.dtype)
+        np.testing.assert_array_equal(np.asarray(draw(prng.fast(key))), want, err_msg=name)
+        np.testing.assert_array_equal(np.asarray(jax.jit(draw)(prng.fast(key))), want,
+                                      err_msg=name)
+print("ok")
+"""
+
+
+def test_unrolled_threefry_draws_jax_64_bit_numbers():
+    """With jax_enable_x64, 64-bit words are (first hash word << 32) | second, as JAX's
+    threefry builds them (fixed when JAX starts, hence a subprocess)."""
+    from conftest import run_python
+
+    done = run_python(_X64_DRAWS)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+
+
 def test_rollout_is_the_same_on_a_fast_key():
     config = jaxppo.preset("Pendulum-v1").replace(num_envs=3, num_steps=8, num_minibatches=2)
     state = jaxppo.init(config, jax.random.key(0))
