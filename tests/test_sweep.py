@@ -1,11 +1,15 @@
 """`jaxppo.sweep`: a grid or random search over dynamic fields, in one compiled call."""
 
+import importlib
+
 import chex
 import jax
 import numpy as np
 import pytest
 
 import jaxppo
+
+sweep_lib = importlib.import_module("jaxppo.sweep")  # the module; jaxppo.sweep is the function
 
 TINY = jaxppo.Config(
     num_envs=4, num_steps=16, total_timesteps=4 * 16 * 2, update_epochs=1, num_minibatches=2
@@ -85,3 +89,23 @@ def test_a_table_of_settings_runs_row_by_row():
     np.testing.assert_array_equal(result.settings["learning_rate"], table["learning_rate"])
     with pytest.raises(ValueError, match="1-D arrays of one length"):
         jaxppo.sweep(TINY, {"learning_rate": np.ones(2), "clip_eps": np.ones(3) * 0.2})
+
+
+@pytest.mark.parametrize(
+    ("table", "match"),
+    [
+        ({"learnin_rate": np.array([1e-3])}, r"cannot sweep 'learnin_rate': not a Config field "
+                                             r"\(sweepable fields: learning_rate, gamma"),
+        ({"num_envs": np.array([4.0, 8.0])}, r"cannot sweep Config.num_envs: it is a static "
+                                             r"field.*one sweep per value"),
+        ({"learning_rate": np.array([1e-3]), "hidden_sizes": np.array([8.0])},
+         r"cannot sweep Config.hidden_sizes: it is a static field"),
+    ],
+)
+def test_a_table_is_checked_field_by_field_as_a_grid_is(table, match):
+    """A table (numpy arrays, as random_search returns) takes its own path in
+    settings_table; its field names are refused with the grid's messages."""
+    with pytest.raises(ValueError, match=match):
+        jaxppo.sweep(TINY, table, seeds=2)
+    with pytest.raises(ValueError, match=match):
+        sweep_lib.settings_table(table)
