@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 
 import jax
@@ -11,7 +12,11 @@ import pytest
 from conftest import RUNNER_CHUNK, RUNNER_CONFIG, RUNNER_SEEDS
 
 import jaxppo
-from jaxppo import experiment
+from jaxppo import experiment, stats
+
+# One jitted vmap(train) over seeds for every reference below: configs that differ only in
+# dynamic fields, and keys of one shape, reuse its compiled program.
+_train_seeds = jax.jit(jax.vmap(jaxppo.train, in_axes=(None, 0)))
 
 
 def _bits(tree):
@@ -49,7 +54,7 @@ def test_chunked_run_equals_one_jitted_train(finished_run):
     """The chunks (3 + 3 + 1 updates, the last through the skip branch) compute what one
     jax.jit(vmap(train)) call computes, with the same keys."""
     keys = jax.random.split(jax.random.key(0), RUNNER_SEEDS)
-    state, metrics = jax.jit(jax.vmap(jaxppo.train, in_axes=(None, 0)))(RUNNER_CONFIG, keys)
+    state, metrics = _train_seeds(RUNNER_CONFIG, keys)
     for name, values in finished_run.metrics.items():
         np.testing.assert_allclose(values[0], np.asarray(getattr(metrics, name)), rtol=1e-5,
                                    atol=1e-6, err_msg=name)
@@ -138,6 +143,38 @@ def test_ctrl_c_saves_and_resume_finishes(finished_run, tmp_path, monkeypatch):
     assert_same_run(experiment.resume(out, progress=False, plots=False), finished_run)
 
 
+def test_second_ctrl_c_interrupts_at_once():
+    """The first SIGINT only sets the flag (the run stops after its chunk); a second raises
+    KeyboardInterrupt at once and puts the previous handler back, as does leaving."""
+    before = signal.getsignal(signal.SIGINT)
+    with experiment._interrupt_flag() as flag:
+        handler = signal.getsignal(signal.SIGINT)
+        assert handler is not before and flag == {"set": False}
+        handler(signal.SIGINT, None)
+        assert flag == {"set": True}
+        assert signal.getsignal(signal.SIGINT) is handler  # still ours after the first
+        with pytest.raises(KeyboardInterrupt):
+            handler(signal.SIGINT, None)
+        assert signal.getsignal(signal.SIGINT) is before
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_seed_sets_the_run_keys(finished_run, tmp_path):
+    """seed=3: the runs use jax.random.split(jax.random.key(3), S), as one vmapped train with
+    those keys does, and differ from the seed-0 run (same compiled chunk as finished_run)."""
+    result = experiment.run(RUNNER_CONFIG, RUNNER_SEEDS, tmp_path / "seed3", seed=3,
+                            chunk_updates=RUNNER_CHUNK, progress=False, plots=False)
+    assert result.spec.seed == 3
+    assert json.loads((tmp_path / "seed3" / "config.json").read_text())["seed"] == 3
+    keys = jax.random.split(jax.random.key(3), RUNNER_SEEDS)
+    _, metrics = _train_seeds(RUNNER_CONFIG, keys)
+    for name in ("total_loss", "entropy", "episode_return", "approx_kl"):
+        np.testing.assert_allclose(result.metrics[name][0], np.asarray(getattr(metrics, name)),
+                                   rtol=1e-5, atol=1e-6, err_msg=name)
+        assert not np.allclose(result.metrics[name], finished_run.metrics[name],
+                               equal_nan=True), name
+
+
 def test_existing_directory_is_not_overwritten(finished_run, tmp_path):
     out = tmp_path / "keep"
     out.mkdir()
@@ -166,10 +203,25 @@ def test_resume_errors(finished_run, tmp_path):
 
 
 def _copy_run(src, dst):
-    import shutil
-
     shutil.copytree(src, dst)
     return dst
+
+
+def test_resume_from_a_periodic_checkpoint_is_bit_exact(finished_run, tmp_path):
+    """The newest checkpoint (7, written at the end) deleted: resume starts from checkpoint 6,
+    saved every chunk (checkpoint_every=1) after chunk 2, and runs the last update: the
+    uninterrupted run, bit for bit, and the same metrics.csv byte for byte."""
+    run_dir = _copy_run(finished_run.run_dir, tmp_path / "periodic")
+    shutil.rmtree(run_dir / "checkpoints" / "7")
+    _, _, history, done = experiment.restore(run_dir)
+    assert done == 6 and history["episode_return"].shape == (1, RUNNER_SEEDS, 6)
+    for name, values in history.items():
+        np.testing.assert_array_equal(values, finished_run.metrics[name][..., :6], err_msg=name)
+    resumed = experiment.resume(run_dir, progress=False, plots=False)
+    assert resumed.finished and resumed.updates_run == 1
+    assert_same_run(resumed, finished_run)
+    assert (run_dir / "metrics.csv").read_bytes() == (
+        finished_run.run_dir / "metrics.csv").read_bytes()
 
 
 def test_mismatched_checkpoint_is_refused(finished_run, tmp_path):
@@ -245,10 +297,22 @@ def test_sweep_run_layout(tmp_path):
     assert {(r["setting"], r["config.learning_rate"]) for r in rows} == {("0", "0.001"),
                                                                          ("1", "0.01")}
     keys = jax.random.split(jax.random.key(0), RUNNER_SEEDS)
-    _, metrics = jax.jit(jax.vmap(jaxppo.train, in_axes=(None, 0)))(
-        RUNNER_CONFIG.replace(learning_rate=1e-2), keys)
+    _, metrics = _train_seeds(RUNNER_CONFIG.replace(learning_rate=1e-2), keys)
     np.testing.assert_allclose(result.metrics["total_loss"][1], metrics.total_loss, rtol=1e-5)
     np.testing.assert_allclose(result.metrics["learning_rate"][1, :, 0], 1e-2, rtol=1e-6)
+    # summary.json: each setting's aggregate is stats.aggregate of that setting's own final
+    # returns (2 seeds), not of all settings pooled (4 runs).
+    summary = json.loads((tmp_path / "sweep" / "summary.json").read_text())
+    final = result.final_returns()
+    assert np.isfinite(final).all()  # 7 updates of 16 CartPole steps end episodes in each run
+    for h, lr in enumerate((1e-3, 1e-2)):
+        entry = summary["settings"][h]
+        assert entry["setting"] == h and entry["learning_rate"] == lr
+        np.testing.assert_array_equal(entry["final_returns"], final[h])
+        assert entry["aggregate"] == stats.aggregate(final[h])
+        assert entry["aggregate"]["mean"]["value"] == pytest.approx(final[h].mean(), rel=1e-12)
+    pooled = stats.aggregate(final.ravel())
+    assert all(entry["aggregate"] != pooled for entry in summary["settings"])
 
 
 def test_spec_default_chunking():
