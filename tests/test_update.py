@@ -1,0 +1,315 @@
+"""The PPO update piece by piece, on hand-made minibatches with known ratios and values.
+
+A minibatch's old log-probs are the current policy's minus log r, so each sample's ratio is the
+r chosen here; old values and targets are set around the critic's V the same way. Every switch
+of the loss, the KL early stop, the gradient-norm metric, the averaging over steps taken, the
+per-epoch GAE recompute, the value normalization of the batch and the trajectory shuffle are
+pinned by numbers.
+"""
+
+import functools
+import importlib
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.flatten_util import ravel_pytree
+
+import jaxppo
+from jaxppo import envs, gae, losses, networks, normalize, rollout, update
+
+train_lib = importlib.import_module("jaxppo.train")  # the module; jaxppo.train is the function
+
+# CartPole (4 observations, 2 actions), 8 hidden units. Loss-level tests switch advantage
+# normalization and value clipping off unless they are what is tested, so that every term
+# is a closed-form number.
+CONFIG = jaxppo.Config(num_envs=4, num_steps=4, total_timesteps=4 * 4 * 2, update_epochs=2,
+                       num_minibatches=2, hidden_sizes=(8,))
+PLAIN = CONFIG.replace(normalize_advantages=False, clip_value_loss=False)
+
+
+@pytest.fixture(scope="module")
+def net():
+    env = envs.make(CONFIG.env_id)
+    return networks.make(CONFIG, env), networks.init(CONFIG, env, jax.random.key(0))
+
+
+def _minibatch(net, ratio, advantage, old_value_shift=0.0, target_shift=0.0, key=1):
+    """A Batch shaped like ``ratio`` ([B] or [T, N]) whose ratio under the
+    current params is ``ratio``, old value V + old_value_shift and target V + target_shift."""
+    network, params = net
+    ratio = jnp.asarray(ratio, jnp.float32)
+    obs_key, action_key = jax.random.split(jax.random.key(key))
+    obs = jax.random.normal(obs_key, (*ratio.shape, 4))
+    action = jax.random.randint(action_key, ratio.shape, 0, 2)
+    dist, value = networks.apply(network, params, CONFIG, obs)
+    return update.Batch(obs=obs, action=action, action_mask=None,
+                        log_prob=dist.log_prob(action) - jnp.log(ratio),
+                        value=value + old_value_shift,
+                        advantage=jnp.broadcast_to(jnp.asarray(advantage, jnp.float32),
+                                                   ratio.shape),
+                        target=value + target_shift)
+
+
+# --- The loss and its switches --------------------------------------------------------------
+
+def test_advantages_used_as_given_with_normalization_off(net):
+    # Ratio 1, A = 2 everywhere: the surrogate is -mean(1 * 2) = -2 (normalized A would be 0).
+    _, info = update.loss(net[1], net[0], PLAIN, _minibatch(net, jnp.ones(8), 2.0))
+    np.testing.assert_allclose(info.policy_loss, -2.0, rtol=1e-6)
+    np.testing.assert_allclose(info.approx_kl, 0.0, atol=1e-7)
+
+
+def test_advantages_are_normalized_within_the_minibatch(net):
+    config = PLAIN.replace(normalize_advantages=True)
+    advantage = jnp.array([1.0, -2.0, 0.5, 3.0, -1.0, 0.0, 2.0, -0.5])
+    ratio = jnp.array([1.1, 0.9, 1.0, 1.3, 0.8, 1.05, 1.0, 0.95])
+    batch = _minibatch(net, ratio, advantage)
+    _, info = update.loss(net[1], net[0], config, batch)
+    # The minibatch's own mean and std: shifting every advantage by +100 changes nothing.
+    _, shifted = update.loss(net[1], net[0], config, batch.replace(advantage=advantage + 100.0))
+    np.testing.assert_allclose(shifted.policy_loss, info.policy_loss, rtol=1e-5, atol=1e-6)
+    expected, _ = losses.policy_loss(jnp.log(ratio), jnp.zeros(8),
+                                     losses.normalize_advantages(advantage), config.clip_eps)
+    np.testing.assert_allclose(info.policy_loss, expected, rtol=1e-5, atol=1e-6)
+    # And make_batch leaves advantages as GAE gave them (normalizing is the loss's job).
+    data = update.UpdateData(_transitions(net), jnp.zeros((4, 4)), _normalizers())
+    built = update.make_batch(config, data, jnp.full((4, 4), 7.0), jnp.zeros((4, 4)))
+    np.testing.assert_array_equal(built.advantage, jnp.full((4, 4), 7.0))
+
+
+def test_dual_clip_floors_the_objective_at_c_times_a(net):
+    # log r = 3, A = -1: L_clip = min(e^3 * -1, 1.2 * -1) = -e^3 = -20.0855; the dual clip
+    # floors it at c * A = 3 * -1 = -3, so the loss is 3 on, e^3 off.
+    batch = _minibatch(net, jnp.full(8, np.e**3), -1.0)
+    _, on = update.loss(net[1], net[0], PLAIN.replace(dual_clip=True, dual_clip_c=3.0), batch)
+    _, off = update.loss(net[1], net[0], PLAIN, batch)
+    np.testing.assert_allclose(on.policy_loss, 3.0, rtol=1e-5)
+    np.testing.assert_allclose(off.policy_loss, np.e**3, rtol=1e-5)
+
+
+def test_value_loss_unclipped_when_the_switch_is_off(net):
+    # V_old = V + 1, R = V - 1. Off: 0.5 * mean((V - R)^2) = 0.5 * 1 = 0.5.
+    # On (vf_clip 0.2): V_clip = V_old + clip(-1, -0.2, 0.2) = V + 0.8, (V_clip - R)^2 = 1.8^2
+    # = 3.24 > 1, so 0.5 * 3.24 = 1.62.
+    batch = _minibatch(net, jnp.ones(8), 0.0, old_value_shift=1.0, target_shift=-1.0)
+    _, off = update.loss(net[1], net[0], PLAIN, batch)
+    _, on = update.loss(net[1], net[0], PLAIN.replace(clip_value_loss=True), batch)
+    np.testing.assert_allclose(off.value_loss, 0.5, rtol=1e-5)
+    np.testing.assert_allclose(on.value_loss, 1.62, rtol=1e-5)
+
+
+def test_value_clip_range_is_vf_clip_not_clip_eps(net):
+    # As above with vf_clip 0.5: V_clip = V + 1 - 0.5, (V + 0.5 - (V - 1))^2 = 1.5^2 = 2.25,
+    # so 0.5 * 2.25 = 1.125 (with clip_eps 0.2 as the range it would be 1.62).
+    config = PLAIN.replace(clip_value_loss=True, vf_clip=0.5, clip_eps=0.2)
+    batch = _minibatch(net, jnp.ones(8), 0.0, old_value_shift=1.0, target_shift=-1.0)
+    _, info = update.loss(net[1], net[0], config, batch)
+    np.testing.assert_allclose(info.value_loss, 1.125, rtol=1e-5)
+    _, value = networks.apply(net[0], net[1], config, batch.obs)
+    np.testing.assert_allclose(info.value_loss,
+                               losses.value_loss(value, batch.value, batch.target, 0.5),
+                               rtol=1e-6)
+
+
+def test_total_loss_weights_the_value_loss_by_vf_coef(net):
+    # value loss 0.5 (V - R = 1 everywhere), policy loss -2 (ratio 1, A = 2):
+    # total = -2 + 2.0 * 0.5 - 0.01 * H.
+    config = PLAIN.replace(vf_coef=2.0, ent_coef=0.01)
+    batch = _minibatch(net, jnp.ones(8), 2.0, target_shift=-1.0)
+    total, info = update.loss(net[1], net[0], config, batch)
+    np.testing.assert_allclose(info.value_loss, 0.5, rtol=1e-5)
+    np.testing.assert_allclose(total, -2.0 + 2.0 * 0.5 - 0.01 * info.entropy, rtol=1e-5)
+    np.testing.assert_allclose(info.total_loss, total, rtol=1e-7)
+
+
+# --- One minibatch step: KL early stop and the gradient-norm metric -------------------------
+
+@functools.partial(jax.jit, static_argnums=0)
+def _jitted_step(network, config, params, batch, stopped):
+    flat, unravel = ravel_pytree(params)
+    optimizer = update.make_optimizer(config)
+    carry = update.OptCarry(flat, optimizer.init(flat), stopped)
+    out, (info, taken) = update._minibatch_step(carry, batch, unravel, network, config,
+                                                optimizer)
+    return carry, out, info, taken
+
+
+def _step(net, config, batch, stopped):
+    """`_minibatch_step` on flat params with a fresh Adam state (config traced: one compile
+    per static fields); returns (carry in, carry out, info, taken)."""
+    return _jitted_step(net[0], config, net[1], batch, jnp.array(stopped))
+
+
+# Ratios (2, 0.5, 1.1, 1): approx_kl = mean((r - 1) - log r)
+#   = ((1 - ln 2) + (-0.5 + ln 2) + (0.1 - ln 1.1) + 0) / 4 = (0.6 - 0.0953102) / 4 = 0.1261725.
+KL_RATIOS = [2.0, 0.5, 1.1, 1.0]
+KL = (0.6 - np.log(1.1)) / 4
+
+
+def test_kl_early_stop_compares_this_steps_kl_with_target_kl(net):
+    batch = _minibatch(net, KL_RATIOS, [1.0, -1.0, 0.5, 2.0])
+    config = PLAIN.replace(kl_early_stop=True, learning_rate=1e-2)
+    # 0.12617 > target_kl 0.1: this very step is skipped and the update stops.
+    carry, out, info, taken = _step(net, config.replace(target_kl=0.1), batch, False)
+    np.testing.assert_allclose(info.approx_kl, KL, rtol=1e-5)
+    assert not bool(taken) and bool(out.stopped)
+    chex.assert_trees_all_equal(out.params, carry.params)
+    chex.assert_trees_all_equal(out.opt_state, carry.opt_state)
+    # 0.12617 <= target_kl 0.13: taken.
+    carry, out, _, taken = _step(net, config.replace(target_kl=0.13), batch, False)
+    assert bool(taken) and not bool(out.stopped)
+    assert not np.allclose(out.params, carry.params)
+
+
+def test_kl_early_stop_is_sticky(net):
+    # Ratio 1 (approx_kl 0 <= target_kl), but the update already stopped: nothing moves.
+    config = PLAIN.replace(kl_early_stop=True, target_kl=0.02, learning_rate=1e-2)
+    batch = _minibatch(net, jnp.ones(8), [1.0, -1.0] * 4)
+    carry, out, info, taken = _step(net, config, batch, True)
+    np.testing.assert_allclose(info.approx_kl, 0.0, atol=1e-7)
+    assert not bool(taken) and bool(out.stopped)
+    chex.assert_trees_all_equal(out.params, carry.params)
+    chex.assert_trees_all_equal(out.opt_state, carry.opt_state)
+    # The same step on a carry that has not stopped is taken (the params do move).
+    carry, out, _, taken = _step(net, config, batch, False)
+    assert bool(taken) and not bool(out.stopped)
+    assert not np.allclose(out.params, carry.params)
+
+
+def test_grad_norm_is_the_raw_gradients_norm(net):
+    # max_grad_norm 1e-3: the clipped gradient (and Adam's step) is far smaller than the raw.
+    config = PLAIN.replace(max_grad_norm=1e-3)
+    batch = _minibatch(net, KL_RATIOS * 2, [1.0, -1.0, 0.5, 2.0, -0.3, 0.0, 1.5, -2.0],
+                       target_shift=-1.0)
+    grads, _ = jax.grad(update.loss, has_aux=True)(net[1], net[0], config, batch)
+    raw = optax.tree.norm(grads)
+    _, _, info, _ = _step(net, config, batch, False)
+    assert float(raw) > 100 * 1e-3
+    np.testing.assert_allclose(info.grad_norm, raw, rtol=1e-5)
+
+
+# --- A whole update: the mean over the steps taken ------------------------------------------
+
+def test_update_info_averages_only_the_steps_taken(net):
+    """KL early stop after the first step: the update's info is that step's alone."""
+    # The first minibatch has ratio 1 (approx_kl ~0 <= 1e-6); after a step at lr 0.1 the next
+    # minibatch's approx_kl is far above 1e-6, so 1 of 2 x 2 steps is taken.
+    config = CONFIG.replace(kl_early_stop=True, target_kl=1e-6, learning_rate=0.1)
+    ratio = jnp.ones((4, 4))
+    batch = _minibatch(net, ratio, jax.random.normal(jax.random.key(7), (4, 4)),
+                       target_shift=0.5)
+    data = update.UpdateData(_transitions(net), jnp.zeros((4, 4)), _normalizers())
+    optimizer = update.make_optimizer(config)
+    carry = update.OptCarry(net[1], optimizer.init(net[1]), jnp.array(False))
+    key = jax.random.key(3)
+    _, info = update.update(config, net[0], optimizer, carry, data, batch, key)
+    assert int(info.gradient_steps) == 1
+    assert float(info.loss.clip_fraction) == 0.0
+    assert float(info.loss.approx_kl) <= 1e-6
+    # The first minibatch of the first epoch, by hand.
+    first = jax.tree.map(lambda x: x[0],
+                         update.shuffle_minibatches(batch, jax.random.split(key, 2)[0], config))
+    grads, expected = jax.grad(update.loss, has_aux=True)(net[1], net[0], config, first)
+    expected = expected.replace(grad_norm=optax.tree.norm(grads))
+    chex.assert_trees_all_close(info.loss, expected, rtol=1e-5, atol=1e-6)
+
+
+# --- Building the batch: per-epoch GAE, normalized values -----------------------------------
+
+def _normalizers(value_mean=0.0, value_var=1.0):
+    stats = normalize.Normalizers.create(4, 4)
+    return stats.replace(value=normalize.RunningStats(jnp.float32(value_mean),
+                                                      jnp.float32(value_var), jnp.float32(10)))
+
+
+def _transitions(net, key=11):
+    """A hand-made rollout [T=4, N=4] with random rewards, one termination, one truncation."""
+    keys = jax.random.split(jax.random.key(key), 4)
+    obs = jax.random.normal(keys[0], (4, 4, 4))
+    final_obs = jax.random.normal(keys[1], (4, 4, 4))
+    zeros = jnp.zeros((4, 4))
+    terminated = zeros.astype(bool).at[1, 0].set(True)
+    truncated = zeros.astype(bool).at[2, 3].set(True)
+    return rollout.Transition(
+        obs=obs, raw_obs=None, final_obs=final_obs, action=zeros.astype(jnp.int32),
+        action_mask=None, log_prob=zeros, value=jax.random.normal(keys[2], (4, 4)),
+        reward=jax.random.normal(keys[3], (4, 4)), terminated=terminated, truncated=truncated,
+        next_value=zeros, episode_return=zeros, episode_length=zeros.astype(jnp.int32))
+
+
+def test_epoch_batch_recomputes_gae_from_the_scaled_rewards(net):
+    network, params = net
+    tr = _transitions(net)
+    data = update.UpdateData(tr, tr.reward / 3.0, _normalizers())
+    got = update.epoch_batch(CONFIG, network, params, data)
+    value = networks.value(network, params, CONFIG, tr.obs)
+    next_value = networks.value(network, params, CONFIG, tr.final_obs)
+    adv, target = gae.batched_gae(tr.reward / 3.0, value, next_value, tr.terminated,
+                                  tr.truncated, CONFIG.gamma, CONFIG.gae_lambda)
+    np.testing.assert_allclose(got.advantage, adv, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got.target, target, rtol=1e-5, atol=1e-6)
+    unscaled, _ = gae.batched_gae(tr.reward, value, next_value, tr.terminated, tr.truncated,
+                                  CONFIG.gamma, CONFIG.gae_lambda)
+    assert not np.allclose(got.advantage, unscaled, atol=1e-3)
+
+
+def test_make_batch_normalizes_old_values_and_targets(net):
+    # Value statistics mean 5, var 4: x -> (x - 5) / sqrt(4 + 1e-8) = (x - 5) / 2.
+    tr = _transitions(net).replace(value=jnp.tile(jnp.array([7.0, 3.0, 5.0, 9.0]), (4, 1)))
+    data = update.UpdateData(tr, tr.reward, _normalizers(5.0, 4.0))
+    target = jnp.tile(jnp.array([1.0, 5.0, 11.0, -3.0]), (4, 1))
+    advantage = jnp.ones((4, 4))
+    on = update.make_batch(CONFIG.replace(normalize_values=True), data, advantage, target)
+    np.testing.assert_allclose(on.value, jnp.tile(jnp.array([1.0, -1.0, 0.0, 2.0]), (4, 1)),
+                               rtol=1e-6)
+    np.testing.assert_allclose(on.target, jnp.tile(jnp.array([-2.0, 0.0, 3.0, -4.0]), (4, 1)),
+                               rtol=1e-6)
+    off = update.make_batch(CONFIG, data, advantage, target)
+    np.testing.assert_array_equal(off.value, tr.value)
+    np.testing.assert_array_equal(off.target, target)
+
+
+# --- The trajectory shuffle -----------------------------------------------------------------
+
+def test_trajectory_shuffle_permutes_the_envs():
+    config = CONFIG.replace(shuffle="trajectories", num_minibatches=2)
+    t, n = np.meshgrid(np.arange(4), np.arange(4), indexing="ij")
+    zeros = jnp.zeros((4, 4))
+    batch = update.Batch(obs=jnp.asarray(np.stack([t, n], -1), jnp.float32), action=zeros,
+                         action_mask=None, log_prob=zeros, value=zeros, advantage=zeros,
+                         target=zeros)
+    shuffle = jax.jit(functools.partial(update.shuffle_minibatches, config=config))
+    orders, first_envs = set(), set()
+    for k in range(20):
+        envs_ = np.asarray(shuffle(batch, jax.random.key(k)).obs[..., 1]).astype(int)
+        orders.add(tuple(envs_[:, 0]) + tuple(envs_[:, -1]))
+        first_envs |= set(envs_[0])
+    assert len(orders) > 1  # different keys, different env orders
+    assert first_envs == {0, 1, 2, 3}  # every env reaches the first minibatch
+
+
+# --- The explained-variance metric ----------------------------------------------------------
+
+def test_explained_variance_metric_is_of_the_values_for_the_targets():
+    # V = (1, 2, 3, 4), R = (0, 2, 4, 6): Var(R) = 5, R - V = (-1, 0, 1, 2), Var = 1.25,
+    # EV = 1 - 1.25 / 5 = 0.75 (swapped: 1 - 1.25 / Var(V) = 1 - 1.25 / 1.25 = 0).
+    value = jnp.array([[1.0, 2.0], [3.0, 4.0]])
+    target = jnp.array([[0.0, 2.0], [4.0, 6.0]])
+    zeros = jnp.zeros((2, 2))
+    batch = update.Batch(obs=zeros, action=zeros, action_mask=None, log_prob=zeros, value=value,
+                         advantage=zeros, target=target)
+    false = zeros.astype(bool)
+    tr = rollout.Transition(obs=zeros, raw_obs=None, final_obs=zeros, action=zeros,
+                            action_mask=None, log_prob=zeros, value=zeros, reward=zeros,
+                            terminated=false.at[0, 0].set(True), truncated=false,
+                            next_value=zeros, episode_return=zeros, episode_length=zeros)
+    state = train_lib.TrainState(params=None, opt_state=None, env_state=None, obs=None, key=None,
+                                 update_step=jnp.array(0), normalizers=None)
+    scalar = jnp.zeros(())
+    info = update.UpdateInfo(update.LossInfo(*[scalar] * 7), jnp.array(1))
+    metrics = train_lib._metrics(CONFIG, state, tr, batch, info, scalar)
+    np.testing.assert_allclose(metrics.explained_variance, 0.75, rtol=1e-6)
