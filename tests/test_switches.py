@@ -74,6 +74,33 @@ def test_statistics_are_frozen_within_an_update(normalized_run):
     np.testing.assert_allclose(first.obs, first.raw_obs, rtol=1e-6)
 
 
+def test_normalize_clips_to_obs_clip():
+    fresh = normalize.RunningStats.create((3,))
+    x = jnp.float32([20.0, -20.0, 3.0])
+    # Fresh stats: (x - 0) / sqrt(1 + 1e-8) = x in float32; clip 10 cuts +-20 to +-10.
+    np.testing.assert_array_equal(normalize.normalize(fresh, x, 10.0), [10.0, -10.0, 3.0])
+    np.testing.assert_array_equal(normalize.normalize(fresh, x), [20.0, -20.0, 3.0])
+    # The rollout's observe applies Config.obs_clip (as a traced leaf, 2.5 here).
+    config = TINY.replace(normalize_obs=True, obs_clip=2.5)
+    normalizers = normalize.Normalizers.create(3, 1)
+    np.testing.assert_array_equal(rollout.observe(config, normalizers, x), [2.5, -2.5, 2.5])
+
+
+def test_denormalize_is_x_times_std_plus_mean_and_inverts_normalize():
+    stats = normalize.RunningStats(jnp.float32(2.0), jnp.float32(9.0), jnp.float32(10.0))
+    # std = sqrt(9 + 1e-8) = 3 in float32: x * 3 + 2 = [-4, 2, 3.5] for x = [-2, 0, 0.5].
+    np.testing.assert_array_equal(normalize.denormalize(stats, jnp.float32([-2.0, 0.0, 0.5])),
+                                  [-4.0, 2.0, 3.5])
+    rng = np.random.default_rng(0)
+    per_feature = normalize.RunningStats(jnp.float32(rng.normal(size=4) * 5),
+                                         jnp.float32(rng.uniform(0.1, 20.0, size=4)),
+                                         jnp.float32(100.0))
+    x = jnp.float32(rng.normal(size=(6, 4)) * 10)
+    np.testing.assert_allclose(normalize.denormalize(per_feature,
+                                                     normalize.normalize(per_feature, x)),
+                               x, rtol=1e-5, atol=1e-5)
+
+
 def _discounted_reference(rewards, dones, gamma, start):
     """Plain loop: R_t = gamma * R_{t-1} + r_t, reset to 0 after a step that ended."""
     running = np.array(start, np.float64)
@@ -134,6 +161,28 @@ def test_value_targets_are_normalized_and_values_denormalized(normalized_run):
     everything = np.concatenate(targets)
     np.testing.assert_allclose(state.normalizers.value.mean, everything.mean(), rtol=1e-4)
     np.testing.assert_allclose(state.normalizers.value.var, everything.var(), rtol=1e-4)
+
+
+def test_next_value_is_denormalized_with_the_value_statistics():
+    """With normalize_values on and value statistics mean 5, var 4 (not the identity), the
+    values of the pre-reset next observations are in return units like the values: 5 + 2 V."""
+    config = TINY.replace(normalize_values=True, num_steps=32)
+    env = envs.make(config.env_id)
+    network = networks.make(config, env)
+    state = jaxppo.init(config, jax.random.key(1))
+    stats = normalize.RunningStats(jnp.float32(5.0), jnp.float32(4.0), jnp.float32(50.0))
+    policy = rollout.Policy(state.params, state.normalizers.replace(value=stats))
+    _, tr = jax.jit(rollout.rollout, static_argnums=(0, 1, 2))(
+        config, env, network, policy, rollout.EnvCarry(state.obs, state.env_state),
+        jax.random.key(2))
+    raw = np.float64(networks.value(network, state.params, config, tr.final_obs))
+    # std = sqrt(4 + 1e-8) = 2 in float32.
+    np.testing.assert_allclose(tr.next_value, 2.0 * raw + 5.0, rtol=1e-5, atol=1e-5)
+    assert np.abs(raw).max() < 2.0  # so the raw critic is far from the denormalized one
+    done = np.asarray(tr.done[:-1])
+    assert done.any() and (~done).any()
+    np.testing.assert_allclose(np.asarray(tr.next_value[:-1])[~done],
+                               np.asarray(tr.value[1:])[~done], rtol=1e-5, atol=1e-5)
 
 
 def test_switches_off_leave_statistics_fresh():
