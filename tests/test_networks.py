@@ -93,6 +93,13 @@ def test_categorical_network_has_no_log_std():
     assert "log_std" not in params["params"]
 
 
+def _numpy_mlp(p, x, activation):
+    """Two hidden layers with ``activation`` and a linear head, in float64."""
+    for layer in ("hidden_0", "hidden_1"):
+        x = activation(x @ np.float64(p[layer]["kernel"]) + np.float64(p[layer]["bias"]))
+    return x @ np.float64(p["head"]["kernel"]) + np.float64(p["head"]["bias"])
+
+
 def test_cartpole_forward_pass_matches_numpy_mlp_and_shapes():
     config, env, params = _setup("CartPole-v1")
     network = networks.make(config, env)
@@ -102,18 +109,32 @@ def test_cartpole_forward_pass_matches_numpy_mlp_and_shapes():
     chex.assert_shape(dist.logits, (5, 2))
     chex.assert_shape(value, (5,))
 
-    def mlp(p, x):
-        for layer in ("hidden_0", "hidden_1"):
-            x = np.tanh(x @ np.float64(p[layer]["kernel"]) + np.float64(p[layer]["bias"]))
-        return x @ np.float64(p["head"]["kernel"]) + np.float64(p["head"]["bias"])
-
     inner = params["params"]
-    expected_logits = mlp(inner["actor"], np.float64(obs))
-    expected_value = mlp(inner["critic"], np.float64(obs))[:, 0]
+    expected_logits = _numpy_mlp(inner["actor"], np.float64(obs), np.tanh)
+    expected_value = _numpy_mlp(inner["critic"], np.float64(obs), np.tanh)[:, 0]
     chex.assert_trees_all_close(dist.logits, np.float32(expected_logits), rtol=1e-4, atol=1e-6)
     chex.assert_trees_all_close(value, np.float32(expected_value), rtol=1e-4, atol=1e-5)
     # Policy gain 0.01 makes the initial policy near uniform: |logits| stay well below 0.1.
     assert float(jnp.max(jnp.abs(dist.logits))) < 0.1
+
+
+def test_relu_forward_pass_matches_numpy_mlp():
+    config, env, params = _setup("CartPole-v1", activation="relu")
+    network = networks.make(config, env)
+    obs = np.random.default_rng(1).normal(scale=2.0, size=(16, 4)).astype(np.float32)
+    dist, value = network.apply(params, jnp.asarray(obs))
+    inner = params["params"]
+
+    def relu(x):
+        return np.maximum(x, 0.0)
+
+    expected_value = _numpy_mlp(inner["critic"], np.float64(obs), relu)[:, 0]
+    chex.assert_trees_all_close(dist.logits, np.float32(
+        _numpy_mlp(inner["actor"], np.float64(obs), relu)), rtol=1e-4, atol=1e-6)
+    chex.assert_trees_all_close(value, np.float32(expected_value), rtol=1e-4, atol=1e-5)
+    # Not the tanh network of the same params: relu is unbounded and cuts negatives to 0.
+    assert not np.allclose(value, _numpy_mlp(inner["critic"], np.float64(obs), np.tanh)[:, 0],
+                           atol=1e-3)
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)

@@ -257,6 +257,13 @@ def test_fourier_matrix_shape_scale_and_network_input_size():
     assert networks.input_size(_setup("CartPole-v1")[0], env) == 4
 
 
+def test_fourier_matrix_is_scale_times_the_normal_draw_of_fold_in_key_1():
+    """B = fourier_scale * N(0, 1) [O, F] drawn from fold_in(init key, 1), exactly."""
+    _, _, _, params = _setup("CartPole-v1", fourier_features=8, fourier_scale=3.0)
+    normal = jax.random.normal(jax.random.fold_in(jax.random.key(0), 1), (4, 8), jnp.float32)
+    chex.assert_trees_all_equal(params["params"]["fourier_B"], jnp.float32(3.0) * normal)
+
+
 def test_fourier_encoding_matches_numpy_and_feeds_the_module():
     config, env, network, params = _setup("CartPole-v1", fourier_features=3)
     b = np.float32([[1.0, 0.5, 2.0], [0.3, -1.2, 0.0], [0.0, 0.7, -0.4], [2.5, 0.1, 1.1]])
