@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import jaxppo
-from jaxppo import envs, gae, networks, rollout, update
+from jaxppo import envs, gae, networks, prng, rollout, update
 
 TINY = jaxppo.Config(
     num_envs=4, num_steps=16, total_timesteps=4 * 16 * 3, update_epochs=2, num_minibatches=2
@@ -149,7 +149,9 @@ def _rollout(config, key):
 def test_first_minibatch_has_ratio_one(env_id):
     """The rollout's log-probs and values are those the update recomputes before any step,
     for continuous actions too (the log-prob is of the unclipped sample)."""
-    config = TINY.replace(env_id=env_id)
+    # Pendulum with init_log_std 1: sigma = e, so |a| > 2 for |z| > 2 / e = 0.736, 46% of
+    # the samples of the near-zero initial mean.
+    config = TINY.replace(env_id=env_id, init_log_std=1.0 if env_id == "Pendulum-v1" else 0.0)
     network, state, tr = _rollout(config, jax.random.key(5))
     adv, targets = gae.batched_gae(tr.reward, tr.value, tr.next_value, tr.terminated,
                                    tr.truncated, config.gamma, config.gae_lambda)
@@ -161,11 +163,15 @@ def test_first_minibatch_has_ratio_one(env_id):
     # Ratio 1 and normalized advantages: the surrogate is -mean(normalized A) = 0.
     np.testing.assert_allclose(info.policy_loss, 0.0, atol=1e-5)
     if env_id == "Pendulum-v1":
-        low, high = envs.make(env_id).action_space.low, envs.make(env_id).action_space.high
-        # Some sampled actions leave [-2, 2] only if the policy's noise is large; what matters
-        # is that they are stored unclipped: the log-prob was computed from the stored action.
+        # The action is stored unclipped (the env clips its own copy to [-2, 2]) and its
+        # log-prob is the Gaussian one of that stored action.
         assert tr.action.shape == (config.num_steps, config.num_envs, 1)
-        assert np.all(low <= 2) and np.all(high >= -2)
+        action = np.float64(tr.action[..., 0])
+        assert np.mean(np.abs(action) > 2.0) > 0.25
+        mean = np.float64(networks.apply(network, state.params, config, tr.obs)[0].mean[..., 0])
+        # log N(a; mu, e^1) = -((a - mu) / e)^2 / 2 - 1 - log(2 pi) / 2.
+        expected = -0.5 * ((action - mean) / np.e) ** 2 - 1.0 - 0.5 * np.log(2 * np.pi)
+        np.testing.assert_allclose(tr.log_prob, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_next_value_is_the_next_steps_value_where_no_episode_ended():
@@ -189,6 +195,79 @@ def test_truncation_is_not_termination_in_the_rollout():
     truncated = np.asarray(tr.truncated)
     np.testing.assert_array_equal(truncated[:, 0], [0, 0, 0, 0, 1] * 2)
     np.testing.assert_array_equal(np.asarray(tr.episode_length)[:, 0], [1, 2, 3, 4, 5] * 2)
+
+
+# One update on a probe, with the keys `step` hands to the rollout and the update captured
+# from inside the jitted step (one compile serves the reward-scaling and key tests).
+PROBE = TINY.replace(env_id="ProbeTruncation-v0", num_envs=1, num_steps=16, total_timesteps=16,
+                     update_epochs=1, num_minibatches=2, hidden_sizes=(8,), scale_rewards=True)
+
+
+@pytest.fixture(scope="module")
+def probe_step():
+    captured = {}
+
+    def spy(name, fn):
+        def wrapped(*args):
+            captured[name] = args[-1]  # the key is the last argument of both
+            return fn(*args)
+        return wrapped
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(rollout, "rollout", spy("rollout", rollout.rollout))
+        patch.setattr(update, "update", spy("update", update.update))
+
+        @jax.jit
+        def step_with_keys(state):
+            new_state, metrics = jaxppo.step(PROBE, state)
+            return new_state, metrics, captured["rollout"], captured["update"]
+
+        state = jaxppo.init(PROBE, jax.random.key(0))
+        return (state, *step_with_keys(state))
+
+
+def test_running_return_for_reward_scaling_resets_at_truncation(probe_step):
+    """ProbeTruncation: reward 1 every step, cut every 5 steps, never terminated. 16 steps
+    are 3 whole episodes and step 1 of a fourth; R resets after every cut."""
+    _, state, metrics, _, _ = probe_step
+    # R_t = 0.99 R_{t-1} + 1 within an episode: 1, 1.99, 2.9701, 3.940399, 4.90099501.
+    episode = [1.0, 1.99, 2.9701, 3.940399, 4.90099501]
+    returns = np.array(episode * 3 + [1.0])
+    normalizers = state.normalizers
+    # After the rollout R = 1 (step 1 of episode 4), not sum_{k<16} 0.99^k = 14.85 (no reset).
+    np.testing.assert_allclose(normalizers.discounted_return, [1.0], rtol=1e-6)
+    assert float(normalizers.reward.count) == 16
+    np.testing.assert_allclose(normalizers.reward.mean, returns.mean(), rtol=1e-5)
+    np.testing.assert_allclose(normalizers.reward.var, returns.var(), rtol=1e-4)
+    # 3 episodes ended, each of length 5 and return 5.
+    assert int(metrics.episode_count) == 3
+    np.testing.assert_allclose([metrics.episode_return, metrics.episode_length], [5.0, 5.0])
+
+
+def test_step_splits_its_key_into_next_rollout_and_update_keys(probe_step):
+    """step: key, rollout_key, update_key = split(state.key, 3), the rollout's key on the
+    unrolled threefry (`prng.fast`, same bits)."""
+    before, after, _, rollout_key, update_key = probe_step
+    next_key, want_rollout, want_update = jax.random.split(before.key, 3)
+    data = jax.random.key_data
+    np.testing.assert_array_equal(data(after.key), data(next_key))
+    np.testing.assert_array_equal(data(rollout_key), data(want_rollout))
+    assert str(jax.random.key_impl(rollout_key)) == str(prng.UNROLLED)
+    np.testing.assert_array_equal(data(update_key), data(want_update))
+    # Three different keys, none the old one.
+    words = {tuple(np.asarray(data(k)).tolist())
+             for k in (before.key, after.key, rollout_key, update_key)}
+    assert len(words) == 4
+
+
+def test_episode_length_and_return_are_separate_metrics():
+    """ProbeDiscount: 2 steps per episode, reward 0 then 1, so return 1 and length 2; 16 steps
+    of 1 env end 8 episodes."""
+    config = PROBE.replace(env_id="ProbeDiscount-v0", scale_rewards=False)
+    _, metrics = jax.jit(jaxppo.step, static_argnums=0)(config, jaxppo.init(config,
+                                                                            jax.random.key(0)))
+    assert int(metrics.episode_count) == 8
+    np.testing.assert_array_equal([metrics.episode_return, metrics.episode_length], [1.0, 2.0])
 
 
 def test_bad_input_is_refused_before_tracing():
