@@ -129,9 +129,8 @@ def _transposed_copy(runs: int):
 
     @transposed.def_vmap
     def _batched(axis_size, in_batched, a):
-        (batched,) = in_batched
-        if not batched:
-            return transposed(a), False
+        # One input: JAX calls this rule only when the vmap batches it (in_batched == [True]).
+        del in_batched
         # The vmapped axis leads; the swapped axes are the last two of each run's array.
         return _transposed(a, runs * axis_size), True
 
