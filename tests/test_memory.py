@@ -40,6 +40,36 @@ def test_components_of_a_tiny_config_by_hand():
     assert est.total == 3 * est.per_run
 
 
+def test_activations_sum_the_hidden_layers_and_epochs_change_no_term():
+    # TINY with two hidden layers (8, 4) and 3 epochs. Minibatch 8; actor and critic, every
+    # hidden layer's values and gradients: 2 x 2 x 8 x (8 + 4) x 4 B = 1536 (the widest layer
+    # alone would be 2 x 2 x 8 x 8 x 4 = 1024).
+    est = memory.estimate(TINY.replace(hidden_sizes=(8, 4), update_epochs=3))
+    assert est.activations == 2 * 2 * 8 * (8 + 4) * 4 == 1536
+    # params: actor 4*8+8 + 8*4+4 + 4*2+2 = 86, critic 4*8+8 + 8*4+4 + 4*1+1 = 81 -> 167
+    # floats = 668 B; Adam mu and nu 1336 B + two int32 counts 8 B; the rest as TINY's:
+    # env states 56 + obs 32 + key 8 + update_step 4 + normalizers 68 = 168.
+    assert est.train_state == 668 + 1344 + 168 == 2180
+    # Epochs re-read one update's data: the rollout term is TINY's (hand value above), and
+    # the metrics are per update, not per epoch: 15 fields x 4 B x 4 updates.
+    assert est.rollout == 2400
+    assert est.metrics == 15 * 4 * 4 == 240
+
+
+def test_action_masks_count_in_the_transition_and_both_batches():
+    # ProbeMasked-v0: O = 1 observation, K = 4 actions; N = 2 envs x T = 8 steps = 16
+    # transitions. Without masks, per transition: Transition obs, final_obs 8 + action 4 +
+    # 5 floats 20 + terminated, truncated 2 + episode_length 4 = 38 B; Batch obs 4 + action
+    # 4 + 4 floats 16 = 24 B, twice; GAE arrays 4 x 4 = 16 B.
+    masked = TINY.replace(env_id="ProbeMasked-v0", action_masking=True)
+    off = memory.estimate(masked.replace(action_masking=False))
+    on = memory.estimate(masked)
+    assert off.rollout == 16 * (38 + 16 + 2 * 24) == 1632
+    # The bool mask [K] = 4 B is stored in the Transition, the Batch and its shuffled copy.
+    assert on.rollout == 16 * (38 + 4 + 16 + 2 * (24 + 4)) == 1824
+    assert on.rollout - off.rollout == 16 * 4 * 3 == 192
+
+
 @pytest.mark.parametrize(("config", "runs"), [(TINY, 2), (LARGE, 1)], ids=["tiny", "64x128"])
 def test_estimate_within_factor_two_of_xla(config, runs):
     keys = jax.random.split(jax.random.key(0), runs)
@@ -61,10 +91,27 @@ def test_runs_that_fit_uses_the_device_memory(monkeypatch):
     monkeypatch.setattr(memory, "device_bytes", lambda device=None: int(10.5 * per_run))
     assert memory.runs_that_fit(LARGE) == int(10.5 * per_run * 0.8) // per_run == 8
     assert memory.runs_that_fit(TINY) >= 8
+    # The fraction applies to the bytes, before the floor: 11.9 runs' worth holds
+    # int(0.8 * 11.9) = int(9.52) = 9 runs (flooring first would give int(11 * 0.8) = 8).
+    monkeypatch.setattr(memory, "device_bytes", lambda device=None: int(11.9 * per_run))
+    assert memory.runs_that_fit(LARGE) == int(int(11.9 * per_run) * 0.8) // per_run == 9
     monkeypatch.setattr(memory, "device_bytes", lambda device=None: per_run // 2)
     assert memory.runs_that_fit(LARGE) == 1  # at least one run, even when none fits
     monkeypatch.undo()
     assert memory.runs_that_fit(LARGE) >= 1
+
+
+def test_two_calls_are_announced():
+    # 5 runs, at most 3 per call, one device: ceil(5 / 3) = 2 calls of 3 runs (the second
+    # padded). Planned before anything is compiled.
+    device = jax.devices()[:1]
+    with pytest.warns(memory.ChunkWarning, match="5 runs do not fit in one call on 1 "
+                                                 r"device\(s\) .*; running them in 2 "
+                                                 "sequential calls of 3 runs"):
+        assert sweep_lib.plan_calls(TINY, 5, device, max_runs_per_call=3) == (3, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one call: no warning
+        assert sweep_lib.plan_calls(TINY, 5, device, max_runs_per_call=5) == (5, 1)
 
 
 def test_chunked_runs_equal_one_call():
