@@ -13,6 +13,7 @@ import importlib
 import chex
 import jax
 import jax.numpy as jnp
+import ml_dtypes
 import numpy as np
 import optax
 import pytest
@@ -192,6 +193,25 @@ def test_grad_norm_is_the_raw_gradients_norm(net):
     np.testing.assert_allclose(info.grad_norm, raw, rtol=1e-5)
 
 
+def test_bfloat16_matmuls_keep_float32_params_moved_by_adams_small_steps(net):
+    # matmul_dtype="bfloat16" rounds the matmuls' operands only: the params stay float32
+    # and move by Adam's first step, lr * g / (|g| + eps), at most lr = 1e-4 per entry.
+    # Rounding them to bfloat16 (8 significant bits) would move a weight near 0.3 by up to
+    # half its spacing 2^-2 x 2^-7 = 2^-9, ~1e-3, or not at all.
+    config = PLAIN.replace(matmul_dtype="bfloat16", learning_rate=1e-4)
+    network = networks.make(config, envs.make(config.env_id))
+    batch = _minibatch(net, KL_RATIOS * 2, [1.0, -1.0, 0.5, 2.0, -0.3, 0.0, 1.5, -2.0],
+                       target_shift=-1.0)
+    carry, out, _, taken = _jitted_step(network, config, net[1], batch, jnp.array(False))
+    assert bool(taken) and out.params.dtype == jnp.float32
+    delta = np.abs(np.float64(out.params) - np.float64(carry.params))
+    assert 0.0 < delta.max() <= 1.1e-4
+    assert np.median(delta) > 0.5e-4  # most entries take (nearly) the full step lr
+    after = np.float64(out.params)
+    bf16 = np.float64(np.float32(after).astype(ml_dtypes.bfloat16))
+    assert np.mean(after != bf16) > 0.5  # float32 values, most not representable in bfloat16
+
+
 # --- A whole update: the mean over the steps taken ------------------------------------------
 
 def test_update_info_averages_only_the_steps_taken(net):
@@ -290,6 +310,32 @@ def test_trajectory_shuffle_permutes_the_envs():
         first_envs |= set(envs_[0])
     assert len(orders) > 1  # different keys, different env orders
     assert first_envs == {0, 1, 2, 3}  # every env reaches the first minibatch
+
+
+@pytest.mark.parametrize("shuffle", ["transitions", "trajectories"])
+def test_shuffle_keeps_every_field_of_a_transition_together(shuffle):
+    # Every leaf carries its transition's flat index t * N + n (the mask on each of its K
+    # entries, obs on each of its O): after the shuffle each row of each leaf holds its obs
+    # row's index, so advantages and targets stay with their obs, actions and log-probs.
+    config = CONFIG.replace(shuffle=shuffle, num_minibatches=2)
+    index = jnp.arange(4 * 4, dtype=jnp.float32).reshape(4, 4)
+    batch = update.Batch(obs=jnp.repeat(index[..., None], 4, axis=-1),
+                         action=index.astype(jnp.int32),
+                         action_mask=jnp.repeat(index[..., None], 2, axis=-1),
+                         log_prob=index, value=index, advantage=index, target=index)
+    shuffled = jax.jit(functools.partial(update.shuffle_minibatches, config=config))(
+        batch, jax.random.key(5))
+    rows = np.asarray(shuffled.obs[..., 0])
+    chex.assert_shape(rows, (2, 8))
+    # A permutation of the 16 transitions, and not the identity (else nothing is tested).
+    assert sorted(rows.ravel().tolist()) == list(range(16))
+    assert not np.array_equal(rows.ravel(), np.arange(16))
+    for name in ("obs", "action_mask"):
+        np.testing.assert_array_equal(getattr(shuffled, name),
+                                      np.broadcast_to(rows[..., None], getattr(shuffled, name)
+                                                      .shape), err_msg=name)
+    for name in ("action", "log_prob", "value", "advantage", "target"):
+        np.testing.assert_array_equal(getattr(shuffled, name), rows, err_msg=name)
 
 
 # --- The explained-variance metric ----------------------------------------------------------
