@@ -315,10 +315,10 @@ _DOT = re.compile(r"stablehlo\.dot_general .*: \(tensor<[\dx]*(\w+)>, tensor<[\d
                   r"-> tensor<[\dx]*(\w+)>")
 
 
-def _traced_gradient(env_id, rows, matmul_dtype="float32"):
+def _traced_gradient(env_id, rows, matmul_dtype="float32", **overrides):
     """The traced gradient, with respect to its params, of a loss of the network's outputs
-    on ``rows`` observations."""
-    config, env, params = _setup(env_id, matmul_dtype=matmul_dtype)
+    on ``rows`` observations (``overrides``: more Config fields)."""
+    config, env, params = _setup(env_id, matmul_dtype=matmul_dtype, **overrides)
     network = networks.make(config, env)
     obs = jnp.ones((rows, env.observation_size))
     actions = (jnp.zeros((rows,), jnp.int32) if env.action_space.discrete
@@ -331,10 +331,11 @@ def _traced_gradient(env_id, rows, matmul_dtype="float32"):
     return jax.jit(jax.grad(loss)).trace(params)
 
 
-def _dot_dtypes(matmul_dtype, env_id):
+def _dot_dtypes(matmul_dtype, env_id, **overrides):
     """(lhs, rhs, result) element types of every matmul in the gradient of the network's
     outputs with respect to its params."""
-    text = _traced_gradient(env_id, rows=6, matmul_dtype=matmul_dtype).lower().as_text()
+    text = _traced_gradient(env_id, rows=6, matmul_dtype=matmul_dtype,
+                            **overrides).lower().as_text()
     return [match.groups() for match in _DOT.finditer(text)]
 
 
@@ -347,3 +348,13 @@ def test_bfloat16_config_runs_every_matmul_of_forward_and_gradient_in_bfloat16(e
     assert set(dots) == {("bf16", "bf16", "f32")}
     dots = _dot_dtypes("float32", env_id)
     assert len(dots) == 16 and set(dots) == {("f32", "f32", "f32")}
+
+
+def test_bfloat16_config_keeps_the_fourier_projection_in_float32():
+    # The MLPs' 16 matmuls as above in bfloat16; the projection x B of the Fourier features is
+    # one more, forward only (B is read through stop_gradient), in float32: its phase
+    # 2 pi x B (fourier_scale 10) would be ~1e-2 off with bfloat16 operands.
+    dots = _dot_dtypes("bfloat16", "CartPole-v1", fourier_features=8, fourier_scale=10.0)
+    assert len(dots) == 17, dots
+    assert dots.count(("bf16", "bf16", "f32")) == 16
+    assert dots.count(("f32", "f32", "f32")) == 1

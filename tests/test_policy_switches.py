@@ -285,6 +285,24 @@ def test_fourier_encoding_matches_numpy_and_feeds_the_module():
     chex.assert_shape(networks.value(network, params, config, jnp.zeros((3, 5, 4))), (3, 5))
 
 
+def test_fourier_encoding_stays_float32_under_bfloat16_matmuls():
+    # matmul_dtype="bfloat16" rounds the MLPs' operands only. With fourier_scale 10 and obs of
+    # scale 0.1 the phases 2 pi x B reach ~60 rad, where bfloat16's relative 2^-9 on x alone
+    # moves the encoding by up to ~0.08; in float32 it is ~3e-6 off the float64 reference.
+    config, env, network, params = _setup("CartPole-v1", fourier_features=8,
+                                          fourier_scale=10.0, matmul_dtype="bfloat16")
+    obs = _obs(env, 16, seed=3, scale=0.1)
+    encoded = networks.encode(params, config, obs)
+    assert encoded.dtype == jnp.float32
+    projected = 2.0 * np.pi * np.float64(obs) @ np.float64(params["params"]["fourier_B"])
+    assert np.abs(projected).max() > 20.0  # large phases: a rounded operand would show
+    expected = np.concatenate([np.cos(projected), np.sin(projected)], axis=-1)
+    np.testing.assert_allclose(encoded, expected, atol=1e-4)
+    # ... and that float32 encoding is the bfloat16 MLPs' input.
+    dist, value = networks.apply(network, params, config, obs)
+    chex.assert_trees_all_equal((dist, value), network.apply(params, encoded))
+
+
 def test_fourier_matrix_gets_zero_gradient_and_stays_fixed_after_a_step():
     config, env, network, params = _setup(
         "Pendulum-v1", fourier_features=32, squash_mean=True, init_log_std=-0.7
