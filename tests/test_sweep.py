@@ -1,6 +1,8 @@
 """`jaxppo.sweep`: a grid or random search over dynamic fields, in one compiled call."""
 
 import importlib
+import re
+import warnings
 
 import chex
 import jax
@@ -109,3 +111,75 @@ def test_a_table_is_checked_field_by_field_as_a_grid_is(table, match):
         jaxppo.sweep(TINY, table, seeds=2)
     with pytest.raises(ValueError, match=match):
         sweep_lib.settings_table(table)
+
+
+def test_random_search_draws_depend_on_the_seed():
+    space = {"learning_rate": ("log", 1e-4, 1e-2), "clip_eps": (0.1, 0.3)}
+    one, two = (jaxppo.random_search(space, 50, seed=s) for s in (1, 2))
+    again = jaxppo.random_search(space, 50, seed=2)
+    for name in space:
+        np.testing.assert_array_equal(two[name], again[name])
+        # 50 continuous draws from two streams: not one of them coincides.
+        assert not np.any(one[name] == two[name])
+    # The draws are numpy's default_rng(seed), uniform in log space then in the range, field
+    # by field in the order given: the first field's log-uniform, then the second's uniform.
+    rng = np.random.default_rng(2)
+    want_lr = np.exp(rng.uniform(np.log(1e-4), np.log(1e-2), 50)).astype(np.float32)
+    want_clip = rng.uniform(0.1, 0.3, 50).astype(np.float32)
+    np.testing.assert_array_equal(two["learning_rate"], want_lr)
+    np.testing.assert_array_equal(two["clip_eps"], want_clip)
+
+
+@pytest.mark.parametrize("low", [0.0, -1e-3])
+def test_random_search_refuses_a_log_range_from_zero_or_below(low):
+    # log(0) = -inf and log(-1e-3) = nan: the range must be refused, not drawn from.
+    spec = ("log", low, 1e-2)
+    with pytest.raises(ValueError, match=re.escape(
+            f"random_search['learning_rate']={spec!r}: expected (low, high) or "
+            "('log', low, high) with low < high (and low > 0 for 'log')")):
+        jaxppo.random_search({"learning_rate": spec}, 4)
+
+
+@pytest.mark.parametrize("seeds", [0, -1, True, 2.0])
+def test_seeds_below_one_or_not_an_int_are_refused_before_tracing(seeds, monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("sweep reached run_sharded with a bad seeds")
+
+    monkeypatch.setattr(sweep_lib, "run_sharded", never)
+    with pytest.raises(ValueError, match=re.escape(f"seeds={seeds!r} must be an integer >= 1")):
+        jaxppo.sweep(TINY, {"clip_eps": [0.1, 0.2]}, seeds=seeds)
+
+
+# Four fake devices: with max_runs_per_call given, the plan is pure arithmetic (no device
+# is asked anything).
+FOUR = [object()] * 4
+
+
+@pytest.mark.parametrize(
+    ("runs", "most", "per_call", "calls"),
+    [
+        # all 6 fit (100 >= 6): 6 rounded up to a multiple of 4 devices -> 8, one call
+        (6, 100, 8, 1),
+        # 6 allowed: rounded down to a multiple of 4 -> 4; ceil(5 / 4) = 2 calls
+        (5, 6, 4, 2),
+        # 2 allowed: below one run per device, so 4; ceil(3 / 4) = 1 call
+        (3, 2, 4, 1),
+        # one device's worth of runs (4 of 4): 4 per call, ceil(9 / 4) = 3 calls
+        (9, 4, 4, 3),
+        # 12 allowed and 12 = 3 * 4 runs: exactly one call, no padding
+        (12, 12, 12, 1),
+    ],
+)
+def test_runs_per_call_is_a_multiple_of_the_device_count(runs, most, per_call, calls):
+    assert sweep_lib.runs_per_call(TINY, runs, FOUR, max_runs_per_call=most) == per_call
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert sweep_lib.plan_calls(TINY, runs, FOUR, max_runs_per_call=most) == (per_call,
+                                                                                   calls)
+    chunked = [w for w in caught if issubclass(w.category, jaxppo.memory.ChunkWarning)]
+    if calls == 1:
+        assert chunked == []
+    else:
+        assert len(chunked) == 1
+        assert f"running them in {calls} sequential calls of {per_call} runs" in str(
+            chunked[0].message)
