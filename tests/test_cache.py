@@ -88,3 +88,12 @@ def test_a_new_folder_takes_over_after_compiles(tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     _run(script, str(first), str(second))
     assert any(first.iterdir()) and any(second.iterdir())
+
+
+def test_a_folder_under_home_is_expanded(no_cache_dir, monkeypatch, tmp_path):
+    # "~/c" is the user's folder, not a folder named "~" in the working directory.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert jaxppo.use_compile_cache("~/c") == tmp_path / "c"
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / "c")
+    assert jaxppo.use_compile_cache(pathlib.Path("~") / "d") == tmp_path / "d"
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / "d")

@@ -154,3 +154,35 @@ def test_gathered_joins_sharded_batches_on_one_device_through_the_host():
     # The first 6 of the 8 runs, in order, on the one device asked for; keys kept as keys.
     assert out == {"mesh": True, "x": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0], "devices": [1],
                    "key_devices": 1, "keys_equal": True, "impl": "threefry2x32"}
+
+
+def test_usable_cores_is_the_affinity_mask_not_the_machine(monkeypatch):
+    # A process pinned to one core of a 64-core machine (taskset, a container's cpuset).
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert devices.usable_cores() == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {1, 3, 5}, raising=False)
+    assert devices.usable_cores() == 3
+    # Without an affinity call (macOS, Windows): the machine's count, 1 when unknown.
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    assert devices.usable_cores() == 64
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert devices.usable_cores() == 1
+
+
+@pytest.mark.parametrize(
+    ("flags", "want"),
+    [
+        ("--xla_force_host_platform_device_count=5", 5),
+        # The count is found among other flags, wherever it stands.
+        ("--xla_cpu_enable_fast_math=false --xla_force_host_platform_device_count=5", 5),
+        ("--xla_force_host_platform_device_count=3 --xla_cpu_enable_fast_math=false", 3),
+        ("--xla_cpu_enable_fast_math=false", None),
+        ("", None),
+    ],
+)
+def test_the_users_xla_flag_count_is_read_among_other_flags(flags, want, monkeypatch):
+    # JAX's own setting (checked first) is unset in this process: -1, its default.
+    assert jax.config.jax_num_cpu_devices == -1
+    monkeypatch.setenv("XLA_FLAGS", flags)
+    assert devices._chosen_count() == want
