@@ -4,11 +4,13 @@ clear line and no traceback. Commands run in-process (sharing compiled programs)
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from conftest import RUNNER_CHUNK, RUNNER_SEEDS
 
@@ -46,6 +48,20 @@ def test_train_prints_table_and_paths(trained, capsys):
     assert "IQM " in text and "95% stratified bootstrap CI" in text
     assert f"learning curve:  {out}/plots/learning_curve.png" in text
     assert (out / "metrics.csv").exists()
+    # The table's rows against metrics.csv: "episodes" is the seed's episode_count summed
+    # over its 7 updates; "final return" the mean of its non-empty episode_return entries
+    # (window 10 >= 7 updates: all of them).
+    lines = text.splitlines()
+    start = lines.index("seed  final return  episodes") + 1
+    table = [line.split() for line in lines[start:start + RUNNER_SEEDS]]
+    rows = jaxppo.experiment.read_metrics(out)
+    for s in range(RUNNER_SEEDS):
+        mine = [r for r in rows if r["seed"] == str(s)]
+        assert len(mine) == 7
+        counts = [int(r["episode_count"]) for r in mine]
+        returns = [float(r["episode_return"]) for r in mine if r["episode_return"]]
+        assert sum(counts) > max(counts)  # so a max in place of the sum shows
+        assert table[s] == [str(s), f"{np.mean(returns):.1f}", str(sum(counts))]
 
 
 def test_config_flags_reach_the_config(trained):
@@ -121,6 +137,10 @@ def test_every_config_field_has_its_docstring_line_as_help():
     (["train", "--cpu-devices", "0"], "--cpu-devices 0: expected an integer >= 1"),
     # This process's JAX has started: its CPU device count can no longer change.
     (["train", "--cpu-devices", "1000"], "cannot change to 1000"),
+    # Sweep and resume apply --cpu-devices too (a bad --num-envs or the missing directory
+    # would be the error otherwise, so nothing trains if they did not).
+    (["sweep", "--cpu-devices", "1000", "--num-envs", "four"], "cannot change to 1000"),
+    (["resume", "/nonexistent/run", "--cpu-devices", "1000"], "cannot change to 1000"),
 ])
 def test_mistakes_exit_2_with_one_line(capsys, argv, message):
     try:
@@ -190,3 +210,189 @@ def test_ctrl_c_in_a_real_process_saves_and_exits_130(tmp_path):
     assert "Traceback" not in stderr
     done = json.loads((out / "summary.json").read_text())["updates_done"]
     assert 0 < done < 1000 and done % 5 == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# In-process units: the parsed flags, the arguments the commands pass on, the printed ranking
+# and eval.json's layout, with spies in place of training and evaluation (nothing compiles).
+
+
+def config_of(*argv, sweep=False):
+    args = cli.build_parser().parse_args(["sweep" if sweep else "train", *argv])
+    return cli._config_from_args(args, sweep)
+
+
+def test_a_run_starts_from_the_env_preset():
+    preset = jaxppo.preset("Pendulum-v1")
+    # The preset differs from Config's defaults (else this test could not tell them apart).
+    assert preset != jaxppo.Config(env_id="Pendulum-v1")
+    assert config_of("--env", "Pendulum-v1") == (preset, {})
+    # A flag changes its field only: 1e-3 (the preset's) -> 3e-4.
+    config, _ = config_of("--env", "Pendulum-v1", "--learning-rate", "3e-4")
+    assert config == preset.replace(learning_rate=3e-4)
+    # No --env: CartPole-v1's preset.
+    assert config_of() == (jaxppo.preset("CartPole-v1"), {})
+
+
+@pytest.mark.parametrize("env, flag, field, value", [
+    ("CartPole-v1", "--normalize-obs", "normalize_obs", True),  # default False
+    ("CartPole-v1", "--no-normalize-obs", "normalize_obs", False),  # == default: unchanged
+    ("CartPole-v1", "--no-clip-value-loss", "clip_value_loss", False),  # default True
+    ("Pendulum-v1", "--clip-value-loss", "clip_value_loss", True),  # preset False
+    ("CartPole-v1", "--no-anneal-lr", "anneal_lr", False),  # default True
+])
+def test_bool_flags_set_either_value(env, flag, field, value):
+    preset = jaxppo.preset(env)
+    config, _ = config_of("--env", env, flag)
+    assert config == preset.replace(**{field: value})
+
+
+def test_ctrl_c_outside_a_run_exits_130_without_traceback(monkeypatch, capsys):
+    def interrupted(args, sweep):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_train", interrupted)
+    code, _, err = run_cli(capsys, "train")
+    assert code == 130
+    assert "jaxppo train: interrupted" in err and "Traceback" not in err
+
+
+@pytest.fixture
+def run_spy(monkeypatch):
+    """jaxppo.experiment.run replaced by a spy that records its arguments and raises a
+    ValueError (the command then exits 2), so nothing trains."""
+    calls = []
+
+    def spy(config, seeds, out, **kwargs):
+        calls.append(dict(kwargs, config=config, seeds=seeds, out=out))
+        raise ValueError("spy: not training")
+
+    monkeypatch.setattr(jaxppo.experiment, "run", spy)
+    return calls
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["train"], dict(seeds=8, seed=0, overwrite=False, progress=True, tensorboard=False,
+                     chunk_updates=None, checkpoint_every=10)),
+    (["sweep"], dict(seeds=4, seed=0, overwrite=False, space=None)),
+    (["sweep", "--clip-eps", "0.1,0.2"], dict(seeds=4, space={"clip_eps": [0.1, 0.2]})),
+    (["train", "--seed", "3", "--seeds", "5"], dict(seeds=5, seed=3)),
+    (["sweep", "--seed", "3"], dict(seeds=4, seed=3)),
+    (["train", "--overwrite", "--no-progress", "--chunk-updates", "7",
+      "--checkpoint-every", "2", "--out", "elsewhere"],
+     dict(overwrite=True, progress=False, chunk_updates=7, checkpoint_every=2,
+          out="elsewhere")),
+])
+def test_train_and_sweep_pass_their_flags_to_run(run_spy, capsys, argv, expected):
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2 and "spy: not training" in err
+    (call,) = run_spy
+    assert {k: call[k] for k in expected} == expected
+    # The base config (a sweep's values travel in space).
+    assert call["config"] == jaxppo.preset("CartPole-v1")
+
+
+@pytest.mark.parametrize("argv", [
+    ["train"], ["sweep"], ["resume", "/nonexistent/run"],
+])
+def test_a_program_run_uses_the_compile_cache(run_spy, monkeypatch, capsys, argv):
+    """As a program (argv None: sys.argv), train, sweep and resume turn on the persistent
+    compile cache; not with --no-compile-cache, nor in-process (argv given)."""
+    from jaxppo import cache
+
+    calls = []
+    monkeypatch.setattr(cache, "use_compile_cache", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(sys, "argv", ["jaxppo", *argv])
+    assert cli.main() == 2  # the spy's or the missing directory's error
+    assert len(calls) == 1
+    monkeypatch.setattr(sys, "argv", ["jaxppo", *argv, "--no-compile-cache"])
+    assert cli.main() == 2
+    assert cli.main(argv) == 2
+    assert len(calls) == 1
+    capsys.readouterr()
+
+
+def test_overwrite_replaces_an_existing_run(trained, tmp_path, capsys):
+    out = tmp_path / "copy"
+    shutil.copytree(trained, out)
+    (out / "metrics.csv").write_text("stale\n")
+    (out / "stale.txt").write_text("stale\n")
+    code, _, err = run_cli(capsys, "train", "--seeds", str(RUNNER_SEEDS), *TINY_FLAGS,
+                           "--out", str(out), "--overwrite")
+    assert code == 0, err
+    assert not (out / "stale.txt").exists()
+    # The same config, seeds and seed: the same metrics as the original run's.
+    assert (out / "metrics.csv").read_bytes() == (trained / "metrics.csv").read_bytes()
+
+
+def ranking_rows(text):
+    """(rank, label, rest) of each row of a printed ranking."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:2] == ["rank", "setting"])
+    rows = []
+    for line in lines[start + 1:]:
+        if not line.strip():
+            break
+        rows.append(tuple(line.split(maxsplit=2)))
+    return rows
+
+
+def test_ranking_is_best_first_and_unfinished_last(capsys):
+    # IQMs over seeds: a 1, b 3, c 2, d no finite return (all NaN).
+    final = np.array([[1.0, 1.0], [3.0, 3.0], [np.nan, np.nan], [2.0, 2.0]])
+    cli._print_ranking(["a", "b", "d", "c"], final)
+    assert ranking_rows(capsys.readouterr().out) == [
+        ("1", "b", "3.0 [3.0, 3.0]"),
+        ("2", "c", "2.0 [2.0, 2.0]"),
+        ("3", "a", "1.0 [1.0, 1.0]"),
+        ("4", "d", "no finished episode"),
+    ]
+
+
+def fake_evaluate(calls):
+    """A jaxppo.evaluate spy: records deterministic; returns[r, e] = r for run r."""
+
+    def evaluate(configs, state, key, num_episodes, *, deterministic=True):
+        calls.append(deterministic)
+        runs = configs.learning_rate.shape[0]
+        returns = np.repeat(np.arange(runs, dtype=np.float32)[:, None], num_episodes, axis=1)
+        return jaxppo.evaluation.EvalResult(returns, np.ones_like(returns, np.int32),
+                                            np.ones_like(returns, bool))
+
+    return evaluate
+
+
+@pytest.mark.parametrize("flags, deterministic", [([], True), (["--stochastic"], False)])
+def test_eval_stochastic_samples_actions(trained, tmp_path, monkeypatch, capsys, flags,
+                                        deterministic):
+    out = tmp_path / "copy"
+    shutil.copytree(trained, out)
+    calls = []
+    monkeypatch.setattr(jaxppo, "evaluate", fake_evaluate(calls))
+    code, text, _ = run_cli(capsys, "eval", str(out), "--episodes", "1", *flags)
+    assert code == 0 and calls == [deterministic]
+    assert ("sampled actions" in text) is not deterministic
+    assert json.loads((out / "eval.json").read_text())["deterministic"] is deterministic
+
+
+def test_eval_json_returns_are_settings_by_seeds(tmp_path, monkeypatch, capsys):
+    """Run r = h * S + s is setting h, seed s (experiment.Result): with returns[r] = r, a
+    2-setting x 3-seed run's eval.json holds returns[h][s] == [3h + s, 3h + s]."""
+    import conftest
+
+    spec = jaxppo.experiment.make_spec(conftest.RUNNER_CONFIG,
+                                       {"learning_rate": [1e-3, 3e-4]}, seeds=3)
+    monkeypatch.setattr(jaxppo.experiment, "restore", lambda run_dir: (spec, None, None, 7))
+    monkeypatch.setattr(jaxppo, "evaluate", fake_evaluate([]))
+    code, text, _ = run_cli(capsys, "eval", str(tmp_path), "--episodes", "2")
+    assert code == 0
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert [s["label"] for s in report["settings"]] == ["learning_rate=0.001",
+                                                        "learning_rate=0.0003"]
+    assert [s["returns"] for s in report["settings"]] == [
+        [[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]],
+        [[3.0, 3.0], [4.0, 4.0], [5.0, 5.0]],
+    ]
+    # Ranked by IQM over seeds of per-run means: setting 1 (4) above setting 0 (1).
+    assert [row[:2] for row in ranking_rows(text)] == [("1", "learning_rate=0.0003"),
+                                                       ("2", "learning_rate=0.001")]
