@@ -243,7 +243,7 @@ def test_switches_must_be_bools(name):
             **{name: "yes"})
 
 
-@pytest.mark.parametrize("sizes", [(0,), (64, 0), (64, -8), (64, 2.0), (True,)])
+@pytest.mark.parametrize("sizes", [(0,), (64, 0), (64, -8), (64, 2.0), (True,), [64, 64]])
 def test_hidden_sizes_must_be_positive_integers(sizes):
     _raises(re.escape(f"Config.hidden_sizes={sizes!r} is invalid: must be a tuple of positive "
                       "integers, e.g. (64, 64)."), hidden_sizes=sizes)
@@ -259,3 +259,135 @@ def test_minibatches_need_only_divide_the_batch():
     # 5 envs x 4 steps = 20 into 4: num_steps divides, the batch too: valid as well.
     assert jaxppo.validate(jaxppo.Config(num_envs=5, num_steps=4, num_minibatches=4,
                                          total_timesteps=20))
+
+
+# --- switch-dependent ranges: checked where the switch uses the field, ignored elsewhere -------
+
+
+@pytest.mark.parametrize(
+    ("switch", "name", "allowed"),
+    [("clip_value_loss", "vf_clip", "must be > 0 when clip_value_loss is enabled"),
+     ("kl_early_stop", "target_kl", "must be > 0 when kl_early_stop is enabled"),
+     ("normalize_obs", "obs_clip", "must be > 0")],
+)
+@pytest.mark.parametrize("value", [0.0, -0.2])
+def test_switched_field_must_be_positive_only_when_switched_on(switch, name, allowed, value):
+    # "> 0": a zero clip range or threshold is refused, not only a negative one.
+    _raises(re.escape(f"Config.{name}={value} is invalid: {allowed}."),
+            **{switch: True, name: value})
+    # The field is unused when its switch is off, so any value passes.
+    assert jaxppo.validate(jaxppo.Config(**{switch: False, name: value}))
+
+
+def test_fourier_scale_is_checked_only_with_fourier_features():
+    _raises(re.escape("Config.fourier_scale=-1.0 is invalid: must be > 0."),
+            fourier_features=4, fourier_scale=-1.0)
+    assert jaxppo.validate(jaxppo.Config(fourier_features=0, fourier_scale=0.0))
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf")])
+def test_infinite_values_are_rejected(value):
+    _raises(re.escape(f"Config.init_log_std={value} is invalid: must be finite."),
+            init_log_std=value)
+    # Every range is also finite: an infinite learning rate is not "> 0".
+    _raises(re.escape("Config.learning_rate=inf is invalid: must be > 0."),
+            learning_rate=float("inf"))
+
+
+# --- entropy schedules ------------------------------------------------------------------------
+
+
+def test_unknown_ent_schedule():
+    _raises(re.escape("Config.ent_schedule='cosine' is invalid: must be one of ('constant', "
+                      "'linear', 'exponential')."), ent_schedule="cosine")
+
+
+def test_ent_coef_end_is_checked_only_by_a_decaying_schedule():
+    # Linear: the end coefficient must be >= 0; decaying to exactly 0 is allowed.
+    _raises(re.escape("Config.ent_coef_end=-0.01 is invalid: must be >= 0."),
+            ent_schedule="linear", ent_coef_end=-0.01)
+    assert jaxppo.validate(jaxppo.Config(ent_schedule="linear", ent_coef_end=0.0))
+    # Constant: ent_coef_end is unused, so any value passes.
+    assert jaxppo.validate(jaxppo.Config(ent_schedule="constant", ent_coef_end=-0.01))
+
+
+@pytest.mark.parametrize("name", ["ent_coef", "ent_coef_end"])
+def test_exponential_schedule_needs_positive_ends(name):
+    # ent_coef * (ent_coef_end / ent_coef) ** f (update.py) needs both ends > 0.
+    _raises(re.escape(f"Config.{name}=0.0 is invalid: must be > 0 for an exponential schedule."),
+            **{"ent_schedule": "exponential", "ent_coef": 0.01, "ent_coef_end": 0.001,
+               name: 0.0})
+    # The same zero is fine for a linear schedule.
+    assert jaxppo.validate(jaxppo.Config(ent_schedule="linear", **{name: 0.0}))
+
+
+def test_numpy_bool_switches_are_accepted():
+    # Switches read back from numpy (e.g. a saved config) are np.bool_, not bool.
+    config = jaxppo.Config(anneal_lr=np.bool_(False), dual_clip=np.bool_(True))
+    assert jaxppo.validate(config) is config
+
+
+# --- stacking ---------------------------------------------------------------------------------
+
+# One value per static field, each different from Config's default.
+_OTHER_STATIC = dict(
+    env_id="Pendulum-v1", num_envs=8, num_steps=64, total_timesteps=1000, update_epochs=2,
+    num_minibatches=2, hidden_sizes=(32,), activation="relu", action_dist="categorical",
+    anneal_lr=False, normalize_advantages=False, clip_value_loss=False, dual_clip=True,
+    normalize_obs=True, scale_rewards=True, normalize_values=True, recompute_advantages=True,
+    shuffle="trajectories", ent_schedule="linear", kl_early_stop=True, action_masking=True,
+    squash_mean=True, grad_norm_type="max", fourier_features=4, matmul_dtype="bfloat16",
+)
+
+
+def test_other_static_values_cover_every_static_field():
+    assert tuple(_OTHER_STATIC) == config_lib.static_fields()
+    for name, value in _OTHER_STATIC.items():
+        assert value != getattr(jaxppo.Config(), name), name
+
+
+@pytest.mark.parametrize("name", list(_OTHER_STATIC))
+def test_stack_configs_rejects_every_differing_static_field(name):
+    other = jaxppo.Config(**{name: _OTHER_STATIC[name]})
+    # The third config differs: every config is compared with the first, not only the second.
+    configs = [jaxppo.Config(), jaxppo.Config(learning_rate=1e-3), other]
+    message = (f"stack_configs: configs[2].{name}={_OTHER_STATIC[name]!r} differs from "
+               f"configs[0].{name}={getattr(jaxppo.Config(), name)!r}; static fields change "
+               "the compiled program and must agree (only dynamic fields can be stacked: "
+               "learning_rate, gamma, gae_lambda, clip_eps, dual_clip_c, vf_coef, vf_clip, "
+               "ent_coef, max_grad_norm, adam_eps, init_log_std, obs_clip, ent_coef_end, "
+               "target_kl, temperature, fourier_scale)")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        config_lib.stack_configs(configs)
+
+
+def test_stack_configs_leaves_are_float32():
+    # Python floats would stack as float64 (and be cast by jit, x64 off); the stack is float32.
+    stacked = config_lib.stack_configs([jaxppo.Config(), jaxppo.Config(gamma=0.9),
+                                        jaxppo.Config(gamma=0.5)])
+    for name in config_lib.dynamic_fields():
+        leaf = getattr(stacked, name)
+        assert isinstance(leaf, np.ndarray) and leaf.dtype == np.float32, name
+        assert leaf.shape == (3,), name
+    np.testing.assert_array_equal(stacked.gamma, np.float32([0.99, 0.9, 0.5]))
+
+
+# --- presets ----------------------------------------------------------------------------------
+
+
+def test_preset_without_known_settings_is_the_defaults_with_that_env():
+    assert jaxppo.preset("Acrobot-v1") == jaxppo.Config(env_id="Acrobot-v1")
+    assert jaxppo.preset("CartPole-v1") == jaxppo.Config()
+
+
+def test_pendulum_preset_values():
+    config = jaxppo.preset("Pendulum-v1")
+    # Only these fields differ from the defaults (config.py's comment on PRESETS).
+    assert config == jaxppo.Config(
+        env_id="Pendulum-v1", num_envs=16, num_steps=128, total_timesteps=1_000_000,
+        update_epochs=10, num_minibatches=32, learning_rate=1e-3, gamma=0.95, ent_coef=0.0,
+        clip_value_loss=False,
+    )
+    assert config.minibatch_size == 64  # 16 envs x 128 steps / 32 minibatches
+    assert config.num_updates == 488  # 1_000_000 // 2048
+    assert jaxppo.validate(config) is config
