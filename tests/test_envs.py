@@ -28,6 +28,20 @@ def test_make_is_cached_and_describes_spaces():
     assert envs.make("Breakout-MinAtar").observation_size == 400
 
 
+@pytest.mark.parametrize(
+    ("env_id", "limit"),
+    # gymnax's defaults: CartPole-v1 500 steps, Pendulum-v1 200; the probes' own params:
+    # ProbeTruncation-v0 cuts at 5, the others keep ProbeParams' 1000.
+    [("CartPole-v1", 500), ("Pendulum-v1", 200), ("ProbeTruncation-v0", 5),
+     ("ProbeValue-v0", 1000)],
+)
+def test_make_names_the_env_and_keeps_its_default_params(env_id, limit):
+    env = envs.make(env_id)
+    assert env.env_id == env_id
+    assert repr(env) == f"GymnaxEnv({env_id!r})"
+    assert env.max_episode_steps == limit
+
+
 def _run(env, actions, key):
     obs, state = env.reset(key)
     steps = []
