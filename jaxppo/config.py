@@ -38,12 +38,16 @@ class Config(struct.PyTreeNode):
 
     Static fields (change the program): ``env_id``, ``num_envs``, ``num_steps``,
     ``total_timesteps``, ``update_epochs``, ``num_minibatches``, ``hidden_sizes``,
-    ``activation``, ``action_dist``, ``matmul_dtype`` and the switches ``anneal_lr``,
-    ``normalize_advantages``, ``clip_value_loss``, ``dual_clip``.
+    ``activation``, ``action_dist``, ``shuffle``, ``ent_schedule``, ``grad_norm_type``,
+    ``fourier_features``, ``matmul_dtype`` and the switches ``anneal_lr``,
+    ``normalize_advantages``, ``clip_value_loss``, ``dual_clip``, ``normalize_obs``,
+    ``scale_rewards``, ``normalize_values``, ``recompute_advantages``, ``kl_early_stop``,
+    ``action_masking``, ``squash_mean`` (`static_fields`).
 
     Dynamic fields (float leaves, traced, vmappable): ``learning_rate``, ``gamma``,
     ``gae_lambda``, ``clip_eps``, ``dual_clip_c``, ``vf_coef``, ``vf_clip``, ``ent_coef``,
-    ``max_grad_norm``, ``adam_eps``, ``init_log_std``.
+    ``max_grad_norm``, ``adam_eps``, ``init_log_std``, ``obs_clip``, ``ent_coef_end``,
+    ``target_kl``, ``temperature``, ``fourier_scale`` (`dynamic_fields`).
 
     Attributes:
         env_id: a gymnax environment id or a jaxppo probe id (`jaxppo.envs.registered`).

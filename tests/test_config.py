@@ -391,3 +391,12 @@ def test_pendulum_preset_values():
     assert config.minibatch_size == 64  # 16 envs x 128 steps / 32 minibatches
     assert config.num_updates == 488  # 1_000_000 // 2048
     assert jaxppo.validate(config) is config
+
+
+def test_docstring_lists_every_static_and_dynamic_field():
+    """Config's docstring names each field in the right list (what a reader sweeps by)."""
+    doc = jaxppo.Config.__doc__
+    static = doc[doc.index("Static fields"):doc.index("Dynamic fields")]
+    dynamic = doc[doc.index("Dynamic fields"):doc.index("Attributes:")]
+    assert set(re.findall(r"``(\w+)``", static)) == set(config_lib.static_fields())
+    assert set(re.findall(r"``(\w+)``", dynamic)) == set(config_lib.dynamic_fields())
