@@ -14,6 +14,15 @@ def test_unknown_id_lists_the_known_ones():
         envs.make("CartPole-v9")
 
 
+def test_unknown_id_suggests_the_closest_ones():
+    with pytest.raises(ValueError, match=r"'Pendulum-v2'; did you mean 'Pendulum-v1'\? known"):
+        envs.make("Pendulum-v2")
+    with pytest.raises(ValueError, match=r"'Breakout-Minatar'; did you mean 'Breakout-MinAtar'"):
+        envs.make("Breakout-Minatar")
+    with pytest.raises(ValueError, match="'Zzzzzz'; known environments: "):  # nothing close
+        envs.make("Zzzzzz")
+
+
 def test_make_is_cached_and_describes_spaces():
     cartpole = envs.make("CartPole-v1")
     assert envs.make("CartPole-v1") is cartpole

@@ -11,6 +11,7 @@ fixes JAX's CPU device count, and `jaxppo.use_cpu_cores` must be able to run aft
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib.machinery
 import importlib.util
@@ -83,7 +84,8 @@ def make(env_id: str) -> core.GymnaxEnv:
     """The env for ``env_id`` with its default parameters.
 
     Raises:
-        ValueError: for an unknown id; the message lists the known ids.
+        ValueError: for an unknown id; the message suggests the closest ids and lists
+            the known ones.
     """
     gymnax = _gymnax()
 
@@ -93,7 +95,9 @@ def make(env_id: str) -> core.GymnaxEnv:
         env = probes.PROBES[env_id]()
         return core.GymnaxEnv(env_id, env, env.default_params)
     if env_id not in gymnax.registered_envs:
+        close = difflib.get_close_matches(env_id, registered(), n=3)
+        hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
         known = ", ".join(registered())
-        raise ValueError(f"unknown env_id {env_id!r}; known environments: {known}")
+        raise ValueError(f"unknown env_id {env_id!r}; {hint}known environments: {known}")
     env, params = gymnax.make(env_id)
     return core.GymnaxEnv(env_id, env, params)
