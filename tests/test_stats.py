@@ -312,3 +312,39 @@ _CURVES = np.ones((2, 4))
 def test_bad_input_is_refused_naming_the_value(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_aggregate_passes_confidence_and_a_zero_threshold_on():
+    scores = np.random.default_rng(8).normal(size=(7, 2))
+    report = stats.aggregate(scores, threshold=0.0, reps=200, confidence=0.5, seed=1)
+    # threshold=0.0 is a threshold (not "no threshold"): the gap is mean(max(0 - s, 0)).
+    assert set(report) == {"iqm", "median", "mean", "optimality_gap"}
+    assert report["optimality_gap"]["value"] == pytest.approx(
+        np.maximum(-scores, 0.0).mean(), rel=1e-12)
+    for name, statistic in (("iqm", stats.iqm), ("mean", stats.mean)):
+        # confidence 0.5: the 25th and 75th percentiles of the same 200 resamples, inside the
+        # 2.5th and 97.5th ones of the default 0.95.
+        values = [statistic(s) for s in stats.stratified_resample(scores, reps=200, seed=1)]
+        low, high = np.percentile(values, [25.0, 75.0])
+        assert report[name]["ci_low"] == pytest.approx(low, rel=1e-12)
+        assert report[name]["ci_high"] == pytest.approx(high, rel=1e-12)
+        wide = stats.aggregate(scores, reps=200, seed=1)[name]
+        assert wide["ci_low"] < report[name]["ci_low"] < report[name]["ci_high"] < wide["ci_high"]
+
+
+def test_aggregate_is_json_safe_and_ordered():
+    """summary.json holds the report as it is: plain Python floats, ci_low <= ci_high."""
+    import json
+
+    scores = np.array([3.0, 1.0, 4.0, 1.0, 5.0, 9.0])
+    report = stats.aggregate(scores, threshold=4.0, reps=300, seed=2)
+    assert json.loads(json.dumps(report)) == report
+    for name, entry in report.items():
+        assert list(entry) == ["value", "ci_low", "ci_high"], name
+        assert all(type(v) is float for v in entry.values()), name
+        assert entry["ci_low"] <= entry["ci_high"], name
+    # Sorted 1, 1, 3, 4, 5, 9: IQM drops int(6 / 4) = 1 each end -> (1 + 3 + 4 + 5) / 4 = 3.25;
+    # median (3 + 4) / 2 = 3.5; mean 23 / 6; gap to 4: (3 + 3 + 1 + 0 + 0 + 0) / 6 = 7 / 6.
+    assert report["iqm"]["value"] == 3.25 and report["median"]["value"] == 3.5
+    assert report["mean"]["value"] == pytest.approx(23 / 6, rel=1e-15)
+    assert report["optimality_gap"]["value"] == pytest.approx(7 / 6, rel=1e-15)
