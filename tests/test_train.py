@@ -210,7 +210,8 @@ def probe_step():
     def spy(name, fn):
         def wrapped(*args):
             captured[name] = args[-1]  # the key is the last argument of both
-            return fn(*args)
+            captured[name + " output"] = fn(*args)
+            return captured[name + " output"]
         return wrapped
 
     with pytest.MonkeyPatch.context() as patch:
@@ -220,7 +221,8 @@ def probe_step():
         @jax.jit
         def step_with_keys(state):
             new_state, metrics = jaxppo.step(PROBE, state)
-            return new_state, metrics, captured["rollout"], captured["update"]
+            return (new_state, metrics, captured["rollout"], captured["update"],
+                    captured["update output"][1])  # the UpdateInfo
 
         state = jaxppo.init(PROBE, jax.random.key(0))
         return (state, *step_with_keys(state))
@@ -229,7 +231,7 @@ def probe_step():
 def test_running_return_for_reward_scaling_resets_at_truncation(probe_step):
     """ProbeTruncation: reward 1 every step, cut every 5 steps, never terminated. 16 steps
     are 3 whole episodes and step 1 of a fourth; R resets after every cut."""
-    _, state, metrics, _, _ = probe_step
+    _, state, metrics, _, _, _ = probe_step
     # R_t = 0.99 R_{t-1} + 1 within an episode: 1, 1.99, 2.9701, 3.940399, 4.90099501.
     episode = [1.0, 1.99, 2.9701, 3.940399, 4.90099501]
     returns = np.array(episode * 3 + [1.0])
@@ -247,7 +249,7 @@ def test_running_return_for_reward_scaling_resets_at_truncation(probe_step):
 def test_step_splits_its_key_into_next_rollout_and_update_keys(probe_step):
     """step: key, rollout_key, update_key = split(state.key, 3), the rollout's key on the
     unrolled threefry (`prng.fast`, same bits)."""
-    before, after, _, rollout_key, update_key = probe_step
+    before, after, _, rollout_key, update_key, _ = probe_step
     next_key, want_rollout, want_update = jax.random.split(before.key, 3)
     data = jax.random.key_data
     np.testing.assert_array_equal(data(after.key), data(next_key))
@@ -307,3 +309,58 @@ def test_whole_run_lowers_for_accelerators(env_id):
         text = traced.lower(lowering_platforms=(platform,)).as_text()
         assert "lapack" not in text and "optimization_barrier" not in text, platform
     assert "lapack" in traced.lower(lowering_platforms=("cpu",)).as_text()
+
+
+
+# CartPole (2 actions, so entropy, approx_kl and clip_fraction are not 0) with a large rate and
+# clip_eps 0.01, so that later minibatches clip: 4 updates of 2 x 2 gradient steps, 16 in all.
+INFO = PROBE.replace(env_id="CartPole-v1", num_envs=4, total_timesteps=4 * 4 * 16,
+                     update_epochs=2, scale_rewards=False, learning_rate=0.05, clip_eps=0.01)
+
+
+@pytest.fixture(scope="module")
+def two_steps_with_info():
+    """Metrics and the UpdateInfo `update.update` returned, for the first two updates of
+    INFO (one compiled step, called twice)."""
+    captured = {}
+    original = update.update
+
+    def spy(*args):
+        out = original(*args)
+        captured["info"] = out[1]
+        return out
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(update, "update", spy)
+
+        @jax.jit
+        def step_with_info(state):
+            new_state, metrics = jaxppo.step(INFO, state)
+            return new_state, metrics, captured["info"]
+
+        state = jaxppo.init(INFO, jax.random.key(0))
+        state, *first = step_with_info(state)
+        _, *second = step_with_info(state)
+        return first, second
+
+
+def test_step_metrics_are_the_updates_info(two_steps_with_info):
+    """Each loss metric is the field of the same name of the UpdateInfo that `update.update`
+    returned (its mean over the 2 x 2 gradient steps), not a neighbour's; env_steps
+    (k + 1) x 64; learning_rate the annealed schedule at the update's first gradient step."""
+    names = ("total_loss", "policy_loss", "value_loss", "entropy", "approx_kl",
+             "clip_fraction", "grad_norm")
+    for k, (metrics, info) in enumerate(two_steps_with_info):
+        for name in names:
+            np.testing.assert_array_equal(getattr(metrics, name), getattr(info.loss, name),
+                                          err_msg=name)
+        # The seven differ pairwise (none is 0), so a swap of two cannot pass above.
+        values = [float(getattr(info.loss, name)) for name in names]
+        assert len(set(values)) == len(values) and 0.0 not in values, values
+        assert int(metrics.gradient_steps) == int(info.gradient_steps) == 4
+        assert int(metrics.env_steps) == (k + 1) * 64
+        assert int(metrics.episode_count) >= 0
+        np.testing.assert_allclose(metrics.ent_coef, INFO.ent_coef, rtol=1e-7)
+    # 0.05 x (1 - 4k / 16) at gradient step 4k: 0.05, then 0.0375.
+    lr = [float(metrics.learning_rate) for metrics, _ in two_steps_with_info]
+    np.testing.assert_allclose(lr, [0.05, 0.0375], rtol=1e-6)
