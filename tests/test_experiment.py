@@ -285,12 +285,20 @@ def test_tensorboard_event_files(finished_run):
         assert tag in data, tag
 
 
-def test_sweep_run_layout(tmp_path):
+@pytest.fixture(scope="module")
+def sweep_run(tmp_path_factory):
+    """A 2-setting run (learning_rate 1e-3, 1e-2), 2 seeds each, into tmp_path / "sweep"."""
+    tmp_path = tmp_path_factory.mktemp("sweep_runs")
+    result = experiment.run(RUNNER_CONFIG, RUNNER_SEEDS, tmp_path / "sweep",
+                            space={"learning_rate": [1e-3, 1e-2]},
+                            chunk_updates=RUNNER_CHUNK, progress=False)
+    return tmp_path, result
+
+
+def test_sweep_run_layout(sweep_run):
     """A 2-setting run: metrics [H, S, U], rows per setting carry the swept value, and
     setting h seed s equals a plain run of that setting with seed s."""
-    space = {"learning_rate": [1e-3, 1e-2]}
-    result = experiment.run(RUNNER_CONFIG, RUNNER_SEEDS, tmp_path / "sweep", space=space,
-                            chunk_updates=RUNNER_CHUNK, progress=False)
+    tmp_path, result = sweep_run
     assert result.metrics["entropy"].shape == (2, RUNNER_SEEDS, 7)
     assert result.paths["sweep plot"].exists()
     rows = experiment.read_metrics(tmp_path / "sweep")
@@ -340,3 +348,173 @@ def test_runs_beyond_memory_take_turns(finished_run, tmp_path):
         resumed = experiment.resume(tmp_path / "stop", progress=False, plots=False,
                                     max_runs_per_call=1)
     assert_same_run(resumed, turns)
+
+
+# --- Files and errors pinned without another compile ---------------------------------------------
+
+
+def test_config_json_holds_exactly_the_spec(finished_run):
+    data = json.loads((finished_run.run_dir / "config.json").read_text())
+    assert data == {
+        "format": 1,
+        "config": experiment.config_to_dict(RUNNER_CONFIG),
+        "settings": {},
+        "seeds": 2,
+        "seed": 0,
+        "chunk_updates": 3,
+        "checkpoint_every": 1,
+    }
+    assert data["config"]["num_envs"] == 2 and data["config"]["total_timesteps"] == 7 * 16
+
+
+def test_metrics_csv_columns_and_row_order(finished_run):
+    """Header: setting, seed, update, env_steps, then the Metrics fields in their order; rows
+    chunk by chunk (3 + 3 + 1 updates), seed-major inside a chunk; each cell is the metric
+    as '%.9g', empty where it is NaN."""
+    with (finished_run.run_dir / "metrics.csv").open() as f:
+        header = f.readline().strip().split(",")
+    assert header == ["setting", "seed", "update", "env_steps", "episode_return",
+                      "episode_length", "episode_count", "total_loss", "policy_loss",
+                      "value_loss", "entropy", "approx_kl", "clip_fraction", "grad_norm",
+                      "explained_variance", "learning_rate", "ent_coef", "gradient_steps"]
+    rows = experiment.read_metrics(finished_run.run_dir)
+    order = [(r["setting"], r["seed"], r["update"]) for r in rows]
+    chunks = [(0, 3), (3, 6), (6, 7)]
+    assert order == [("0", str(s), str(u)) for a, b in chunks for s in (0, 1)
+                     for u in range(a, b)]
+    for row in rows:
+        s, u = int(row["seed"]), int(row["update"])
+        for name in header[4:]:
+            value = float(finished_run.metrics[name][0, s, u])
+            assert row[name] == ("" if np.isnan(value) else f"{value:.9g}"), (name, s, u)
+        # No episode ended: both episode means are empty, the count is 0, nothing else empty.
+        assert (row["episode_return"] == "") == (row["episode_length"] == "") \
+            == (row["episode_count"] == "0")
+        assert all(row[name] != "" for name in header if not name.startswith("episode_"))
+
+
+def _hand_metrics(shape, episode_return):
+    """Every Metrics field [H, S, U]: field i at (h, s, u) holds 1000 i + 100 h + 10 s + u +
+    0.25 (exact in float32), episode_return as given."""
+    h, s, u = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+    metrics = {name: (1000 * i + 100 * h + 10 * s + u + 0.25).astype(np.float32)
+               for i, name in enumerate(experiment.METRIC_NAMES)}
+    metrics["episode_return"] = np.asarray(episode_return, np.float32)
+    return metrics
+
+
+def test_metrics_rows_of_a_sweep_by_hand(tmp_path):
+    """2 settings x 2 seeds, updates [1, 3) of 4: rows setting, config.<field>, seed, update,
+    env_steps = (update + 1) x 16, then the metrics; a NaN is an empty cell."""
+    spec = experiment.make_spec(RUNNER_CONFIG, {"learning_rate": [1e-3, 1e-2]}, seeds=2)
+    episode_return = np.full((2, 2, 4), 7.5)
+    episode_return[1, 0, 2] = np.nan
+    metrics = _hand_metrics((2, 2, 4), episode_return)
+    path = tmp_path / "metrics.csv"
+    experiment._write_metrics(path, spec, metrics, 1, 3, fresh=True)
+    lines = path.read_text().splitlines()
+    assert lines[0].split(",")[:6] == ["setting", "config.learning_rate", "seed", "update",
+                                      "env_steps", "episode_return"]
+    # episode_length is field 2 (index 2 in Metrics, after env_steps and episode_return).
+    assert lines[1:] == [
+        f"{h},{lr},{s},{u},{(u + 1) * 16},{'' if (h, s, u) == (1, 0, 2) else '7.5'},"
+        + ",".join(f"{1000 * i + 100 * h + 10 * s + u + 0.25:.9g}"
+                   for i in range(2, len(experiment.METRIC_NAMES)))
+        for h, lr in enumerate(("0.001", "0.01")) for s in (0, 1) for u in (1, 2)]
+
+
+def test_summary_of_a_partial_sweep_by_hand(tmp_path):
+    """summary.json of hand-made returns, 4 of 7 updates done, 2 settings x 3 seeds; a seed
+    without a finished episode is null and left out of the aggregate; reliability needs
+    every seed."""
+    spec = experiment.make_spec(RUNNER_CONFIG, {"learning_rate": [1e-3, 1e-2]}, seeds=3)
+    nan = np.nan
+    returns = np.array([[[1.0, 2.0, 3.0, 4.0], [2.0, 2.0, 2.0, 2.0], [nan, nan, 6.0, nan]],
+                        [[nan, nan, nan, nan], [0.0, 1.0, nan, 3.0], [5.0, 5.0, 5.0, 5.0]]])
+    result = experiment.Result(run_dir=tmp_path, spec=spec, state=None,
+                               metrics=_hand_metrics((2, 3, 4), returns), updates_done=4)
+    summary = json.loads(json.dumps(experiment._summary(result), allow_nan=False))
+    assert {k: v for k, v in summary.items() if k != "settings"} == {
+        "updates_done": 4, "num_updates": 7, "env_steps_per_run": 4 * 16, "finished": False}
+    first, second = summary["settings"]
+    assert (first["setting"], first["label"], first["learning_rate"]) == (
+        0, "learning_rate=0.001", 0.001)
+    assert (second["setting"], second["label"], second["learning_rate"]) == (
+        1, "learning_rate=0.01", 0.01)
+    # Final returns (window 10 covers all 4 updates, NaN skipped): (1+2+3+4)/4, 2, 6 and
+    # no episode, (0+1+3)/3, 5.
+    assert first["final_returns"] == [2.5, 2.0, 6.0]
+    assert second["final_returns"][0] is None
+    np.testing.assert_allclose(second["final_returns"][1:], [4 / 3, 5.0], rtol=1e-15)
+    # {2, 2.5, 6}: median 2.5; mean = IQM (int(3 / 4) = 0 dropped) = 10.5 / 3 = 3.5.
+    aggregate = first["aggregate"]
+    assert aggregate == stats.aggregate([2.5, 2.0, 6.0])
+    assert (aggregate["median"]["value"], aggregate["mean"]["value"],
+            aggregate["iqm"]["value"]) == (2.5, 3.5, 3.5)
+    for entry in aggregate.values():
+        assert 2.0 <= entry["ci_low"] <= entry["value"] <= entry["ci_high"] <= 6.0
+    # Setting 1 aggregates its 2 finished seeds only: mean (4/3 + 5) / 2 = 19 / 6.
+    assert second["aggregate"] == stats.aggregate([4 / 3, 5.0])
+    assert second["aggregate"]["mean"]["value"] == pytest.approx(19 / 6, rel=1e-15)
+    assert first["reliability"] == stats.reliability(
+        returns[0], [2.5, 2.0, 6.0], smoothing_window=10, window=10)
+    assert second["reliability"] is None
+    assert experiment._summary(result)["settings"][1]["reliability"] is None
+
+
+def test_reliability_needs_every_final_return_and_two_updates():
+    curves = np.array([[1.0, 2.0, 4.0], [0.0, 3.0, 3.0]])
+    assert experiment.reliability(curves, np.array([4.0, np.nan])) is None
+    assert experiment.reliability(curves[:, :1], np.array([1.0, 0.0])) is None
+    # Worst of 2 final scores (CVaR 5%, at least one run): 3.
+    report = experiment.reliability(curves, np.array([4.0, 3.0]))
+    assert report["risk_across_runs"] == 3.0
+
+
+def test_no_finished_checkpoint_and_a_file_as_run_dir_are_refused(finished_run, tmp_path):
+    empty = tmp_path / "empty_checkpoints"
+    (empty / "checkpoints").mkdir(parents=True)
+    (empty / "config.json").write_text((finished_run.run_dir / "config.json").read_text())
+    with pytest.raises(experiment.RunError, match="checkpoints holds no finished checkpoint"):
+        experiment.resume(empty, progress=False)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a directory")
+    with pytest.raises(experiment.RunError, match="a_file exists and is not a directory"):
+        experiment.run(RUNNER_CONFIG, RUNNER_SEEDS, a_file, progress=False)
+    assert a_file.read_text() == "not a directory"
+
+
+def test_load_picks_the_setting_and_seed_of_a_sweep(sweep_run):
+    """Run h * S + s is setting h, seed s; out-of-range or non-int choices are refused."""
+    tmp_path, result = sweep_run
+    run_dir = tmp_path / "sweep"
+    for setting, seed in ((1, 0), (0, 1), (1, 1)):
+        policy = jaxppo.load(run_dir, seed=seed, setting=setting)
+        assert (policy.setting, policy.seed) == (setting, seed)
+        assert policy.config.learning_rate == pytest.approx((1e-3, 1e-2)[setting], rel=1e-6)
+        want = jax.tree.map(lambda x, i=setting * 2 + seed: x[i], result.state.params)
+        for x, y in zip(jax.tree.leaves(policy.policy.params), jax.tree.leaves(want),
+                        strict=True):
+            np.testing.assert_array_equal(x, y)
+    for kwargs, message in (({"seed": -1}, "seed=-1: .* has 2 seeds \\(0 to 1\\)"),
+                            ({"setting": 2}, "setting=2: .* has 2 settings \\(0 to 1\\)"),
+                            ({"setting": -1}, "setting=-1"),
+                            ({"seed": True}, "seed=True")):
+        with pytest.raises(experiment.RunError, match=message):
+            jaxppo.load(run_dir, **kwargs)
+
+
+def test_summary_json_of_the_finished_run(finished_run):
+    """7 updates of 2 envs x 8 steps: 112 env steps per run; the one setting is "config"; its
+    aggregate over 2 seeds {a, b}: IQM (int(2 / 4) = 0 dropped) = median = mean = (a + b) / 2,
+    and the 2000 resamples hold (a, a) and (b, b), so the 95% interval is [min, max]."""
+    summary = json.loads((finished_run.run_dir / "summary.json").read_text())
+    assert {k: v for k, v in summary.items() if k != "settings"} == {
+        "updates_done": 7, "num_updates": 7, "env_steps_per_run": 112, "finished": True}
+    (entry,) = summary["settings"]
+    assert (entry["setting"], entry["label"]) == (0, "config")
+    a, b = finished_run.final_returns()[0]
+    assert np.isfinite([a, b]).all()  # every seed ends episodes in its last 10 updates
+    for name in ("iqm", "median", "mean"):
+        assert entry["aggregate"][name] == {"value": pytest.approx((a + b) / 2, rel=1e-12),
+                                            "ci_low": min(a, b), "ci_high": max(a, b)}, name
