@@ -140,7 +140,7 @@ def _config_from_args(args, sweep: bool):
 
     env_id = args.env_id or "CartPole-v1"
     if env_id not in jaxppo.envs.registered():
-        close = difflib.get_close_matches(env_id, jaxppo.envs.registered(), n=3)
+        close = jaxppo.envs.closest_ids(env_id)
         hint = f"; did you mean {', '.join(close)}?" if close else "; `jaxppo envs` lists them"
         raise ValueError(f"unknown environment {env_id!r}{hint}")
     config = jaxppo.preset(env_id)

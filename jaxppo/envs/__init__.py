@@ -21,7 +21,7 @@ import types
 from jaxppo.envs import core
 from jaxppo.envs.core import ActionSpace, GymnaxEnv, Step
 
-__all__ = ["ActionSpace", "GymnaxEnv", "Step", "make", "registered"]
+__all__ = ["ActionSpace", "GymnaxEnv", "Step", "closest_ids", "make", "registered"]
 
 # The ids of `probes.PROBES`, known without importing gymnax (a test checks they agree).
 PROBE_IDS = ("ProbeValue-v0", "ProbeDiscount-v0", "ProbeTruncation-v0", "ProbePolicy-v0",
@@ -79,6 +79,11 @@ def registered() -> tuple[str, ...]:
     return tuple(gymnax.registered_envs) + PROBE_IDS
 
 
+def closest_ids(env_id: str) -> list[str]:
+    """Up to 3 known ids closest to ``env_id`` (difflib), best first: for "did you mean"."""
+    return difflib.get_close_matches(env_id, registered(), n=3)
+
+
 @functools.cache
 def make(env_id: str) -> core.GymnaxEnv:
     """The env for ``env_id`` with its default parameters.
@@ -95,7 +100,7 @@ def make(env_id: str) -> core.GymnaxEnv:
         env = probes.PROBES[env_id]()
         return core.GymnaxEnv(env_id, env, env.default_params)
     if env_id not in gymnax.registered_envs:
-        close = difflib.get_close_matches(env_id, registered(), n=3)
+        close = closest_ids(env_id)
         hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
         known = ", ".join(registered())
         raise ValueError(f"unknown env_id {env_id!r}; {hint}known environments: {known}")
