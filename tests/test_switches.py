@@ -268,41 +268,6 @@ def test_update_on_flat_params_equals_a_loop_over_param_trees():
     assert int(info.gradient_steps) == config.update_epochs * config.num_minibatches
 
 
-def _index_batch(steps, envs_):
-    """A batch whose obs hold (t, n) so shuffles can be traced back."""
-    t, n = np.meshgrid(np.arange(steps), np.arange(envs_), indexing="ij")
-    obs = jnp.asarray(np.stack([t, n], -1), jnp.float32)
-    zeros = jnp.zeros((steps, envs_))
-    return update.Batch(obs=obs, action=zeros.astype(jnp.int32),
-                        action_mask=jnp.ones((steps, envs_, 2), bool), log_prob=zeros,
-                        value=zeros, advantage=zeros, target=zeros)
-
-
-def test_transition_shuffle_is_a_permutation():
-    config = TINY.replace(num_minibatches=4)
-    out = update.shuffle_minibatches(_index_batch(16, 4), jax.random.key(0), config)
-    assert out.obs.shape == (4, 16, 2)
-    pairs = {tuple(p) for p in np.asarray(out.obs).reshape(-1, 2).astype(int)}
-    assert len(pairs) == 64
-    other = update.shuffle_minibatches(_index_batch(16, 4), jax.random.key(1), config)
-    assert not np.array_equal(out.obs, other.obs)
-
-
-def test_trajectory_shuffle_keeps_whole_trajectories_in_time_order():
-    config = TINY.replace(num_minibatches=2, shuffle="trajectories")
-    out = np.asarray(update.shuffle_minibatches(_index_batch(16, 4), jax.random.key(0),
-                                                config).obs).astype(int)
-    assert out.shape == (2, 32, 2)
-    pairs = {tuple(p) for p in out.reshape(-1, 2)}
-    assert len(pairs) == 64  # a permutation of the batch
-    for minibatch in out:
-        envs_in = sorted(set(minibatch[:, 1]))
-        assert len(envs_in) == 2  # N / M = 2 whole trajectories
-        for n in envs_in:
-            times = minibatch[minibatch[:, 1] == n, 0]
-            np.testing.assert_array_equal(times, np.arange(16))
-
-
 @pytest.mark.parametrize(
     ("schedule", "expected"),
     [

@@ -3,7 +3,7 @@
 A minibatch's old log-probs are the current policy's minus log r, so each sample's ratio is the
 r chosen here; old values and targets are set around the critic's V the same way. Every switch
 of the loss, the KL early stop, the gradient-norm metric, the averaging over steps taken, the
-per-epoch GAE recompute, the value normalization of the batch and the trajectory shuffle are
+per-epoch GAE recompute, the value normalization of the batch and both shuffles are
 pinned by numbers.
 """
 
@@ -293,15 +293,46 @@ def test_make_batch_normalizes_old_values_and_targets(net):
     np.testing.assert_array_equal(off.target, target)
 
 
-# --- The trajectory shuffle -----------------------------------------------------------------
+# --- The shuffles ---------------------------------------------------------------------------
+
+def _index_batch(steps, envs_):
+    """A batch whose obs hold (t, n) so shuffles can be traced back."""
+    t, n = np.meshgrid(np.arange(steps), np.arange(envs_), indexing="ij")
+    obs = jnp.asarray(np.stack([t, n], -1), jnp.float32)
+    zeros = jnp.zeros((steps, envs_))
+    return update.Batch(obs=obs, action=zeros.astype(jnp.int32),
+                        action_mask=jnp.ones((steps, envs_, 2), bool), log_prob=zeros,
+                        value=zeros, advantage=zeros, target=zeros)
+
+
+def test_transition_shuffle_is_a_permutation():
+    config = CONFIG.replace(num_minibatches=4)
+    out = update.shuffle_minibatches(_index_batch(16, 4), jax.random.key(0), config)
+    assert out.obs.shape == (4, 16, 2)
+    pairs = {tuple(p) for p in np.asarray(out.obs).reshape(-1, 2).astype(int)}
+    assert len(pairs) == 64
+    other = update.shuffle_minibatches(_index_batch(16, 4), jax.random.key(1), config)
+    assert not np.array_equal(out.obs, other.obs)
+
+
+def test_trajectory_shuffle_keeps_whole_trajectories_in_time_order():
+    config = CONFIG.replace(num_minibatches=2, shuffle="trajectories")
+    out = np.asarray(update.shuffle_minibatches(_index_batch(16, 4), jax.random.key(0),
+                                                config).obs).astype(int)
+    assert out.shape == (2, 32, 2)
+    pairs = {tuple(p) for p in out.reshape(-1, 2)}
+    assert len(pairs) == 64  # a permutation of the batch
+    for minibatch in out:
+        envs_in = sorted(set(minibatch[:, 1]))
+        assert len(envs_in) == 2  # N / M = 2 whole trajectories
+        for n in envs_in:
+            times = minibatch[minibatch[:, 1] == n, 0]
+            np.testing.assert_array_equal(times, np.arange(16))
+
 
 def test_trajectory_shuffle_permutes_the_envs():
     config = CONFIG.replace(shuffle="trajectories", num_minibatches=2)
-    t, n = np.meshgrid(np.arange(4), np.arange(4), indexing="ij")
-    zeros = jnp.zeros((4, 4))
-    batch = update.Batch(obs=jnp.asarray(np.stack([t, n], -1), jnp.float32), action=zeros,
-                         action_mask=None, log_prob=zeros, value=zeros, advantage=zeros,
-                         target=zeros)
+    batch = _index_batch(4, 4)
     shuffle = jax.jit(functools.partial(update.shuffle_minibatches, config=config))
     orders, first_envs = set(), set()
     for k in range(20):
