@@ -182,22 +182,23 @@ def dynamic_fields() -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(Config) if f.metadata.get("pytree_node", True))
 
 
-def _fail(name: str, value, allowed: str) -> None:
+def fail(name: str, value, allowed: str) -> None:
+    """Raise the `ValueError` of a bad field: its name, the value and what is allowed."""
     raise ValueError(f"Config.{name}={value!r} is invalid: {allowed}.")
 
 
 def _check_int(config: Config, name: str, minimum: int = 1) -> None:
     value = getattr(config, name)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        _fail(name, value, f"must be an integer >= {minimum}")
+        fail(name, value, f"must be an integer >= {minimum}")
     if value < minimum:
-        _fail(name, value, f"must be an integer >= {minimum}")
+        fail(name, value, f"must be an integer >= {minimum}")
 
 
 def _check_bool(config: Config, name: str) -> None:
     value = getattr(config, name)
     if not isinstance(value, bool | np.bool_):
-        _fail(name, value, "must be True or False")
+        fail(name, value, "must be True or False")
 
 
 def _concrete(value) -> np.ndarray | None:
@@ -207,7 +208,7 @@ def _concrete(value) -> np.ndarray | None:
     return np.asarray(value, dtype=np.float64)
 
 
-def _check_range(config: Config, name: str, low: float, high: float, allowed: str, *,
+def check_range(config: Config, name: str, low: float, high: float, allowed: str, *,
                  open_low: bool = False) -> None:
     value = getattr(config, name)
     array = _concrete(value)
@@ -216,12 +217,12 @@ def _check_range(config: Config, name: str, low: float, high: float, allowed: st
     ok = np.isfinite(array) & (array <= high) & ((array > low) if open_low else (array >= low))
     if not np.all(ok):
         bad = array if array.ndim == 0 else array[~ok][0]
-        _fail(name, float(bad), allowed)
+        fail(name, float(bad), allowed)
 
 
 def _validate_static(config: Config) -> None:
     if not isinstance(config.env_id, str):
-        _fail("env_id", config.env_id, "must be an environment id string")
+        fail("env_id", config.env_id, "must be an environment id string")
     for name in ("num_envs", "num_steps", "update_epochs", "num_minibatches", "total_timesteps"):
         _check_int(config, name)
     for name in ("anneal_lr", "normalize_advantages", "clip_value_loss", "dual_clip",
@@ -233,29 +234,29 @@ def _validate_static(config: Config) -> None:
                           ("grad_norm_type", GRAD_NORM_TYPES),
                           ("matmul_dtype", MATMUL_DTYPES)):
         if getattr(config, name) not in allowed:
-            _fail(name, getattr(config, name), f"must be one of {allowed}")
+            fail(name, getattr(config, name), f"must be one of {allowed}")
     if config.shuffle == "trajectories" and config.num_envs % config.num_minibatches:
-        _fail("num_minibatches", config.num_minibatches,
+        fail("num_minibatches", config.num_minibatches,
               f"must divide num_envs={config.num_envs} when shuffle='trajectories' "
               "(each minibatch holds whole env trajectories)")
     sizes = config.hidden_sizes
     if not isinstance(sizes, tuple) or not all(
         isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1 for s in sizes
     ):
-        _fail("hidden_sizes", sizes, "must be a tuple of positive integers, e.g. (64, 64)")
+        fail("hidden_sizes", sizes, "must be a tuple of positive integers, e.g. (64, 64)")
     if config.activation not in ACTIVATIONS:
-        _fail("activation", config.activation, f"must be one of {ACTIVATIONS}")
+        fail("activation", config.activation, f"must be one of {ACTIVATIONS}")
     if config.action_dist not in ACTION_DISTS:
-        _fail("action_dist", config.action_dist, f"must be one of {ACTION_DISTS}")
+        fail("action_dist", config.action_dist, f"must be one of {ACTION_DISTS}")
     if config.batch_size % config.num_minibatches:
-        _fail(
+        fail(
             "num_minibatches",
             config.num_minibatches,
             f"must divide the batch num_envs x num_steps = {config.num_envs} x "
             f"{config.num_steps} = {config.batch_size}",
         )
     if config.total_timesteps < config.batch_size:
-        _fail(
+        fail(
             "total_timesteps",
             config.total_timesteps,
             f"must be at least one batch, num_envs x num_steps = {config.batch_size}",
@@ -263,36 +264,36 @@ def _validate_static(config: Config) -> None:
 
 
 def _validate_dynamic(config: Config) -> None:
-    _check_range(config, "learning_rate", 0.0, np.inf, "must be > 0", open_low=True)
-    _check_range(config, "gamma", 0.0, 1.0, "must lie in [0, 1]")
-    _check_range(config, "gae_lambda", 0.0, 1.0, "must lie in [0, 1]")
-    _check_range(config, "clip_eps", 0.0, np.inf, "must be > 0", open_low=True)
+    check_range(config, "learning_rate", 0.0, np.inf, "must be > 0", open_low=True)
+    check_range(config, "gamma", 0.0, 1.0, "must lie in [0, 1]")
+    check_range(config, "gae_lambda", 0.0, 1.0, "must lie in [0, 1]")
+    check_range(config, "clip_eps", 0.0, np.inf, "must be > 0", open_low=True)
     if config.dual_clip:
-        _check_range(config, "dual_clip_c", 1.0, np.inf,
+        check_range(config, "dual_clip_c", 1.0, np.inf,
                      "must be > 1 when dual_clip is enabled (3 is typical)", open_low=True)
     if config.clip_value_loss:
-        _check_range(config, "vf_clip", 0.0, np.inf,
+        check_range(config, "vf_clip", 0.0, np.inf,
                      "must be > 0 when clip_value_loss is enabled", open_low=True)
-    _check_range(config, "vf_coef", 0.0, np.inf, "must be >= 0")
-    _check_range(config, "ent_coef", 0.0, np.inf, "must be >= 0")
-    _check_range(config, "max_grad_norm", 0.0, np.inf, "must be > 0", open_low=True)
-    _check_range(config, "adam_eps", 0.0, np.inf, "must be > 0", open_low=True)
-    _check_range(config, "init_log_std", -np.inf, np.inf, "must be finite")
+    check_range(config, "vf_coef", 0.0, np.inf, "must be >= 0")
+    check_range(config, "ent_coef", 0.0, np.inf, "must be >= 0")
+    check_range(config, "max_grad_norm", 0.0, np.inf, "must be > 0", open_low=True)
+    check_range(config, "adam_eps", 0.0, np.inf, "must be > 0", open_low=True)
+    check_range(config, "init_log_std", -np.inf, np.inf, "must be finite")
     if config.normalize_obs:
-        _check_range(config, "obs_clip", 0.0, np.inf, "must be > 0", open_low=True)
+        check_range(config, "obs_clip", 0.0, np.inf, "must be > 0", open_low=True)
     if config.ent_schedule != "constant":
-        _check_range(config, "ent_coef_end", 0.0, np.inf, "must be >= 0")
+        check_range(config, "ent_coef_end", 0.0, np.inf, "must be >= 0")
     if config.ent_schedule == "exponential":
-        _check_range(config, "ent_coef", 0.0, np.inf,
+        check_range(config, "ent_coef", 0.0, np.inf,
                      "must be > 0 for an exponential schedule", open_low=True)
-        _check_range(config, "ent_coef_end", 0.0, np.inf,
+        check_range(config, "ent_coef_end", 0.0, np.inf,
                      "must be > 0 for an exponential schedule", open_low=True)
     if config.kl_early_stop:
-        _check_range(config, "target_kl", 0.0, np.inf,
+        check_range(config, "target_kl", 0.0, np.inf,
                      "must be > 0 when kl_early_stop is enabled", open_low=True)
-    _check_range(config, "temperature", 0.0, np.inf, "must be > 0", open_low=True)
+    check_range(config, "temperature", 0.0, np.inf, "must be > 0", open_low=True)
     if config.fourier_features:
-        _check_range(config, "fourier_scale", 0.0, np.inf, "must be > 0", open_low=True)
+        check_range(config, "fourier_scale", 0.0, np.inf, "must be > 0", open_low=True)
 
 
 def validate(config: Config) -> Config:
@@ -300,7 +301,8 @@ def validate(config: Config) -> Config:
 
     Runs in Python before tracing. Static fields are always checked; dynamic leaves are checked
     where they are concrete (numbers or arrays, every element of a stacked config), and skipped
-    while traced. The action distribution is checked against the environment's action space.
+    while traced. The checks against the environment (its action space, its masks) are
+    `jaxppo.envs.check`'s; `jaxppo.validate` runs both.
 
     Returns:
         The config, unchanged, so calls can be chained.
@@ -309,28 +311,6 @@ def validate(config: Config) -> Config:
         raise TypeError(f"expected a jaxppo.Config, got {type(config).__name__}")
     _validate_static(config)
     _validate_dynamic(config)
-    from jaxppo import envs  # envs sit above config in the import order
-
-    env = envs.make(config.env_id)
-    kind = "categorical" if env.action_space.discrete else "gaussian"
-    if config.action_dist not in ("auto", kind):
-        _fail(
-            "action_dist",
-            config.action_dist,
-            f"{config.env_id} has a {'discrete' if kind == 'categorical' else 'continuous'} "
-            f"action space, so it needs {kind!r} (or 'auto')",
-        )
-    if config.squash_mean and env.action_space.discrete:
-        _fail("squash_mean", True, f"applies to continuous actions only; {config.env_id} "
-              "has discrete actions")
-    if config.action_masking and not env.has_action_mask:
-        _fail("action_masking", True, f"{config.env_id} provides no action masks (an env "
-              "provides them with an action_mask(state, params) method, as ProbeMasked-v0 "
-              "does)")
-    if not env.action_space.discrete:
-        _check_range(config, "temperature", 1.0, 1.0,
-                     f"applies to discrete actions only; {config.env_id} has continuous "
-                     "actions, so it must stay 1.0")
     return config
 
 
@@ -362,30 +342,3 @@ def stack_configs(configs: Sequence[Config]) -> Config:
     for config in configs:
         _validate_dynamic(config)
     return jax.tree.map(lambda *xs: np.stack([np.asarray(x, np.float32) for x in xs]), *configs)
-
-
-# Settings known to learn, per environment (the learning tests check them; see README).
-PRESETS: dict[str, Config] = {
-    # REFERENCES.md's classic CartPole settings are Config's defaults.
-    "CartPole-v1": Config(env_id="CartPole-v1"),
-    # Continuous control: longer rollouts, 10 epochs of 64-sample minibatches, a shorter
-    # horizon (gamma 0.95, the swing-up reward is dense), no entropy bonus, no value clipping
-    # (returns reach -150, far outside any 0.2 clip band), lr 1e-3 annealed.
-    "Pendulum-v1": Config(
-        env_id="Pendulum-v1",
-        num_envs=16,
-        num_steps=128,
-        total_timesteps=1_000_000,
-        update_epochs=10,
-        num_minibatches=32,
-        learning_rate=1e-3,
-        gamma=0.95,
-        ent_coef=0.0,
-        clip_value_loss=False,
-    ),
-}
-
-
-def preset(env_id: str) -> Config:
-    """A config known to learn ``env_id`` (`PRESETS`), else the defaults with that env."""
-    return PRESETS.get(env_id, Config(env_id=env_id))

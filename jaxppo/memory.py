@@ -10,8 +10,8 @@ nothing is compiled or run):
 - the train state (params, Adam moments, env states, normalizers), twice: the update scan
   holds the state it was given and the state it builds;
 - one update's data: the rollout `Transition` [T, N], the GAE arrays (scaled rewards,
-  discounted returns, advantages, targets) [T, N], the training `Batch` [T, N] and its
-  shuffled copy cut into minibatches;
+  discounted returns, final observations' values, advantages, targets) [T, N], the training
+  `Batch` [T, N] and its shuffled copy cut into minibatches;
 - the activations of one gradient step: for each of the actor and the critic, every hidden
   layer's output over a minibatch is kept for the backward pass, and its gradient is made
   there (2 x 2 x minibatch_size x sum(hidden_sizes) floats);
@@ -31,6 +31,7 @@ import jax
 import numpy as np
 
 from jaxppo import envs, networks, prng, rollout
+from jaxppo import policy as policy_lib
 from jaxppo import train as train_lib
 from jaxppo.config import Config
 
@@ -79,7 +80,7 @@ def _first_rollout(config: Config, key: jax.Array) -> rollout.Transition:
     state = train_lib.init(config, key)
     env = envs.make(config.env_id)
     network = networks.make(config, env)
-    policy = rollout.Policy(state.params, state.normalizers)
+    policy = policy_lib.Policy(state.params, state.normalizers)
     _, transitions = rollout.rollout(config, env, network, policy,
                                      rollout.EnvCarry(state.obs, state.env_state), key)
     return transitions
@@ -88,7 +89,8 @@ def _first_rollout(config: Config, key: jax.Array) -> rollout.Transition:
 def _update_data_bytes(config: Config, transitions: rollout.Transition) -> int:
     """Transition + GAE arrays + Batch + its shuffled copy, for one update [T, N]."""
     per_step = config.batch_size * _FLOAT_BYTES
-    gae_arrays = 4 * per_step  # scaled rewards, discounted returns, advantages, targets
+    # Scaled rewards, discounted returns, final observations' values, advantages, targets.
+    gae_arrays = 5 * per_step
     batch = tree_bytes((transitions.obs, transitions.action, transitions.action_mask,
                         transitions.log_prob, transitions.value)) + 2 * per_step
     return tree_bytes(transitions) + gae_arrays + 2 * batch

@@ -25,9 +25,7 @@ Where each switch lives:
   env's bounds as static module attributes set by `make`.
 
 Every Dense layer of both MLPs multiplies by `matmul`, a custom VJP (so the networks have
-reverse-mode derivatives only): on CPU, up to `COPY_MAX_RUNS` vmapped runs, its weight
-gradient x^T g reads a transposed copy of x, which XLA runs as a faster kernel than the dot
-it makes of x^T g otherwise.
+reverse-mode derivatives only) whose weight gradient takes x^T from `backend.transposed`.
 ``matmul_dtype="bfloat16"`` (static) gives it bfloat16 operands with float32 accumulation and
 result, in the forward pass and in the gradient's two matmuls (`bfloat16_matmul`); params
 and everything between the matmuls stay float32. The Fourier projection stays float32.
@@ -47,7 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxppo import distributions
+from jaxppo import backend, distributions
 from jaxppo.config import MATMUL_DTYPES, Config
 
 _ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu}
@@ -68,10 +66,8 @@ def matmul(x: jax.Array, w: jax.Array, operand_dtype: str = "float32") -> jax.Ar
     Under bfloat16 the gradients come back float32 and unrounded: plain differentiation of the
     casts would give a float32 x bfloat16 matmul and round the weight gradient to bfloat16.
 
-    On CPU, in programs of up to `COPY_MAX_RUNS` vmapped runs, the weight gradient x^T g
-    multiplies a transposed copy of x (`_transposed`): XLA's CPU backend runs x^T g as an
-    Eigen dot, slower there than the YNNPACK kernel it uses for a plain product (bench/README,
-    attempts of 30 Nov).
+    The weight gradient x^T g takes its x^T from `backend.transposed` (a copy on CPU, where
+    XLA multiplies it faster).
 
     Being a custom VJP, it has reverse-mode derivatives only (`jax.grad`, `jax.vjp`), not
     forward-mode ones (`jax.jvp`, `jax.jacfwd`). A custom JVP written the same way lost the
@@ -93,55 +89,11 @@ def _matmul_forward(x, w, operand_dtype):
     return jnp.matmul(x, w, preferred_element_type=jnp.float32), (x, w)
 
 
-# Runs in one vmapped program up to which the weight gradient reads a transposed copy on CPU.
-# Measured on whole CartPole runs (bench/README, attempts of 30 Nov): the copy pays at 1 to 16
-# runs (1.04x to 1.07x), is even at 32 and costs 0.85x at 64, where XLA's batched dot does
-# better than the copies.
-COPY_MAX_RUNS = 16
-
-
-def _swapped(a: jax.Array) -> jax.Array:
-    """a with its last two axes swapped."""
-    return jnp.swapaxes(a, -1, -2)
-
-
-def _swapped_copy(a: jax.Array) -> jax.Array:
-    """`_swapped` as an array of its own: without the barrier XLA folds the transpose back
-    into the dot that reads it."""
-    return jax.lax.optimization_barrier(_swapped(a))
-
-
-def _transposed(a: jax.Array, runs: int = 1) -> jax.Array:
-    """`_swapped`; on CPU, up to `COPY_MAX_RUNS` vmapped runs, `_swapped_copy`. ``runs``
-    counts the vmapped runs outside ``a``'s axes."""
-    if runs > COPY_MAX_RUNS:
-        return _swapped(a)
-    return _transposed_copy(runs)(a)
-
-
-@functools.cache
-def _transposed_copy(runs: int):
-    """`_transposed` for ``runs`` runs, as a function that counts the runs of each vmap."""
-
-    @jax.custom_batching.custom_vmap
-    def transposed(a):
-        return jax.lax.platform_dependent(a, cpu=_swapped_copy, default=_swapped)
-
-    @transposed.def_vmap
-    def _batched(axis_size, in_batched, a):
-        # One input: JAX calls this rule only when the vmap batches it (in_batched == [True]).
-        del in_batched
-        # The vmapped axis leads; the swapped axes are the last two of each run's array.
-        return _transposed(a, runs * axis_size), True
-
-    return transposed
-
-
 def _matmul_backward(operand_dtype, saved, g):
     x, w = saved
     g = g.astype(operand_dtype)
     dx = jnp.matmul(g, w.T, preferred_element_type=jnp.float32)
-    rows = _transposed(x.reshape(-1, x.shape[-1]))
+    rows = backend.transposed(x.reshape(-1, x.shape[-1]))
     dw = jnp.matmul(rows, g.reshape(-1, g.shape[-1]), preferred_element_type=jnp.float32)
     return dx, dw
 
@@ -170,14 +122,9 @@ def _dot_general(operand_dtype: str):
 _DOT_GENERALS = {dtype: _dot_general(dtype) for dtype in MATMUL_DTYPES}
 
 
-def _dense(features: int, gain: float, name: str, matmul_dtype: str = "float32") -> nn.Dense:
-    return nn.Dense(
-        features,
-        kernel_init=nn.initializers.orthogonal(gain),
-        bias_init=nn.initializers.zeros,
-        dot_general=_DOT_GENERALS[matmul_dtype],
-        name=name,
-    )
+def _dense(features: int, name: str, matmul_dtype: str = "float32") -> nn.Dense:
+    # No initializers here: `init` draws every kernel (orthogonal, gains by `_kernel_gain`).
+    return nn.Dense(features, dot_general=_DOT_GENERALS[matmul_dtype], name=name)
 
 
 class MLP(nn.Module):
@@ -186,15 +133,14 @@ class MLP(nn.Module):
     hidden_sizes: Sequence[int]
     activation: str
     out_features: int
-    out_gain: float
     matmul_dtype: str = "float32"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         act = _ACTIVATIONS[self.activation]
         for i, width in enumerate(self.hidden_sizes):
-            x = act(_dense(width, HIDDEN_GAIN, f"hidden_{i}", self.matmul_dtype)(x))
-        return _dense(self.out_features, self.out_gain, "head", self.matmul_dtype)(x)
+            x = act(_dense(width, f"hidden_{i}", self.matmul_dtype)(x))
+        return _dense(self.out_features, "head", self.matmul_dtype)(x)
 
 
 class ActorCritic(nn.Module):
@@ -224,10 +170,9 @@ class ActorCritic(nn.Module):
     matmul_dtype: str = "float32"
 
     def setup(self) -> None:
-        self.critic = MLP(self.hidden_sizes, self.activation, 1, VALUE_GAIN, self.matmul_dtype)
+        self.critic = MLP(self.hidden_sizes, self.activation, 1, self.matmul_dtype)
         out = self.num_actions or self.action_size
-        self.actor = MLP(self.hidden_sizes, self.activation, out, POLICY_GAIN,
-                         self.matmul_dtype)
+        self.actor = MLP(self.hidden_sizes, self.activation, out, self.matmul_dtype)
         if not self.num_actions:
             # State-independent log std, a free parameter (set to Config.init_log_std by init).
             self.log_std = self.param("log_std", nn.initializers.zeros, (self.action_size,))
@@ -307,18 +252,14 @@ def init(config: Config, env, key: jax.Array):
     Every kernel is orthogonal as ``jax.nn.initializers.orthogonal`` makes it (the Q of a
     Gaussian matrix's QR, signs fixed by R's diagonal), but the Gaussian samples of all kernels
     come from one normal draw, cut in order: one random-number kernel for XLA to compile
-    instead of one per layer (0.7 s less compile time on the 2-core CPU).
+    instead of one per layer.
     """
     network = make(config, env)
     dummy = jnp.zeros((input_size(config, env),), jnp.float32)
     shapes = jax.eval_shape(network.init, jax.random.key(0), dummy)
 
-    # Under vmap (many runs at once) the orthogonal init would be one batched QR, a LAPACK
-    # call that waits for tasks of XLA's CPU thread pool; with enough runs (144 CartPole
-    # runs on 2 cores) every pool thread ended up waiting and the program hung. Initialising
-    # the runs one after another (a loop only at init, a few small QRs each) avoids it.
-    params = jax.custom_batching.sequential_vmap(
-        lambda key: _orthogonal_params(shapes, key))(key)
+    # Under a vmap on CPU, one run at a time: a batched LAPACK QR can hang XLA's thread pool.
+    params = backend.one_run_at_a_time(functools.partial(_orthogonal_params, shapes))(key)
     inner = dict(params["params"])
     if not env.action_space.discrete:
         inner["log_std"] = jnp.full_like(inner["log_std"], config.init_log_std)

@@ -10,17 +10,16 @@ into one kernel per call site. `fast` moves a threefry key onto it without chang
 data, so every number drawn is the one JAX's threefry draws (tests/test_prng.py checks split,
 fold_in, bits, uniform, normal, categorical, bernoulli and permutation). Keys of other
 implementations, legacy uint32 keys, and threefry keys under
-``jax_threefry_partitionable=False`` are used as they are. `train.step` gives the rollout a
-fast key (1.09x at 1 and 8 seeds, 1.05x at 256 envs, 1.01x on Pendulum) and so does
-`evaluate`; the shuffle keeps JAX's keys, since it ran slower on these.
+``jax_threefry_partitionable=False`` are used as they are. On CPU the rollout and `evaluate`
+draw on a fast key (`jaxppo.backend.rollout_key`); the shuffle keeps JAX's keys, which it
+runs faster on.
 
 `permutation` stands in for ``jax.random.permutation`` in the epochs' shuffles. Up to 256
 elements it sorts one uint32 array (`sort_permutation`; JAX sorts key/value pairs, a slower
 path on CPU). Above, it maps every index through a keyed bijection, an 8-round Feistel
-network (`bijective_permutation`): no sort at all, O(n) work, 11 to 45 times as fast as the
-sort from 512 to 32,768 elements (6 times at 30,000, not a power of two).
+network (`bijective_permutation`): no sort at all, O(n) work.
 
-Measured in bench/README.md ("Optimization attempts").
+The figures behind each choice are in bench/README.md ("Attempts").
 """
 
 from __future__ import annotations
@@ -67,9 +66,8 @@ def _computed_once(x: jax.Array, word: jax.Array) -> jax.Array:
     auto-reset's selects and each transition write (a dozen kernels of 500 to 1,100
     operations per step on Pendulum), the shuffle's Feistel permutation into each shuffled
     array's gather. To XLA an integer division by a non-constant is expensive, and it does not
-    copy expensive operations, so the chain becomes one kernel and its readers stay small.
-    XLA compiles kernels one by one: Pendulum compiles in 4.9 instead of 5.2 s, CartPole in
-    4.9 instead of 5.1 s, with the same numbers and run time (bench/README.md).
+    copy expensive operations, so the chain becomes one kernel and its readers stay small,
+    and there are fewer kernels for XLA to compile.
     """
     word = word | np.uint32(1)
     return x // (word // word)
@@ -146,7 +144,7 @@ def permutation(key: jax.Array, n: int) -> jax.Array:
     """A random permutation of ``0 .. n - 1`` (int32 [n]) for the epochs' shuffles.
 
     Up to `SORT_MAX` elements: `sort_permutation`. Above: `bijective_permutation`, which needs
-    no sort (45x as fast as the sort at 32,768 elements on CPU, bench/results/permutation.md).
+    no sort, so O(n) work.
     The numbers differ from ``jax.random.permutation(key, n)``'s.
     """
     _check_size(n, "permutation")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,7 +23,7 @@ import jax
 import numpy as np
 
 from jaxppo import config as config_lib
-from jaxppo import memory, prng
+from jaxppo import placement
 from jaxppo import train as train_lib
 from jaxppo.config import Config
 from jaxppo.train import TrainState
@@ -126,99 +125,17 @@ def settings_table(space: Mapping[str, Sequence[float]] | Mapping[str, np.ndarra
     return grid(space)
 
 
-def _update(state: TrainState, _, config: Config):
-    return train_lib.step(config, state)
-
-
 def _train_from(config: Config, state: TrainState):
-    """`train` after its `init`: ``config.num_updates`` updates scanned from ``state``."""
-    body = functools.partial(_update, config=config)
-    return jax.lax.scan(body, state, None, length=config.num_updates)
+    """`train` after its `init`: ``config.num_updates`` updates from ``state``."""
+    return train_lib.run_updates(config, state, config.num_updates)
 
 
-#: `init` of B runs (configs with dynamic leaves [B], keys [B]). Safe to vmap: `networks.init`
-#: runs the batched runs' orthogonal inits one after another (a batched LAPACK QR deadlocked
-#: XLA's CPU thread pool; see there).
+#: `init` of B runs (configs with dynamic leaves [B], keys [B]), one vmapped program.
 init_batch = jax.jit(jax.vmap(train_lib.init))
 
 
 #: `train` from given initial states: B runs, configs [B] and states [B], one vmapped program.
 train_batch = jax.jit(jax.vmap(_train_from))
-
-
-def _host(x) -> np.ndarray:
-    """A host copy of ``x``; of a typed PRNG key array, its raw data."""
-    return np.asarray(jax.random.key_data(x) if prng.is_key(x) else x)
-
-
-def _placed(data: np.ndarray, like, target):
-    """Host ``data`` (from `_host`) placed on ``target`` (a device or a sharding), as a typed
-    key array again when ``like`` is one."""
-    out = jax.device_put(data, target)
-    return jax.random.wrap_key_data(out, impl=jax.random.key_impl(like)) if prng.is_key(
-        like) else out
-
-
-def _put(tree, sharding):
-    """Host copies of ``tree``'s leaves laid out by ``sharding`` (typed PRNG keys through their
-    raw data), so that every process of a multi-host run can place the same global value."""
-    return jax.tree.map(lambda x: _placed(_host(x), x, sharding), tree)
-
-
-def _local_device(devices: Sequence[Any]):
-    return next(d for d in devices if d.process_index == jax.process_index())
-
-
-def default_devices(runs: int) -> list:
-    """The devices a batch of ``runs`` spreads over by default: every device of every process,
-    except that a single process uses no more devices than there are runs (a device without a
-    run of its own would only train a padding copy, on a core a real run could use)."""
-    devices = jax.devices()
-    return devices if jax.process_count() > 1 else devices[:max(1, runs)]
-
-
-def runs_sharding(devices: Sequence[Any]) -> jax.sharding.Sharding:
-    """The layout of a batch of runs: axis 0 split over a 1-D mesh ("runs") of ``devices``.
-
-    On one device, that device's plain `SingleDeviceSharding`: the same layout, and a program
-    whose inputs carry a mesh, even of one device, takes longer to lower (0.55 to 0.59 s
-    against 0.38 to 0.39 s for a 1-seed CartPole run, bench/README.md).
-    """
-    if len(devices) == 1:
-        return jax.sharding.SingleDeviceSharding(devices[0])
-    return jax.sharding.NamedSharding(_runs_mesh(devices), jax.sharding.PartitionSpec("runs"))
-
-
-def _runs_mesh(devices: Sequence[Any]) -> jax.sharding.Mesh:
-    return jax.sharding.Mesh(np.asarray(devices), ("runs",))
-
-
-def runs_per_call(config: Config, runs: int, devices: Sequence[Any],
-                  max_runs_per_call: int | None = None) -> int:
-    """Runs in one call: all of them when they fit in memory, else as many as fit (from
-    `memory.runs_that_fit` on each device, or ``max_runs_per_call``), rounded down to a
-    multiple of the device count and never below one run per device."""
-    count = len(devices)
-    if max_runs_per_call is None:
-        max_runs_per_call = memory.runs_that_fit(config, _local_device(devices)) * count
-    per_call = min(max_runs_per_call, -(-runs // count) * count)
-    return max(count, per_call // count * count)
-
-
-def plan_calls(config: Config, runs: int, devices: Sequence[Any],
-               max_runs_per_call: int | None = None) -> tuple[int, int]:
-    """(P, calls): `runs_per_call` and how many calls of P runs cover ``runs``; more than one
-    call is announced with a `memory.ChunkWarning` (a warning, not a log line: it reaches a
-    user who configured nothing, and a test or script can catch it, silence it or make it an
-    error)."""
-    per_call = runs_per_call(config, runs, devices, max_runs_per_call)
-    calls = -(-runs // per_call)
-    if calls > 1:
-        warnings.warn(
-            f"{runs} runs do not fit in one call on {len(devices)} device(s) (estimated "
-            f"{memory.estimate(config).per_run / 2**20:.1f} MiB per run); running them in "
-            f"{calls} sequential calls of {per_call} runs", memory.ChunkWarning, stacklevel=3)
-    return per_call, calls
 
 
 def run_sharded(configs: Config, keys: jax.Array, devices: Sequence[Any] | None = None, *,
@@ -253,53 +170,19 @@ def run_sharded(configs: Config, keys: jax.Array, devices: Sequence[Any] | None 
         result.
     """
     batch = keys.shape[0]
-    devices = list(default_devices(batch) if devices is None else devices)
+    devices = list(placement.default_devices(batch) if devices is None else devices)
     one = jax.tree.map(lambda x: np.asarray(x)[0], configs)
-    per_call, calls = plan_calls(one, batch, devices, max_runs_per_call)
+    per_call, calls = placement.plan_calls(one, batch, devices, max_runs_per_call)
     index = np.minimum(np.arange(calls * per_call), batch - 1)
-    sharding = runs_sharding(devices)
-    local = jax.sharding.SingleDeviceSharding(_local_device(devices))
+    sharding = placement.runs_sharding(devices)
+    local = jax.sharding.SingleDeviceSharding(placement.local_device(devices))
     outputs = []
     for call in range(calls):
         rows = index[call * per_call:(call + 1) * per_call]
         chunk = jax.tree.map(lambda x, rows=rows: np.asarray(x)[rows], configs)
-        state = init_batch(*_put((chunk, keys[rows]), local))
-        outputs.append(train_batch(*_put((chunk, state), sharding)))
-    return joined(outputs, batch, devices)
-
-
-def joined(outputs: Sequence[Any], rows: int, devices: Sequence[Any]):
-    """The first ``rows`` runs of one or more batches of runs sharded over ``devices``, joined
-    along axis 0. With one process every leaf ends on the first of ``devices``, copied through
-    the host (`gathered`); with several, a jitted copy replicates every leaf on all
-    ``devices``, so each process can read the whole result (every process must call this at
-    the same point, as it runs a collective program)."""
-    if jax.process_count() == 1:
-        return gathered(outputs, rows, _local_device(devices))
-    result = outputs[0] if len(outputs) == 1 else jax.tree.map(
-        lambda *xs: jax.numpy.concatenate(xs), *outputs)
-    replicated = jax.sharding.NamedSharding(_runs_mesh(devices), jax.sharding.PartitionSpec())
-    return jax.jit(_first_rows, static_argnums=1, out_shardings=replicated)(result, rows)
-
-
-def _first_rows(tree, rows: int):
-    return jax.tree.map(lambda x: x[:rows], tree)
-
-
-def gathered(outputs: Sequence[Any], rows: int, device):
-    """The first ``rows`` runs of one or more batches of sharded runs, joined along axis 0
-    and copied through the host onto ``device``: every leaf [rows, ...] on that one device.
-
-    Slicing, joining or reshaping the sharded arrays where they are would run small programs
-    on every device that exchange data by collectives, and on XLA's CPU such a program issued
-    while the devices are still busy can deadlock: a notebook sweep on two CPU devices died
-    in 6 of 15 runs, stuck in the all-gather of an eager reshape (0 of 11 after this). A copy
-    to the host needs no collective. (One process only: with several, `joined` replicates
-    by a jitted copy.)
-    """
-    def join(*xs):
-        return _placed(np.concatenate([_host(x) for x in xs])[:rows], xs[0], device)
-    return jax.tree.map(join, *outputs)
+        state = init_batch(*placement.put((chunk, keys[rows]), local))
+        outputs.append(train_batch(*placement.put((chunk, state), sharding)))
+    return placement.joined(outputs, batch, devices)
 
 
 def sweep(config: Config,
@@ -335,17 +218,9 @@ def sweep(config: Config,
     configs = [config.replace(**{k: float(v[h]) for k, v in table.items()})
                for h in range(settings)]
     for c in configs:
-        config_lib.validate(c)
-    # Flatten settings x seeds into one run axis: setting h, seed s is run h * S + s.
-    flat = config_lib.stack_configs([c for c in configs for _ in range(seeds)])
-    keys = jax.random.split(jax.random.key(0) if key is None else key, seeds)
-    flat_keys = keys[np.tile(np.arange(seeds), settings)]
-    state, metrics = run_sharded(flat, flat_keys, devices,
-                                  max_runs_per_call=max_runs_per_call)
-    unflatten = functools.partial(_unflatten, settings=settings, seeds=seeds)
+        train_lib.validate(c)
+    flat, keys = placement.flat_runs(configs, seeds, jax.random.key(0) if key is None else key)
+    state, metrics = run_sharded(flat, keys, devices, max_runs_per_call=max_runs_per_call)
+    unflatten = functools.partial(placement.unflatten, settings=settings, seeds=seeds)
     return SweepResult(settings=table, state=jax.tree.map(unflatten, state),
                        metrics=jax.tree.map(unflatten, metrics))
-
-
-def _unflatten(x: jax.Array, settings: int, seeds: int) -> jax.Array:
-    return x.reshape(settings, seeds, *x.shape[1:])

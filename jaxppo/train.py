@@ -1,13 +1,25 @@
 """The whole PPO run as pure functions: `init`, `step` (one update) and `train`.
 
-``train(config, key) = init(config, key)`` then ``lax.scan(step)`` over ``num_updates``: one
-XLA program, which ``jax.vmap`` turns into many seeds (over ``key``) and many hyperparameter
-settings (over a config stacked by `jaxppo.stack_configs`). Nothing here prints or writes;
-metrics are returned.
+``train(config, key) = init(config, key)`` then `run_updates`, a ``lax.scan`` of `step` over
+``num_updates``: one XLA program, which ``jax.vmap`` turns into many seeds (over ``key``) and
+many hyperparameter settings (over a config stacked by `jaxppo.stack_configs`). Nothing here
+prints or writes; metrics are returned.
+
+One update flows one way, each stage taking what the previous one produced:
+
+    rollout.rollout     T x N steps of the policy -> Transition [T, N]
+    _scaled_rewards     rewards for GAE (scale_rewards), the running discounted return
+    update.advantages   GAE advantages and targets (return units)
+    update.update       update_epochs x num_minibatches clipped steps -> params, UpdateInfo
+    _merged, _metrics   the normalizers with this rollout merged in; Metrics
+
+The normalizer statistics are frozen within an update (the policy acts, and the update
+learns, with those it started with) and merged after it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -15,8 +27,9 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from jaxppo import backend, envs, networks, normalize, rollout, update
 from jaxppo import config as config_lib
-from jaxppo import envs, gae, losses, networks, normalize, prng, rollout, update
+from jaxppo import policy as policy_lib
 from jaxppo.config import Config
 
 
@@ -43,8 +56,12 @@ class TrainState(struct.PyTreeNode):
     normalizers: normalize.Normalizers
 
 
-class Metrics(struct.PyTreeNode):
+class Metrics(update.UpdateInfo):
     """Scalars per update: [num_updates] from `train`, [S, num_updates] after a vmap over seeds.
+
+    The fields of `update.UpdateInfo` (the losses, entropy, approx_kl, clip_fraction and
+    grad_norm as means over the update's gradient steps, explained_variance, ent_coef,
+    gradient_steps), and:
 
     Attributes:
         env_steps: environment steps done by the end of this update.
@@ -52,31 +69,25 @@ class Metrics(struct.PyTreeNode):
             update's rollout; NaN in an update in which no episode ended (use nanmean).
         episode_length: mean length of those episodes; NaN likewise.
         episode_count: how many episodes ended during the rollout.
-        total_loss, policy_loss, value_loss, entropy, approx_kl, clip_fraction, grad_norm:
-            means over the update's update_epochs x num_minibatches gradient steps
-            (grad_norm before clipping).
-        explained_variance: of the rollout values for the GAE targets, before the update.
         learning_rate: the rate of the update's first gradient step.
-        ent_coef: the entropy coefficient of the update (see `update.entropy_coefficient`).
-        gradient_steps: gradient steps taken (fewer than update_epochs x num_minibatches
-            only when KL early stop fired).
     """
 
     env_steps: jax.Array
     episode_return: jax.Array
     episode_length: jax.Array
     episode_count: jax.Array
-    total_loss: jax.Array
-    policy_loss: jax.Array
-    value_loss: jax.Array
-    entropy: jax.Array
-    approx_kl: jax.Array
-    clip_fraction: jax.Array
-    grad_norm: jax.Array
-    explained_variance: jax.Array
     learning_rate: jax.Array
-    ent_coef: jax.Array
-    gradient_steps: jax.Array
+
+
+def validate(config: Config) -> Config:
+    """Check every field (`jaxppo.config.validate`), then the config against its environment
+    (`jaxppo.envs.check`); a `ValueError` names the bad field, its value and what is allowed.
+
+    Runs in Python before tracing; returns the config, unchanged, so calls can be chained.
+    """
+    config_lib.validate(config)
+    envs.check(config)
+    return config
 
 
 def init(config: Config, key: jax.Array) -> TrainState:
@@ -84,7 +95,7 @@ def init(config: Config, key: jax.Array) -> TrainState:
 
     The key is split per purpose (network init, env resets, the rest of the run).
     """
-    config_lib.validate(config)
+    validate(config)
     env = envs.make(config.env_id)
     net_key, env_key, run_key = jax.random.split(key, 3)
     params = networks.init(config, env, net_key)
@@ -101,29 +112,20 @@ def init(config: Config, key: jax.Array) -> TrainState:
     )
 
 
-def _metrics(config: Config, state: TrainState, transitions: rollout.Transition,
-             batch: update.Batch, info: update.UpdateInfo, ent_coef: jax.Array) -> Metrics:
+def _metrics(config: Config, update_step: jax.Array, transitions: rollout.Transition,
+             info: update.UpdateInfo) -> Metrics:
     done = transitions.done
     count = done.sum()
-    first_gradient_step = state.update_step * config.update_epochs * config.num_minibatches
+    first_gradient_step = update_step * config.update_epochs * config.num_minibatches
     learning_rate = update.learning_rate_schedule(config)(first_gradient_step)
     return Metrics(
-        env_steps=(state.update_step + 1) * config.batch_size,
+        **dataclasses.asdict(info),
+        env_steps=(update_step + 1) * config.batch_size,
         # 0 / 0 = NaN when no episode ended in this rollout (documented in Metrics).
         episode_return=jnp.where(done, transitions.episode_return, 0.0).sum() / count,
         episode_length=jnp.where(done, transitions.episode_length, 0).sum() / count,
         episode_count=count,
-        total_loss=info.loss.total_loss,
-        policy_loss=info.loss.policy_loss,
-        value_loss=info.loss.value_loss,
-        entropy=info.loss.entropy,
-        approx_kl=info.loss.approx_kl,
-        clip_fraction=info.loss.clip_fraction,
-        grad_norm=info.loss.grad_norm,
-        explained_variance=losses.explained_variance(batch.value, batch.target),
         learning_rate=jnp.asarray(learning_rate, jnp.float32),
-        ent_coef=jnp.asarray(ent_coef, jnp.float32),
-        gradient_steps=info.gradient_steps,
     )
 
 
@@ -159,29 +161,19 @@ def _merged(config: Config, normalizers: normalize.Normalizers, transitions: rol
 def _step(config: Config, state: TrainState) -> tuple[TrainState, Metrics]:
     env = envs.make(config.env_id)
     network = networks.make(config, env)
-    optimizer = update.make_optimizer(config)
     key, rollout_key, update_key = jax.random.split(state.key, 3)
-    # The rollout draws on jaxppo's unrolled threefry: the same numbers in fewer kernels
-    # (prng.fast; 1.1x at 1 seed). The shuffle keeps JAX's: it ran slower on the unrolled one.
-    rollout_key = prng.fast(rollout_key)
-
-    policy = rollout.Policy(state.params, state.normalizers)
+    policy = policy_lib.Policy(state.params, state.normalizers)
     carry, transitions = rollout.rollout(
-        config, env, network, policy, rollout.EnvCarry(state.obs, state.env_state), rollout_key
-    )
+        config, env, network, policy, rollout.EnvCarry(state.obs, state.env_state),
+        backend.rollout_key(rollout_key))
     reward, last_return, returns = _scaled_rewards(config, state.normalizers, transitions)
-    advantages, targets = gae.batched_gae(
-        reward, transitions.value, transitions.next_value, transitions.terminated,
-        transitions.truncated, config.gamma, config.gae_lambda,
-    )
     data = update.UpdateData(transitions, reward, state.normalizers)
-    batch = update.make_batch(config, data, advantages, targets)
-    ent_coef = update.entropy_coefficient(config, state.update_step)
+    advantage, target = update.advantages(config, network, policy, data, transitions.value)
     opt, info = update.update(
-        config.replace(ent_coef=ent_coef), network, optimizer,
-        update.OptCarry(state.params, state.opt_state, jnp.zeros((), jnp.bool_)), data, batch,
-        update_key,
-    )
+        config, network, update.make_optimizer(config),
+        update.OptCarry(state.params, state.opt_state, jnp.zeros((), jnp.bool_)), data,
+        update.make_batch(config, data, advantage, target), update_key,
+        ent_coef=update.entropy_coefficient(config, state.update_step))
     new_state = TrainState(
         params=opt.params,
         opt_state=opt.opt_state,
@@ -190,9 +182,9 @@ def _step(config: Config, state: TrainState) -> tuple[TrainState, Metrics]:
         key=key,
         update_step=state.update_step + 1,
         normalizers=_merged(config, state.normalizers, transitions, (last_return, returns),
-                            targets),
+                            target),
     )
-    return new_state, _metrics(config, state, transitions, batch, info, ent_coef)
+    return new_state, _metrics(config, state.update_step, transitions, info)
 
 
 def step(config: Config, state: TrainState) -> tuple[TrainState, Metrics]:
@@ -202,12 +194,47 @@ def step(config: Config, state: TrainState) -> tuple[TrainState, Metrics]:
     Observation, action, log-prob and value of the rollout come from the params at the start
     of the update, so the first minibatch of the first epoch has ratio exactly 1.
     """
-    config_lib.validate(config)
+    validate(config)
     return _step(config, state)
 
 
-def _scan_step(state: TrainState, _, config: Config) -> tuple[TrainState, Metrics]:
-    return _step(config, state)
+def _scan_step(state: TrainState, index: jax.Array, config: Config, active: jax.Array | None
+               ) -> tuple[TrainState, Metrics]:
+    if active is None:
+        return _step(config, state)
+    # Not batched under a vmap over runs, so the cond stays a real branch.
+    return jax.lax.cond(index < active, functools.partial(_step, config), _skipped(config),
+                        state)
+
+
+def _skipped(config: Config):
+    """An update that leaves the state as it is and returns zero metrics."""
+
+    def skip(state: TrainState) -> tuple[TrainState, Metrics]:
+        shapes = jax.eval_shape(functools.partial(_step, config), state)[1]
+        return state, jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype), shapes)
+
+    return skip
+
+
+def run_updates(config: Config, state: TrainState, num_updates: int,
+                active: jax.Array | None = None) -> tuple[TrainState, Metrics]:
+    """``num_updates`` updates (`step`) scanned from ``state``: the loop of `train`, of the
+    sweeps and of the runner's chunks.
+
+    Args:
+        config: the run's `Config`.
+        state: the state to continue from.
+        num_updates: the scan's length (static).
+        active: None, or a traced count: updates at index >= ``active`` leave the state
+            unchanged and give zero metrics, so that one compiled chunk of ``num_updates``
+            also runs a run's last, shorter chunk.
+
+    Returns:
+        The state after the updates and the `Metrics`, each leaf [num_updates].
+    """
+    body = functools.partial(_scan_step, config=config, active=active)
+    return jax.lax.scan(body, state, jnp.arange(num_updates))
 
 
 def train(config: Config, key: jax.Array) -> tuple[TrainState, Metrics]:
@@ -220,6 +247,4 @@ def train(config: Config, key: jax.Array) -> tuple[TrainState, Metrics]:
     Returns:
         The final `TrainState` and the `Metrics`, each leaf [num_updates].
     """
-    state = init(config, key)
-    body = functools.partial(_scan_step, config=config)
-    return jax.lax.scan(body, state, None, length=config.num_updates)
+    return run_updates(config, init(config, key), config.num_updates)

@@ -1,7 +1,16 @@
-"""The PPO update: the optimizer, the loss over a minibatch, epochs of shuffled minibatches."""
+"""The PPO update: advantages, the training batch, the optimizer, the loss over a minibatch,
+epochs of shuffled minibatches.
+
+One update flows one way: `advantages` (GAE over the rollout, the final observations' values
+from one batched critic pass) -> `make_batch` (in the critic's units) -> `update`'s epochs,
+each a fresh shuffle cut into minibatches, each minibatch one `minibatch_step`. With
+recompute_advantages every epoch after the first rebuilds its batch by the same two functions
+(`training_batch`) from the latest critic.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -12,6 +21,7 @@ from flax import struct
 from jax.flatten_util import ravel_pytree
 
 from jaxppo import gae, losses, networks, normalize, prng, rollout
+from jaxppo import policy as policy_lib
 from jaxppo.config import Config
 
 
@@ -40,7 +50,7 @@ class UpdateData(struct.PyTreeNode):
 
 
 class LossInfo(struct.PyTreeNode):
-    """Per-minibatch loss terms and diagnostics (averaged over an update by `update`)."""
+    """One minibatch's loss terms and diagnostics (`loss`)."""
 
     total_loss: jax.Array
     policy_loss: jax.Array
@@ -48,7 +58,6 @@ class LossInfo(struct.PyTreeNode):
     entropy: jax.Array
     approx_kl: jax.Array
     clip_fraction: jax.Array
-    grad_norm: jax.Array
 
 
 class OptCarry(struct.PyTreeNode):
@@ -63,10 +72,20 @@ class OptCarry(struct.PyTreeNode):
     stopped: jax.Array
 
 
-class UpdateInfo(struct.PyTreeNode):
-    """An update's loss info (mean over the gradient steps taken) and how many were taken."""
+class UpdateInfo(LossInfo):
+    """What an update reports: `LossInfo`'s fields as means over the gradient steps taken, and
 
-    loss: LossInfo
+    Attributes:
+        grad_norm: the gradient's global norm before clipping, mean over the steps taken.
+        explained_variance: of the rollout's values for the first epoch's GAE targets.
+        ent_coef: the entropy coefficient the update used.
+        gradient_steps: gradient steps taken (fewer than update_epochs x num_minibatches only
+            when KL early stop fired).
+    """
+
+    grad_norm: jax.Array
+    explained_variance: jax.Array
+    ent_coef: jax.Array
     gradient_steps: jax.Array
 
 
@@ -127,8 +146,15 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
     )
 
 
-def loss(params, network, config: Config, batch: Batch) -> tuple[jax.Array, LossInfo]:
-    """policy_loss + vf_coef * value_loss - ent_coef * entropy on one minibatch."""
+def loss(params, network, config: Config, batch: Batch, ent_coef: jax.Array | None = None
+         ) -> tuple[jax.Array, LossInfo]:
+    """policy_loss + vf_coef * value_loss - ent_coef * entropy on one minibatch.
+
+    ``ent_coef`` is the update's entropy coefficient (`entropy_coefficient`, which follows the
+    run's schedule); None means the config's own ``ent_coef``.
+    """
+    if ent_coef is None:
+        ent_coef = config.ent_coef
     dist, value = networks.apply(network, params, config, batch.obs, batch.action_mask)
     advantage = batch.advantage
     if config.normalize_advantages:
@@ -144,7 +170,7 @@ def loss(params, network, config: Config, batch: Batch) -> tuple[jax.Array, Loss
         value, batch.value, batch.target, config.vf_clip if config.clip_value_loss else None
     )
     entropy = dist.entropy().mean()
-    total = pg_loss + config.vf_coef * v_loss - config.ent_coef * entropy
+    total = pg_loss + config.vf_coef * v_loss - ent_coef * entropy
     info = LossInfo(
         total_loss=total,
         policy_loss=pg_loss,
@@ -152,9 +178,22 @@ def loss(params, network, config: Config, batch: Batch) -> tuple[jax.Array, Loss
         entropy=entropy,
         approx_kl=pg_info.approx_kl,
         clip_fraction=pg_info.clip_fraction,
-        grad_norm=jnp.zeros(()),
     )
     return total, info
+
+
+def advantages(config: Config, network, policy: policy_lib.Policy, data: UpdateData,
+               value: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """GAE advantages and value targets [T, N] (return units) of the rollout in ``data``.
+
+    ``value`` [T, N] is V(obs) in return units: the rollout's own values for the first epoch,
+    the latest critic's with recompute_advantages. V(final_obs) comes from ``policy``'s
+    critic, one batched pass over [T, N] (a bigger matmul than T small ones in the rollout).
+    """
+    tr = data.transitions
+    next_value = policy_lib.critic_value(config, network, policy, tr.final_obs)
+    return gae.batched_gae(data.reward, value, next_value, tr.terminated, tr.truncated,
+                           config.gamma, config.gae_lambda)
 
 
 def make_batch(config: Config, data: UpdateData, advantage: jax.Array, target: jax.Array
@@ -169,26 +208,29 @@ def make_batch(config: Config, data: UpdateData, advantage: jax.Array, target: j
                  log_prob=tr.log_prob, value=old_value, advantage=advantage, target=target)
 
 
-def epoch_batch(config: Config, network, params, data: UpdateData) -> Batch:
-    """With recompute_advantages: values of the rollout's observations and next observations
-    under ``params``' critic (the latest at the start of an epoch), then GAE again."""
-    tr = data.transitions
-    policy = rollout.Policy(params, data.normalizers)
-    value = rollout.critic_value(config, network, policy, tr.obs)
-    next_value = rollout.critic_value(config, network, policy, tr.final_obs)
-    advantage, target = gae.batched_gae(data.reward, value, next_value, tr.terminated,
-                                        tr.truncated, config.gamma, config.gae_lambda)
-    return make_batch(config, data, advantage, target)
+def training_batch(config: Config, network, params, data: UpdateData) -> Batch:
+    """With recompute_advantages: the batch of an epoch after the first, from ``params``'
+    critic (the latest at the start of the epoch) on the rollout's observations."""
+    policy = policy_lib.Policy(params, data.normalizers)
+    value = policy_lib.critic_value(config, network, policy, data.transitions.obs)
+    return make_batch(config, data, *advantages(config, network, policy, data, value))
 
 
-def _flat_loss(flat_params, unravel, network, config: Config, batch: Batch):
-    return loss(unravel(flat_params), network, config, batch)
+def _flat_loss(flat_params, unravel, network, config: Config, batch: Batch,
+               ent_coef: jax.Array):
+    return loss(unravel(flat_params), network, config, batch, ent_coef)
 
 
-def _minibatch_step(carry: OptCarry, minibatch: Batch, unravel, network, config: Config,
-                    optimizer):
+def minibatch_step(carry: OptCarry, minibatch: Batch, unravel, network, config: Config,
+                   optimizer, ent_coef: jax.Array):
+    """One gradient step on a minibatch, or none once KL early stop has fired.
+
+    Returns:
+        The new carry, and (the minibatch's `LossInfo`, the gradient's norm, whether the step
+        was taken).
+    """
     grads, info = jax.grad(_flat_loss, has_aux=True)(carry.params, unravel, network, config,
-                                                     minibatch)
+                                                     minibatch, ent_coef)
     updates, opt_state = optimizer.update(grads, carry.opt_state)
     params = optax.apply_updates(carry.params, updates)
     # KL early stop: approx_kl is measured before this step; once over target_kl, this step
@@ -203,7 +245,7 @@ def _minibatch_step(carry: OptCarry, minibatch: Batch, unravel, network, config:
         carry = jax.tree.map(lambda o, n: jnp.where(stop, o, n), old, new)
     else:
         carry = OptCarry(params, opt_state, stop)
-    return carry, (info.replace(grad_norm=optax.tree.norm(grads)), ~stop)
+    return carry, (info, optax.tree.norm(grads), ~stop)
 
 
 def shuffle_minibatches(batch: Batch, key: jax.Array, config: Config) -> Batch:
@@ -233,40 +275,57 @@ def shuffle_minibatches(batch: Batch, key: jax.Array, config: Config) -> Batch:
 
 
 def _epoch(carry: OptCarry, inputs, batch: Batch, data: UpdateData, unravel, network,
-           config: Config, optimizer):
+           config: Config, optimizer, ent_coef: jax.Array):
     key, first = inputs
     if config.recompute_advantages:
         # The first epoch's critic is the rollout's: its batch is already at hand.
         batch = jax.lax.cond(first, lambda: batch,
-                             lambda: epoch_batch(config, network, unravel(carry.params), data))
+                             lambda: training_batch(config, network, unravel(carry.params), data))
     minibatches = shuffle_minibatches(batch, key, config)
-    step = functools.partial(_minibatch_step, unravel=unravel, network=network, config=config,
-                             optimizer=optimizer)
+    step = functools.partial(minibatch_step, unravel=unravel, network=network, config=config,
+                             optimizer=optimizer, ent_coef=ent_coef)
     return jax.lax.scan(step, carry, minibatches)
 
 
 def update(config: Config, network, optimizer, carry: OptCarry, data: UpdateData,
-           batch: Batch, key: jax.Array) -> tuple[OptCarry, UpdateInfo]:
-    """update_epochs passes over ``batch`` [T, N], each a fresh permutation cut into
-    minibatches; with recompute_advantages every epoch after the first rebuilds the batch
-    from the latest critic.
+           batch: Batch, key: jax.Array, *, ent_coef: jax.Array | None = None
+           ) -> tuple[OptCarry, UpdateInfo]:
+    """update_epochs passes over ``batch`` [T, N] (`make_batch` of the rollout), each a fresh
+    permutation cut into minibatches; with recompute_advantages every epoch after the first
+    rebuilds the batch from the latest critic (`training_batch`).
 
-    ``carry.params`` is a param tree; the epochs run on it as one flat vector, so
+    ``ent_coef`` is the update's entropy coefficient (`entropy_coefficient`); None means the
+    config's ``ent_coef``. ``carry.params`` is a param tree; the epochs run on it as one flat
+    vector, so
     ``optimizer`` and ``carry.opt_state`` must be for that vector: `make_optimizer`'s, whose
     ``optax.flatten`` makes its state the same for the tree and for the vector.
 
     Returns:
-        The new params and optimizer state, and the loss info averaged over the gradient
-        steps taken (all update_epochs x num_minibatches of them unless KL early stop fired).
+        The new params and optimizer state, and the `UpdateInfo`: the loss info averaged over
+        the gradient steps taken (all update_epochs x num_minibatches of them unless KL early
+        stop fired).
     """
+    if ent_coef is None:
+        ent_coef = config.ent_coef
     flat, unravel = ravel_pytree(carry.params)
     epoch = functools.partial(_epoch, batch=batch, data=data, unravel=unravel, network=network,
-                              config=config, optimizer=optimizer)
+                              config=config, optimizer=optimizer, ent_coef=ent_coef)
     keys = jax.random.split(key, config.update_epochs)
     first = jnp.arange(config.update_epochs) == 0
-    carry, (info, taken) = jax.lax.scan(epoch, carry.replace(params=flat), (keys, first))
+    carry, (info, grad_norm, taken) = jax.lax.scan(epoch, carry.replace(params=flat),
+                                                   (keys, first))
     carry = carry.replace(params=unravel(carry.params))
     count = taken.sum()
     weights = taken / jnp.maximum(count, 1)
-    mean_info = jax.tree.map(lambda x: jnp.sum(x * weights), info)
-    return carry, UpdateInfo(mean_info, count)
+    mean = functools.partial(_weighted_sum, weights=weights)
+    return carry, UpdateInfo(
+        **dataclasses.asdict(jax.tree.map(mean, info)),
+        grad_norm=mean(grad_norm),
+        explained_variance=losses.explained_variance(batch.value, batch.target),
+        ent_coef=jnp.asarray(ent_coef, jnp.float32),
+        gradient_steps=count,
+    )
+
+
+def _weighted_sum(x: jax.Array, weights: jax.Array) -> jax.Array:
+    return jnp.sum(x * weights)

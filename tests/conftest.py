@@ -1,8 +1,11 @@
-"""Shared test settings: strict rank promotion, and helpers for counting compilations."""
+"""Shared test settings: strict rank promotion, one tiny experiment, and helpers that run code
+in a fresh Python process."""
 
+import json
 import os
 import subprocess
 import sys
+import textwrap
 
 import jax
 
@@ -53,3 +56,15 @@ def run_with_devices(code: str, *args: str, devices: int = 4, timeout: int = 300
     env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "")
                         + f" --xla_force_host_platform_device_count={devices}")
     return run_python(code, *args, env=env, timeout=timeout)
+
+
+def run_clean(code: str, **extra_env: str) -> dict:
+    """Run ``python -c code`` (dedented) in an environment without XLA_FLAGS or
+    JAX_NUM_CPU_DEVICES (``extra_env`` added), so that the code picks the device count; returns
+    the JSON object printed on its last line."""
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    env.update(extra_env)
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, text=True,
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])

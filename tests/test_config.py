@@ -372,27 +372,6 @@ def test_stack_configs_leaves_are_float32():
     np.testing.assert_array_equal(stacked.gamma, np.float32([0.99, 0.9, 0.5]))
 
 
-# --- presets ----------------------------------------------------------------------------------
-
-
-def test_preset_without_known_settings_is_the_defaults_with_that_env():
-    assert jaxppo.preset("Acrobot-v1") == jaxppo.Config(env_id="Acrobot-v1")
-    assert jaxppo.preset("CartPole-v1") == jaxppo.Config()
-
-
-def test_pendulum_preset_values():
-    config = jaxppo.preset("Pendulum-v1")
-    # Only these fields differ from the defaults (config.py's comment on PRESETS).
-    assert config == jaxppo.Config(
-        env_id="Pendulum-v1", num_envs=16, num_steps=128, total_timesteps=1_000_000,
-        update_epochs=10, num_minibatches=32, learning_rate=1e-3, gamma=0.95, ent_coef=0.0,
-        clip_value_loss=False,
-    )
-    assert config.minibatch_size == 64  # 16 envs x 128 steps / 32 minibatches
-    assert config.num_updates == 488  # 1_000_000 // 2048
-    assert jaxppo.validate(config) is config
-
-
 def test_docstring_lists_every_static_and_dynamic_field():
     """Config's docstring names each field in the right list (what a reader sweeps by)."""
     doc = jaxppo.Config.__doc__

@@ -5,30 +5,14 @@ The device count is fixed when JAX starts, so the cases that start JAX run in su
 with a clean environment (no XLA_FLAGS, no JAX_NUM_CPU_DEVICES).
 """
 
-import importlib
-import json
 import os
-import subprocess
-import sys
-import textwrap
 
 import jax
 import pytest
+from conftest import run_clean
 
 import jaxppo
 from jaxppo import devices, envs
-
-sweep_lib = importlib.import_module("jaxppo.sweep")  # the module; jaxppo.sweep is the function
-
-
-def run_clean(code: str, **extra_env: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
-    env.update(extra_env)
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, text=True,
-                          capture_output=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
 
 FRESH = """
     import json
@@ -90,16 +74,10 @@ def test_probe_ids_known_without_gymnax_match_the_probes():
     assert envs.registered()[-len(envs.PROBE_IDS):] == envs.PROBE_IDS
 
 
-def test_default_devices_are_at_most_one_per_run():
-    everything = jax.devices()
-    assert sweep_lib.default_devices(1) == everything[:1]
-    assert sweep_lib.default_devices(len(everything) + 3) == everything
-    assert sweep_lib.default_devices(0) == everything[:1]
-
-
+@pytest.mark.layout
 def test_a_sweep_spreads_its_runs_over_the_cpu_devices():
     # The compiled call's outputs show where the runs trained; the sweep then gathers them
-    # onto one device through the host (no collective program, see sweep.gathered).
+    # onto one device through the host (no collective program, see placement.gathered).
     out = run_clean("""
         import importlib, json, jax, jaxppo
         jaxppo.use_cpu_cores(2)
@@ -123,37 +101,6 @@ def test_a_sweep_spreads_its_runs_over_the_cpu_devices():
     # Two runs: one per device. One run: one device, not padded with a copy on the other.
     # Both results: on one device.
     assert out == {"trained_on": [2, 1], "two": 1, "one": 1}
-
-
-def test_runs_on_one_device_are_laid_out_without_a_mesh():
-    # A mesh, even of one device, costs ~0.15 s more lowering (bench/README.md).
-    sweep_lib = importlib.import_module("jaxppo.sweep")
-    one = sweep_lib.runs_sharding(jax.devices()[:1])
-    assert isinstance(one, jax.sharding.SingleDeviceSharding)
-    assert one.device_set == {jax.devices()[0]}
-
-
-def test_gathered_joins_sharded_batches_on_one_device_through_the_host():
-    out = run_clean("""
-        import importlib, json, jax, numpy as np, jaxppo
-        jaxppo.use_cpu_cores(2)
-        sweep_lib = importlib.import_module("jaxppo.sweep")
-        sharding = sweep_lib.runs_sharding(jax.devices())
-        a = jax.device_put(np.arange(4.0), sharding)
-        b = jax.device_put(np.arange(4.0, 8.0), sharding)
-        keys = [jax.device_put(jax.random.split(jax.random.key(s), 4), sharding) for s in (0, 1)]
-        x, k = sweep_lib.gathered([(a, keys[0]), (b, keys[1])], 6, jax.devices()[1])
-        want = np.concatenate([jax.random.key_data(kk) for kk in keys])[:6]
-        print(json.dumps(dict(
-            mesh=isinstance(sharding, jax.sharding.NamedSharding),
-            x=np.asarray(x).tolist(), devices=[d.id for d in x.sharding.device_set],
-            key_devices=len(k.sharding.device_set),
-            keys_equal=bool((np.asarray(jax.random.key_data(k)) == want).all()),
-            impl=str(jax.random.key_impl(k)))))
-    """)
-    # The first 6 of the 8 runs, in order, on the one device asked for; keys kept as keys.
-    assert out == {"mesh": True, "x": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0], "devices": [1],
-                   "key_devices": 1, "keys_equal": True, "impl": "threefry2x32"}
 
 
 def test_usable_cores_is_the_affinity_mask_not_the_machine(monkeypatch):

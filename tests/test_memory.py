@@ -17,6 +17,7 @@ TINY = jaxppo.Config(num_envs=2, num_steps=8, total_timesteps=64, num_minibatche
 LARGE = jaxppo.Config(num_envs=64, num_steps=128, total_timesteps=64 * 128 * 2)
 
 
+@pytest.mark.layout
 def test_components_of_a_tiny_config_by_hand():
     est = memory.estimate(TINY, runs=3)
     # CartPole: O = 4 observations, K = 2 actions; hidden (8,); N = 2 envs, T = 8 steps.
@@ -27,11 +28,11 @@ def test_components_of_a_tiny_config_by_hand():
     assert est.train_state == 428 + 864 + 56 + 32 + 8 + 4 + 68 == 1460
     # Transition per step and env (raw_obs and the action mask are not stored: this config
     # normalizes no observations and masks no actions): obs, final_obs 2x4 floats 32, action
-    # int32 4, log_prob/value/reward/next_value/episode_return 20, terminated and truncated
-    # 2, episode_length 4 -> 62 B x 16 = 992. GAE arrays 4 x 16 x 4 = 256. Batch: obs 16 +
-    # action 4 + log_prob, value, advantage, target 16 = 36 B x 16 = 576, twice (the
-    # shuffled minibatches are a copy).
-    assert est.rollout == 992 + 256 + 2 * 576 == 2400
+    # int32 4, log_prob/value/reward/episode_return 16, terminated and truncated 2,
+    # episode_length 4 -> 58 B x 16 = 928. GAE arrays (with the final observations' values)
+    # 5 x 16 x 4 = 320. Batch: obs 16 + action 4 + log_prob, value, advantage, target 16 =
+    # 36 B x 16 = 576, twice (the shuffled minibatches are a copy).
+    assert est.rollout == 928 + 320 + 2 * 576 == 2400
     # Minibatch of 16 / 2 = 8; actor and critic, one hidden layer of 8, values + gradients.
     assert est.activations == 2 * 2 * 8 * 8 * 4 == 1024
     # 15 metric fields x 4 B x 64 // 16 = 4 updates.
@@ -40,6 +41,7 @@ def test_components_of_a_tiny_config_by_hand():
     assert est.total == 3 * est.per_run
 
 
+@pytest.mark.layout
 def test_activations_sum_the_hidden_layers_and_epochs_change_no_term():
     # TINY with two hidden layers (8, 4) and 3 epochs. Minibatch 8; actor and critic, every
     # hidden layer's values and gradients: 2 x 2 x 8 x (8 + 4) x 4 B = 1536 (the widest layer
@@ -56,6 +58,7 @@ def test_activations_sum_the_hidden_layers_and_epochs_change_no_term():
     assert est.metrics == 15 * 4 * 4 == 240
 
 
+@pytest.mark.layout
 def test_action_masks_count_in_the_transition_and_both_batches():
     # ProbeMasked-v0: O = 1 observation, K = 4 actions; N = 2 envs x T = 8 steps = 16
     # transitions. Without masks, per transition: Transition obs, final_obs 8 + action 4 +
@@ -101,20 +104,10 @@ def test_runs_that_fit_uses_the_device_memory(monkeypatch):
     assert memory.runs_that_fit(LARGE) >= 1
 
 
-def test_two_calls_are_announced():
-    # 5 runs, at most 3 per call, one device: ceil(5 / 3) = 2 calls of 3 runs (the second
-    # padded). Planned before anything is compiled.
-    device = jax.devices()[:1]
-    with pytest.warns(memory.ChunkWarning, match="5 runs do not fit in one call on 1 "
-                                                 r"device\(s\) .*; running them in 2 "
-                                                 "sequential calls of 3 runs"):
-        assert sweep_lib.plan_calls(TINY, 5, device, max_runs_per_call=3) == (3, 2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # one call: no warning
-        assert sweep_lib.plan_calls(TINY, 5, device, max_runs_per_call=5) == (5, 1)
-
-
-def test_chunked_runs_equal_one_call():
+@pytest.fixture(scope="module")
+def chunked_and_whole():
+    """Five runs of TINY in one call and in calls of two, and how many programs of
+    `sweep.train_batch` the chunked calls compiled."""
     keys = jax.random.split(jax.random.key(2), 5)
     configs = jaxppo.stack_configs([TINY.replace(learning_rate=lr)
                                     for lr in (1e-3, 2e-3, 3e-3, 5e-3, 1e-2)])
@@ -123,16 +116,26 @@ def test_chunked_runs_equal_one_call():
         warnings.simplefilter("error")  # five runs fit in one call: no warning
         whole = sweep_lib.run_sharded(configs, keys, device, max_runs_per_call=5)
     compiled_before = sweep_lib.train_batch._cache_size()
-    # 5 runs, 2 per call: 3 calls, the last padded to 2, all one compiled program.
+    # 5 runs, 2 per call: 3 calls, the last padded to 2.
     with pytest.warns(memory.ChunkWarning, match="3 sequential calls of 2 runs"):
         chunked = sweep_lib.run_sharded(configs, keys, device, max_runs_per_call=2)
-    assert sweep_lib.train_batch._cache_size() == compiled_before + 1
+    return chunked, whole, sweep_lib.train_batch._cache_size() - compiled_before
+
+
+def test_chunked_runs_equal_one_call(chunked_and_whole):
+    chunked, whole, _ = chunked_and_whole
     assert chunked[1].total_loss.shape == (5, TINY.num_updates)
     # A batch of 2 and one of 5 are different XLA programs (float sums may be ordered
     # differently), so equal up to float32 rounding, as in tests/test_sharding.py.
     for a, b in zip(jax.tree.leaves((chunked[0].params, chunked[1])),
                     jax.tree.leaves((whole[0].params, whole[1])), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.layout
+def test_chunked_calls_share_one_compiled_program(chunked_and_whole):
+    # The three calls of 2 runs (the last padded) are one program.
+    assert chunked_and_whole[2] == 1
 
 
 class _FakeDevice:

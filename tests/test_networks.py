@@ -257,6 +257,7 @@ def test_float32_matmul_gradients_equal_those_of_the_plain_product():
     np.testing.assert_allclose(ours[1], np.einsum("abi,abo->io", x, c), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.layout
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="the CPU backend's program")
 def test_weight_gradients_on_cpu_are_plain_products_of_a_transposed_copy():
     # XLA's CPU backend runs x^T g (a dot contracting the rows of both operands) as an Eigen
@@ -270,6 +271,7 @@ def test_weight_gradients_on_cpu_are_plain_products_of_a_transposed_copy():
     assert set(dots) == {"1"}, "a weight gradient contracts the rows of x in place"
 
 
+@pytest.mark.layout
 def test_the_transposed_copy_is_made_on_cpu_only():
     # `lax.platform_dependent` picks the copy for CPU programs; a program lowered for an
     # accelerator (which this CPU-only machine can lower, not run) takes the plain transpose.
@@ -287,28 +289,6 @@ def test_matmul_refuses_an_unknown_operand_dtype():
     with pytest.raises(ValueError, match=r"operand_dtype='float16' is invalid: must be one of "
                                          r"\('float32', 'bfloat16'\)"):
         networks.matmul(jnp.ones((2, 3)), jnp.ones((3, 4)), "float16")
-
-
-def _barriers(fn, *args) -> int:
-    return jax.jit(fn).lower(*args).as_text().count("optimization_barrier")
-
-
-def test_transposed_copy_counts_the_runs_of_nested_vmaps():
-    limit = networks.COPY_MAX_RUNS
-    a = jnp.arange(4 * 2 * 3 * 5, dtype=jnp.float32).reshape(4, 2, 3, 5)
-    # The values: the last two axes swapped, under any vmap.
-    np.testing.assert_array_equal(jax.vmap(jax.vmap(networks._transposed))(a),
-                                  np.swapaxes(np.asarray(a), -1, -2))
-    assert _barriers(networks._transposed, jnp.ones((128, 64))) == 1
-    assert _barriers(jax.vmap(networks._transposed), jnp.ones((limit, 128, 64))) == 1
-    assert _barriers(jax.vmap(networks._transposed), jnp.ones((limit + 1, 128, 64))) == 0
-    # Two vmaps: limit / 2 x 2 runs keep the copy, limit / 2 x 4 do not.
-    nested = jax.vmap(jax.vmap(networks._transposed))
-    assert _barriers(nested, jnp.ones((limit // 2, 2, 8, 4))) == 1
-    assert _barriers(nested, jnp.ones((limit // 2, 4, 8, 4))) == 0
-    # An array the vmap does not batch is one run's.
-    unbatched = jax.vmap(networks._transposed, in_axes=None, axis_size=4 * limit)
-    assert _barriers(unbatched, jnp.ones((8, 4))) == 1
 
 
 _DOT = re.compile(r"stablehlo\.dot_general .*: \(tensor<[\dx]*(\w+)>, tensor<[\dx]*(\w+)>\) "
@@ -339,6 +319,7 @@ def _dot_dtypes(matmul_dtype, env_id, **overrides):
     return [match.groups() for match in _DOT.finditer(text)]
 
 
+@pytest.mark.layout
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_bfloat16_config_runs_every_matmul_of_forward_and_gradient_in_bfloat16(env_id):
     dots = _dot_dtypes("bfloat16", env_id)
@@ -350,6 +331,7 @@ def test_bfloat16_config_runs_every_matmul_of_forward_and_gradient_in_bfloat16(e
     assert len(dots) == 16 and set(dots) == {("f32", "f32", "f32")}
 
 
+@pytest.mark.layout
 def test_bfloat16_config_keeps_the_fourier_projection_in_float32():
     # The MLPs' 16 matmuls as above in bfloat16; the projection x B of the Fourier features is
     # one more, forward only (B is read through stop_gradient), in float32: its phase

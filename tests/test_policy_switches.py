@@ -257,6 +257,7 @@ def test_fourier_matrix_shape_scale_and_network_input_size():
     assert networks.input_size(_setup("CartPole-v1")[0], env) == 4
 
 
+@pytest.mark.layout
 def test_fourier_matrix_is_scale_times_the_normal_draw_of_fold_in_key_1():
     """B = fourier_scale * N(0, 1) [O, F] drawn from fold_in(init key, 1), exactly."""
     _, _, _, params = _setup("CartPole-v1", fourier_features=8, fourier_scale=3.0)

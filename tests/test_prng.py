@@ -13,6 +13,7 @@ import pytest
 
 import jaxppo
 from jaxppo import envs, networks, prng, rollout
+from jaxppo import policy as policy_lib
 
 DRAWS = {
     "split": lambda k: jax.random.key_data(jax.random.split(k, 5)),
@@ -121,7 +122,7 @@ def test_rollout_is_the_same_on_a_fast_key():
     @jax.jit
     def run(key):
         return rollout.rollout(config, env, network,
-                               rollout.Policy(state.params, state.normalizers),
+                               policy_lib.Policy(state.params, state.normalizers),
                                rollout.EnvCarry(state.obs, state.env_state), key)
 
     key = jax.random.key(5)
@@ -190,6 +191,7 @@ def test_bijective_permutation_matches_the_plain_reference(n):
     assert out.dtype == np.int32
 
 
+@pytest.mark.layout
 def test_bijective_permutation_has_no_loop():
     # No while loop of its own (JAX lowers the round keys' threefry as a fixed loop), so
     # under vmap no key waits for another, and seeds sharded over devices need no collective
@@ -207,6 +209,12 @@ def test_permutation_sorts_up_to_256_and_maps_above():
     for n in (257, 2048):
         np.testing.assert_array_equal(prng.permutation(key, n),
                                       prng.bijective_permutation(key, n))
+
+
+@pytest.mark.layout
+def test_permutation_above_256_lowers_without_a_sort():
+    key = jax.random.key(9)
+    for n in (257, 2048):
         assert "stablehlo.sort" not in jax.jit(
             prng.permutation, static_argnums=1).lower(key, n).as_text()
 
@@ -226,6 +234,7 @@ def test_bijective_permutation_limits():
         prng.bijective_permutation(jax.random.key(0), 2**31 + 1)
 
 
+@pytest.mark.layout
 def test_rounds_rule():
     # 3 log2(n) random bits in all, 32 - b of them a round (2**b >= n): n = 256 has b = 8 and
     # needs 24 bits (one round of 24); n = 257 has b = 9 and needs 24.02 (two rounds of 23);
@@ -350,12 +359,13 @@ def test_bijective_parity_is_fixed_on_a_power_of_two():
     assert len({parity(np.asarray(prng.bijective_permutation(k, 1000))) for k in keys}) == 2
 
 
-# --- keys per purpose: init and the rollout ------------------------------------------------
+# --- keys per purpose: init (the rollout's: tests/test_rollout.py) ----------------------------
 
 KEYS_CONFIG = jaxppo.Config(env_id="ProbePolicy-v0", num_envs=8, num_steps=6,
                             total_timesteps=48, num_minibatches=2, hidden_sizes=(8,))
 
 
+@pytest.mark.layout
 def test_init_splits_its_key_into_network_env_and_run_keys():
     """init: net_key, env_key, run_key = split(key, 3); env i resets with split(env_key, N)[i]."""
     config = KEYS_CONFIG
@@ -371,42 +381,3 @@ def test_init_splits_its_key_into_network_env_and_run_keys():
     np.testing.assert_array_equal(jax.random.key_data(state.key), jax.random.key_data(run_key))
     assert not np.array_equal(jax.random.key_data(state.key), jax.random.key_data(key))
     assert len(set(np.asarray(state.obs)[:, 0].tolist())) == 2  # both signs among 8 resets
-
-
-def _replayed_rollout(config, env, network, policy, carry, key):
-    """A plain loop over the documented keys: step t uses split(key, T)[t] = (action_key,
-    env_key), and env i steps (and auto-resets) with split(env_key, N)[i]."""
-    obs, env_state = carry.obs, carry.env_state
-    observed, actions = [], []
-    for step_key in jax.random.split(key, config.num_steps):
-        action_key, env_key = jax.random.split(step_key)
-        dist, _ = networks.apply(network, policy.params, config, obs)
-        action = dist.sample(action_key)
-        env_state, step = jax.vmap(env.step)(jax.random.split(env_key, config.num_envs),
-                                             env_state, action)
-        observed.append(obs)
-        actions.append(action)
-        obs = step.obs
-    return np.stack(observed), np.stack(actions)
-
-
-def test_rollout_draws_actions_and_env_steps_from_their_own_keys():
-    """ProbePolicy-v0 ends every episode after one step, so every observation after the first
-    is a fresh reset's random sign: the obs show the env keys, the actions the action keys."""
-    config = KEYS_CONFIG
-    env = envs.make(config.env_id)
-    network = networks.make(config, env)
-    state = jaxppo.init(config, jax.random.key(0))
-    policy = rollout.Policy(state.params, state.normalizers)
-    carry = rollout.EnvCarry(state.obs, state.env_state)
-    key = jax.random.key(9)
-    _, tr = jax.jit(rollout.rollout, static_argnums=(0, 1, 2))(config, env, network, policy,
-                                                               carry, key)
-    obs, actions = _replayed_rollout(config, env, network, policy, carry, key)
-    np.testing.assert_array_equal(tr.obs, obs)
-    np.testing.assert_array_equal(tr.action, actions)
-    # Every env has its own step key: the reset signs differ across envs (at each of the 5
-    # later steps all 8 agree with probability 2 / 2^8).
-    signs = np.asarray(tr.obs[1:, :, 0])
-    assert np.all(np.any(signs != signs[:, :1], axis=1))
-    assert np.any(np.asarray(tr.action) == 0) and np.any(np.asarray(tr.action) == 1)

@@ -2,7 +2,6 @@
 
 import importlib
 import re
-import warnings
 
 import chex
 import jax
@@ -148,38 +147,3 @@ def test_seeds_below_one_or_not_an_int_are_refused_before_tracing(seeds, monkeyp
     monkeypatch.setattr(sweep_lib, "run_sharded", never)
     with pytest.raises(ValueError, match=re.escape(f"seeds={seeds!r} must be an integer >= 1")):
         jaxppo.sweep(TINY, {"clip_eps": [0.1, 0.2]}, seeds=seeds)
-
-
-# Four fake devices: with max_runs_per_call given, the plan is pure arithmetic (no device
-# is asked anything).
-FOUR = [object()] * 4
-
-
-@pytest.mark.parametrize(
-    ("runs", "most", "per_call", "calls"),
-    [
-        # all 6 fit (100 >= 6): 6 rounded up to a multiple of 4 devices -> 8, one call
-        (6, 100, 8, 1),
-        # 6 allowed: rounded down to a multiple of 4 -> 4; ceil(5 / 4) = 2 calls
-        (5, 6, 4, 2),
-        # 2 allowed: below one run per device, so 4; ceil(3 / 4) = 1 call
-        (3, 2, 4, 1),
-        # one device's worth of runs (4 of 4): 4 per call, ceil(9 / 4) = 3 calls
-        (9, 4, 4, 3),
-        # 12 allowed and 12 = 3 * 4 runs: exactly one call, no padding
-        (12, 12, 12, 1),
-    ],
-)
-def test_runs_per_call_is_a_multiple_of_the_device_count(runs, most, per_call, calls):
-    assert sweep_lib.runs_per_call(TINY, runs, FOUR, max_runs_per_call=most) == per_call
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        assert sweep_lib.plan_calls(TINY, runs, FOUR, max_runs_per_call=most) == (per_call,
-                                                                                   calls)
-    chunked = [w for w in caught if issubclass(w.category, jaxppo.memory.ChunkWarning)]
-    if calls == 1:
-        assert chunked == []
-    else:
-        assert len(chunked) == 1
-        assert f"running them in {calls} sequential calls of {per_call} runs" in str(
-            chunked[0].message)

@@ -16,6 +16,7 @@ from jax.flatten_util import ravel_pytree
 
 import jaxppo
 from jaxppo import envs, gae, networks, normalize, rollout, update
+from jaxppo import policy as policy_lib
 
 TINY = jaxppo.Config(
     num_envs=4, num_steps=16, total_timesteps=4 * 16 * 4, update_epochs=2, num_minibatches=2
@@ -24,12 +25,12 @@ TINY = jaxppo.Config(
 
 @functools.partial(jax.jit, static_argnums=0)
 def _step_and_rollout(config, state):
-    """The step, plus the rollout it makes (same key split as `train._step`)."""
+    """The step, plus the rollout it makes (same key split as `jaxppo.step`)."""
     env = envs.make(config.env_id)
     network = networks.make(config, env)
     _, rollout_key, _ = jax.random.split(state.key, 3)
     _, transitions = rollout.rollout(
-        config, env, network, rollout.Policy(state.params, state.normalizers),
+        config, env, network, policy_lib.Policy(state.params, state.normalizers),
         rollout.EnvCarry(state.obs, state.env_state), rollout_key,
     )
     new_state, metrics = jaxppo.step(config, state)
@@ -52,6 +53,7 @@ def normalized_run():
     return config, _run(config)
 
 
+@pytest.mark.layout
 def test_observation_statistics_equal_numpy_over_everything_seen(normalized_run):
     config, (state, seen) = normalized_run
     raw = np.concatenate([np.asarray(t.raw_obs).reshape(-1, 4) for _, t, _ in seen])
@@ -74,33 +76,6 @@ def test_statistics_are_frozen_within_an_update(normalized_run):
     np.testing.assert_allclose(first.obs, first.raw_obs, rtol=1e-6)
 
 
-def test_normalize_clips_to_obs_clip():
-    fresh = normalize.RunningStats.create((3,))
-    x = jnp.float32([20.0, -20.0, 3.0])
-    # Fresh stats: (x - 0) / sqrt(1 + 1e-8) = x in float32; clip 10 cuts +-20 to +-10.
-    np.testing.assert_array_equal(normalize.normalize(fresh, x, 10.0), [10.0, -10.0, 3.0])
-    np.testing.assert_array_equal(normalize.normalize(fresh, x), [20.0, -20.0, 3.0])
-    # The rollout's observe applies Config.obs_clip (as a traced leaf, 2.5 here).
-    config = TINY.replace(normalize_obs=True, obs_clip=2.5)
-    normalizers = normalize.Normalizers.create(3, 1)
-    np.testing.assert_array_equal(rollout.observe(config, normalizers, x), [2.5, -2.5, 2.5])
-
-
-def test_denormalize_is_x_times_std_plus_mean_and_inverts_normalize():
-    stats = normalize.RunningStats(jnp.float32(2.0), jnp.float32(9.0), jnp.float32(10.0))
-    # std = sqrt(9 + 1e-8) = 3 in float32: x * 3 + 2 = [-4, 2, 3.5] for x = [-2, 0, 0.5].
-    np.testing.assert_array_equal(normalize.denormalize(stats, jnp.float32([-2.0, 0.0, 0.5])),
-                                  [-4.0, 2.0, 3.5])
-    rng = np.random.default_rng(0)
-    per_feature = normalize.RunningStats(jnp.float32(rng.normal(size=4) * 5),
-                                         jnp.float32(rng.uniform(0.1, 20.0, size=4)),
-                                         jnp.float32(100.0))
-    x = jnp.float32(rng.normal(size=(6, 4)) * 10)
-    np.testing.assert_allclose(normalize.denormalize(per_feature,
-                                                     normalize.normalize(per_feature, x)),
-                               x, rtol=1e-5, atol=1e-5)
-
-
 def _discounted_reference(rewards, dones, gamma, start):
     """Plain loop: R_t = gamma * R_{t-1} + r_t, reset to 0 after a step that ended."""
     running = np.array(start, np.float64)
@@ -112,17 +87,7 @@ def _discounted_reference(rewards, dones, gamma, start):
     return out, running
 
 
-def test_discounted_returns_match_a_plain_loop():
-    rng = np.random.default_rng(0)
-    rewards = rng.normal(size=(20, 3)).astype(np.float32)
-    dones = rng.random((20, 3)) < 0.2
-    start = rng.normal(size=3).astype(np.float32)
-    last, returns = normalize.discounted_returns(jnp.asarray(start), rewards, dones, 0.9)
-    ref, ref_last = _discounted_reference(rewards, dones, 0.9, start)
-    np.testing.assert_allclose(returns, ref, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(last, ref_last, rtol=1e-5, atol=1e-6)
-
-
+@pytest.mark.layout
 def test_reward_scaling_uses_the_running_return_std(normalized_run):
     config, (state, seen) = normalized_run
     carry = np.zeros(4)
@@ -144,16 +109,19 @@ def test_reward_scaling_uses_the_running_return_std(normalized_run):
     np.testing.assert_allclose(state.normalizers.discounted_return, carry, rtol=1e-5)
 
 
+@pytest.mark.layout
 def test_value_targets_are_normalized_and_values_denormalized(normalized_run):
     config, (state, seen) = normalized_run
     targets = []
     for before, tr, _ in seen:
         reward = normalize.scale_rewards(before.normalizers.reward, tr.reward)
-        _, target = gae.batched_gae(reward, tr.value, tr.next_value, tr.terminated,
+        network = networks.make(config, envs.make(config.env_id))
+        policy = policy_lib.Policy(before.params, before.normalizers)
+        next_value = policy_lib.critic_value(config, network, policy, tr.final_obs)
+        _, target = gae.batched_gae(reward, tr.value, next_value, tr.terminated,
                                     tr.truncated, config.gamma, config.gae_lambda)
         targets.append(np.asarray(target).ravel())
         # The rollout's values are the critic's outputs mapped back to return units.
-        network = networks.make(config, envs.make(config.env_id))
         raw = networks.value(network, before.params, config, tr.obs)
         np.testing.assert_allclose(
             tr.value, normalize.denormalize(before.normalizers.value, raw), rtol=1e-5, atol=1e-6
@@ -163,7 +131,7 @@ def test_value_targets_are_normalized_and_values_denormalized(normalized_run):
     np.testing.assert_allclose(state.normalizers.value.var, everything.var(), rtol=1e-4)
 
 
-def test_next_value_is_denormalized_with_the_value_statistics():
+def test_final_obs_value_is_denormalized_with_the_value_statistics():
     """With normalize_values on and value statistics mean 5, var 4 (not the identity), the
     values of the pre-reset next observations are in return units like the values: 5 + 2 V."""
     config = TINY.replace(normalize_values=True, num_steps=32)
@@ -171,17 +139,18 @@ def test_next_value_is_denormalized_with_the_value_statistics():
     network = networks.make(config, env)
     state = jaxppo.init(config, jax.random.key(1))
     stats = normalize.RunningStats(jnp.float32(5.0), jnp.float32(4.0), jnp.float32(50.0))
-    policy = rollout.Policy(state.params, state.normalizers.replace(value=stats))
+    policy = policy_lib.Policy(state.params, state.normalizers.replace(value=stats))
     _, tr = jax.jit(rollout.rollout, static_argnums=(0, 1, 2))(
         config, env, network, policy, rollout.EnvCarry(state.obs, state.env_state),
         jax.random.key(2))
     raw = np.float64(networks.value(network, state.params, config, tr.final_obs))
+    next_value = policy_lib.critic_value(config, network, policy, tr.final_obs)
     # std = sqrt(4 + 1e-8) = 2 in float32.
-    np.testing.assert_allclose(tr.next_value, 2.0 * raw + 5.0, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(next_value, 2.0 * raw + 5.0, rtol=1e-5, atol=1e-5)
     assert np.abs(raw).max() < 2.0  # so the raw critic is far from the denormalized one
     done = np.asarray(tr.done[:-1])
     assert done.any() and (~done).any()
-    np.testing.assert_allclose(np.asarray(tr.next_value[:-1])[~done],
+    np.testing.assert_allclose(np.asarray(next_value[:-1])[~done],
                                np.asarray(tr.value[1:])[~done], rtol=1e-5, atol=1e-5)
 
 
@@ -199,15 +168,15 @@ def _update_inputs(config):
     env = envs.make(config.env_id)
     network = networks.make(config, env)
     state = jaxppo.init(config, jax.random.key(1))
-    policy = rollout.Policy(state.params, state.normalizers)
+    policy = policy_lib.Policy(state.params, state.normalizers)
     _, tr = rollout.rollout(config, env, network, policy,
                             rollout.EnvCarry(state.obs, state.env_state), jax.random.key(2))
     data = update.UpdateData(tr, tr.reward, state.normalizers)
-    adv, target = gae.batched_gae(tr.reward, tr.value, tr.next_value, tr.terminated,
-                                  tr.truncated, config.gamma, config.gae_lambda)
+    adv, target = update.advantages(config, network, policy, data, tr.value)
     return network, state, data, update.make_batch(config, data, adv, target)
 
 
+@pytest.mark.layout
 def test_recompute_advantages_uses_the_critic_after_the_previous_epoch():
     config = TINY.replace(recompute_advantages=True, learning_rate=1e-2)
     network, state, data, batch = _update_inputs(config)
@@ -216,7 +185,8 @@ def test_recompute_advantages_uses_the_critic_after_the_previous_epoch():
     flat, unravel = ravel_pytree(state.params)
     carry = update.OptCarry(flat, optimizer.init(flat), jnp.array(False))
     epoch = functools.partial(update._epoch, batch=batch, data=data, unravel=unravel,
-                              network=network, config=config, optimizer=optimizer)
+                              network=network, config=config, optimizer=optimizer,
+                              ent_coef=config.ent_coef)
     key1, key2 = jax.random.split(jax.random.key(3))
     after_1, _ = epoch(carry, (key1, jnp.array(True)))
     # Epoch 2's data: GAE recomputed by hand from the critic after epoch 1.
@@ -225,19 +195,20 @@ def test_recompute_advantages_uses_the_critic_after_the_previous_epoch():
     next_values = network.apply(unravel(after_1.params), tr.final_obs, method="value")
     adv, target = gae.batched_gae(tr.reward, values, next_values, tr.terminated,
                                   tr.truncated, config.gamma, config.gae_lambda)
-    recomputed = update.epoch_batch(config, network, unravel(after_1.params), data)
+    recomputed = update.training_batch(config, network, unravel(after_1.params), data)
     np.testing.assert_allclose(recomputed.advantage, adv, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(recomputed.target, target, rtol=1e-5, atol=1e-6)
     assert not np.allclose(recomputed.advantage, batch.advantage, atol=1e-4)
     # And epoch 2 trains on exactly that batch.
     after_2, _ = epoch(after_1, (key2, jnp.array(False)))
     by_hand = update.shuffle_minibatches(recomputed, key2, config)
-    step = functools.partial(update._minibatch_step, unravel=unravel, network=network,
-                             config=config, optimizer=optimizer)
+    step = functools.partial(update.minibatch_step, unravel=unravel, network=network,
+                             config=config, optimizer=optimizer, ent_coef=config.ent_coef)
     expected, _ = jax.lax.scan(step, after_1, by_hand)
     chex.assert_trees_all_close(after_2.params, expected.params, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.layout
 def test_update_on_flat_params_equals_a_loop_over_param_trees():
     """`update` keeps the params one flat vector through its epochs (and Adam's moments are
     flat): the same as applying the optimizer to param trees minibatch by minibatch."""

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import jaxppo
-from jaxppo import envs, gae, networks, prng, rollout, update
+from jaxppo import envs, networks, prng, rollout, update
+from jaxppo import policy as policy_lib
 
 TINY = jaxppo.Config(
     num_envs=4, num_steps=16, total_timesteps=4 * 16 * 3, update_epochs=2, num_minibatches=2
@@ -138,11 +139,17 @@ def _rollout(config, key):
     network = networks.make(config, env)
     state = jaxppo.init(config, key)
     carry = rollout.EnvCarry(state.obs, state.env_state)
-    policy = rollout.Policy(state.params, state.normalizers)
+    policy = policy_lib.Policy(state.params, state.normalizers)
     _, transitions = jax.jit(rollout.rollout, static_argnums=(0, 1, 2))(
         config, env, network, policy, carry, key
     )
     return network, state, transitions
+
+
+def _final_values(config, network, state, tr):
+    """V(final_obs) [T, N] as the update computes it, by the rollout's policy."""
+    policy = policy_lib.Policy(state.params, state.normalizers)
+    return policy_lib.critic_value(config, network, policy, tr.final_obs)
 
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
@@ -153,11 +160,11 @@ def test_first_minibatch_has_ratio_one(env_id):
     # the samples of the near-zero initial mean.
     config = TINY.replace(env_id=env_id, init_log_std=1.0 if env_id == "Pendulum-v1" else 0.0)
     network, state, tr = _rollout(config, jax.random.key(5))
-    adv, targets = gae.batched_gae(tr.reward, tr.value, tr.next_value, tr.terminated,
-                                   tr.truncated, config.gamma, config.gae_lambda)
     data = update.UpdateData(tr, tr.reward, state.normalizers)
+    policy = policy_lib.Policy(state.params, state.normalizers)
+    adv, targets = update.advantages(config, network, policy, data, tr.value)
     batch = update.make_batch(config, data, adv, targets)
-    _, info = update.loss(state.params, network, config, batch)
+    _, info = update.loss(state.params, network, config, batch, config.ent_coef)
     np.testing.assert_allclose(info.approx_kl, 0.0, atol=1e-6)
     assert float(info.clip_fraction) == 0.0
     # Ratio 1 and normalized advantages: the surrogate is -mean(normalized A) = 0.
@@ -174,15 +181,15 @@ def test_first_minibatch_has_ratio_one(env_id):
         np.testing.assert_allclose(tr.log_prob, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_next_value_is_the_next_steps_value_where_no_episode_ended():
+def test_final_obs_value_is_the_next_steps_value_where_no_episode_ended():
     config = TINY.replace(num_steps=64, total_timesteps=256)
-    _, _, tr = _rollout(config, jax.random.key(6))
+    network, state, tr = _rollout(config, jax.random.key(6))
     done = np.asarray(tr.done[:-1])
     assert done.any() and (~done).any()
-    nv = np.asarray(tr.next_value[:-1])
+    nv = np.asarray(_final_values(config, network, state, tr)[:-1])
     v_next = np.asarray(tr.value[1:])
     np.testing.assert_allclose(nv[~done], v_next[~done], rtol=1e-5, atol=1e-6)
-    # Where an episode ended, next_value is the value of the pre-reset observation, not of the
+    # Where an episode ended, it is the value of the pre-reset observation, not of the
     # fresh episode's first observation.
     assert not np.allclose(nv[done], v_next[done])
 
@@ -208,9 +215,9 @@ def probe_step():
     captured = {}
 
     def spy(name, fn):
-        def wrapped(*args):
-            captured[name] = args[-1]  # the key is the last argument of both
-            captured[name + " output"] = fn(*args)
+        def wrapped(*args, **kwargs):
+            captured[name] = args[-1]  # the key is the last positional argument of both
+            captured[name + " output"] = fn(*args, **kwargs)
             return captured[name + " output"]
         return wrapped
 
@@ -246,6 +253,7 @@ def test_running_return_for_reward_scaling_resets_at_truncation(probe_step):
     np.testing.assert_allclose([metrics.episode_return, metrics.episode_length], [5.0, 5.0])
 
 
+@pytest.mark.layout
 def test_step_splits_its_key_into_next_rollout_and_update_keys(probe_step):
     """step: key, rollout_key, update_key = split(state.key, 3), the rollout's key on the
     unrolled threefry (`prng.fast`, same bits)."""
@@ -291,6 +299,7 @@ def test_stack_configs_rejects_a_static_difference():
         jaxppo.stack_configs([TINY, TINY.replace(num_envs=8)])
 
 
+@pytest.mark.layout
 def test_config_leaves_are_traced_not_closed_over():
     """A jaxpr of train holds the dynamic leaves as inputs, not as baked constants."""
     jaxpr = jax.make_jaxpr(jaxppo.train)(TINY, jax.random.key(0))
@@ -299,6 +308,7 @@ def test_config_leaves_are_traced_not_closed_over():
     assert jnp.issubdtype(jaxpr.in_avals[0].dtype, jnp.floating)
 
 
+@pytest.mark.layout
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
 def test_whole_run_lowers_for_accelerators(env_id):
     # CI has no accelerator, but JAX lowers for one on this machine: nothing CPU-only (a
@@ -325,8 +335,8 @@ def two_steps_with_info():
     captured = {}
     original = update.update
 
-    def spy(*args):
-        out = original(*args)
+    def spy(*args, **kwargs):
+        out = original(*args, **kwargs)
         captured["info"] = out[1]
         return out
 
@@ -344,6 +354,7 @@ def two_steps_with_info():
         return first, second
 
 
+@pytest.mark.layout
 def test_step_metrics_are_the_updates_info(two_steps_with_info):
     """Each loss metric is the field of the same name of the UpdateInfo that `update.update`
     returned (its mean over the 2 x 2 gradient steps), not a neighbour's; env_steps
@@ -352,10 +363,10 @@ def test_step_metrics_are_the_updates_info(two_steps_with_info):
              "clip_fraction", "grad_norm")
     for k, (metrics, info) in enumerate(two_steps_with_info):
         for name in names:
-            np.testing.assert_array_equal(getattr(metrics, name), getattr(info.loss, name),
+            np.testing.assert_array_equal(getattr(metrics, name), getattr(info, name),
                                           err_msg=name)
         # The seven differ pairwise (none is 0), so a swap of two cannot pass above.
-        values = [float(getattr(info.loss, name)) for name in names]
+        values = [float(getattr(info, name)) for name in names]
         assert len(set(values)) == len(values) and 0.0 not in values, values
         assert int(metrics.gradient_steps) == int(info.gradient_steps) == 4
         assert int(metrics.env_steps) == (k + 1) * 64

@@ -18,10 +18,11 @@ import importlib.util
 import sys
 import types
 
+from jaxppo import config as config_lib
 from jaxppo.envs import core
 from jaxppo.envs.core import ActionSpace, GymnaxEnv, Step
 
-__all__ = ["ActionSpace", "GymnaxEnv", "Step", "closest_ids", "make", "registered"]
+__all__ = ["ActionSpace", "GymnaxEnv", "Step", "check", "closest_ids", "make", "registered"]
 
 # The ids of `probes.PROBES`, known without importing gymnax (a test checks they agree).
 PROBE_IDS = ("ProbeValue-v0", "ProbeDiscount-v0", "ProbeTruncation-v0", "ProbePolicy-v0",
@@ -106,3 +107,31 @@ def make(env_id: str) -> core.GymnaxEnv:
         raise ValueError(f"unknown env_id {env_id!r}; {hint}known environments: {known}")
     env, params = gymnax.make(env_id)
     return core.GymnaxEnv(env_id, env, params)
+
+
+def check(config) -> None:
+    """Check ``config`` against its environment; a `ValueError` names the bad field.
+
+    The checks `jaxppo.config.validate` cannot make without the env: the action distribution
+    against the action space, squash_mean and temperature against it, action_masking against
+    the env's masks.
+    """
+    env = make(config.env_id)
+    discrete = env.action_space.discrete
+    kind = "categorical" if discrete else "gaussian"
+    if config.action_dist not in ("auto", kind):
+        config_lib.fail(
+            "action_dist", config.action_dist,
+            f"{config.env_id} has a {'discrete' if discrete else 'continuous'} action space, "
+            f"so it needs {kind!r} (or 'auto')")
+    if config.squash_mean and discrete:
+        config_lib.fail("squash_mean", True, f"applies to continuous actions only; "
+                        f"{config.env_id} has discrete actions")
+    if config.action_masking and not env.has_action_mask:
+        config_lib.fail("action_masking", True, f"{config.env_id} provides no action masks (an "
+                        "env provides them with an action_mask(state, params) method, as "
+                        "ProbeMasked-v0 does)")
+    if not discrete:
+        config_lib.check_range(config, "temperature", 1.0, 1.0,
+                               f"applies to discrete actions only; {config.env_id} has "
+                               "continuous actions, so it must stay 1.0")

@@ -1,0 +1,44 @@
+"""Tests of `jaxppo.presets`: every preset is a valid config of its own env; an env without one
+gets the defaults."""
+
+import pytest
+
+import jaxppo
+from jaxppo import presets
+
+
+def test_preset_without_known_settings_is_the_defaults_with_that_env():
+    assert jaxppo.preset("Acrobot-v1") == jaxppo.Config(env_id="Acrobot-v1")
+    assert jaxppo.preset("CartPole-v1") == jaxppo.Config()
+
+
+def test_pendulum_preset_values():
+    config = jaxppo.preset("Pendulum-v1")
+    # Only these fields differ from the defaults (presets.py's comment on them).
+    assert config == jaxppo.Config(
+        env_id="Pendulum-v1", num_envs=16, num_steps=128, total_timesteps=1_000_000,
+        update_epochs=10, num_minibatches=32, learning_rate=1e-3, gamma=0.95, ent_coef=0.0,
+        clip_value_loss=False,
+    )
+    assert config.minibatch_size == 64  # 16 envs x 128 steps / 32 minibatches
+    assert config.num_updates == 488  # 1_000_000 // 2048
+    assert jaxppo.validate(config) is config
+
+
+@pytest.mark.parametrize("env_id", list(jaxppo.PRESETS))
+def test_every_preset_validates_for_the_env_it_is_listed_under(env_id):
+    config = jaxppo.PRESETS[env_id]
+    assert config.env_id == env_id
+    assert jaxppo.validate(config) is config
+    assert jaxppo.preset(env_id) is config
+
+
+@pytest.mark.parametrize("env_id", ["MountainCar-v0", "Breakout-MinAtar", "ProbeValue-v0"])
+def test_an_env_without_a_preset_gets_the_defaults_with_that_env(env_id):
+    assert env_id not in presets.PRESETS
+    assert presets.preset(env_id) == jaxppo.Config(env_id=env_id)
+
+
+def test_presets_are_the_packages_presets():
+    assert jaxppo.PRESETS is presets.PRESETS and jaxppo.preset is presets.preset
+    assert "CartPole-v1" in presets.PRESETS and "Pendulum-v1" in presets.PRESETS
