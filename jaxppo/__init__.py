@@ -3,13 +3,14 @@
     state, metrics = jax.jit(jaxppo.train)(jaxppo.Config(), jax.random.key(0))
 """
 
-from jaxppo import envs, experiment, memory, stats
+from jaxppo import envs, experiment, memory, rundir, spec, stats
 from jaxppo.cache import use_compile_cache
-from jaxppo.config import PRESETS, Config, preset, stack_configs, validate
+from jaxppo.config import Config, stack_configs
 from jaxppo.devices import use_cpu_cores
 from jaxppo.evaluation import EvalResult, LoadedPolicy, evaluate, load
+from jaxppo.presets import PRESETS, preset
 from jaxppo.sweep import SweepResult, grid, random_search, run_sharded, sweep
-from jaxppo.train import Metrics, TrainState, init, step, train
+from jaxppo.train import Metrics, TrainState, init, step, train, validate
 
 __all__ = [
     "Config",
@@ -31,7 +32,9 @@ __all__ = [
     "SweepResult",
     "grid",
     "random_search",
+    "rundir",
     "run_sharded",
+    "spec",
     "sweep",
     "train",
     "use_compile_cache",

@@ -5,6 +5,7 @@
     jaxppo resume runs/cartpole
     jaxppo sweep --env CartPole-v1 --learning-rate 1e-3,3e-4 --clip-eps 0.1,0.2 --seeds 4
     jaxppo envs
+    jaxppo --version
 
 Every Config field is a flag (``--learning-rate``, ``--num-envs``, ``--normalize-obs`` /
 ``--no-normalize-obs``, ...) with the field's documentation as help. A run starts from
@@ -28,7 +29,6 @@ import difflib
 import functools
 import inspect
 import math
-import pathlib
 import re
 import sys
 import time
@@ -193,7 +193,9 @@ def _common_run_flags(parser: argparse.ArgumentParser) -> None:
 def _output_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tensorboard", action="store_true",
                         help="also write TensorBoard event files (needs tensorboardX)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress display (a bar on a terminal, a line per chunk "
+                        "elsewhere)")
     _jax_flags(parser)
 
 
@@ -209,9 +211,12 @@ def _jax_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import jaxppo
+
     parser = _Parser(prog="jaxppo", allow_abbrev=False,
                      description="PPO in JAX: many seeds and settings in one compiled call.",
                      epilog="`jaxppo COMMAND --help` describes each command.")
+    parser.add_argument("--version", action="version", version=f"jaxppo {jaxppo.__version__}")
     # No prefix matching of flags: --learning-rat is a typo, not --learning-rate.
     commands = parser.add_subparsers(dest="command", metavar="COMMAND",
                                      parser_class=functools.partial(_Parser, allow_abbrev=False))
@@ -252,7 +257,7 @@ def _fmt(x: float, digits: int = 1) -> str:
 
 
 def _print_run_table(result) -> None:
-    from jaxppo import experiment, stats
+    from jaxppo import rundir, stats
 
     final = result.final_returns()
     episodes = result.metrics["episode_count"].sum(axis=-1)
@@ -268,7 +273,7 @@ def _print_run_table(result) -> None:
                   f"{result.spec.seeds} seeds; median {_fmt(agg['median']['value'])}, mean "
                   f"{_fmt(agg['mean']['value'])}, min {_fmt(float(finite.min()))}, max "
                   f"{_fmt(float(finite.max()))}")
-        rel = experiment.reliability(result.metrics["episode_return"][0], final[0])
+        rel = rundir.reliability(result.metrics["episode_return"][0], final[0])
         if rel:
             print("reliability (Chan et al. 2020): dispersion across runs "
                   f"{_fmt(rel['dispersion_across_runs'])}, within runs "
@@ -327,23 +332,25 @@ def _report(result) -> int:
 
 
 def _train(args, sweep: bool) -> int:
-    import jaxppo
+    from jaxppo import experiment
+    from jaxppo import spec as spec_lib
 
     config, space = _config_from_args(args, sweep)
     seeds = args.seeds if args.seeds is not None else (4 if sweep else 8)
     out = args.out or f"runs/{config.env_id}-{time.strftime('%Y%m%d-%H%M%S')}"
-    spec = jaxppo.experiment.make_spec(config, space or None, seeds=seeds, seed=args.seed,
-                                       chunk_updates=args.chunk_updates,
-                                       checkpoint_every=args.checkpoint_every)
+    spec = spec_lib.make_spec(config, space or None, seeds=seeds, seed=args.seed,
+                              chunk_updates=args.chunk_updates,
+                              checkpoint_every=args.checkpoint_every)
     plural = f"{seeds} seed{'' if seeds == 1 else 's'}"
     what = f"{spec.num_settings} settings x {plural}" if space else plural
     print(f"PPO on {config.env_id}: {what} x {config.num_updates} updates x "
           f"{config.batch_size} env steps, one compiled call per chunk of "
           f"{spec.chunk_updates} updates ({_devices_text()}); compiling...")
-    result = jaxppo.experiment.run(
-        config, seeds, out, space=space or None, seed=args.seed,
-        chunk_updates=args.chunk_updates, checkpoint_every=args.checkpoint_every,
-        progress=not args.no_progress, tensorboard=args.tensorboard, overwrite=args.overwrite)
+    output = experiment.Output(progress=not args.no_progress, tensorboard=args.tensorboard,
+                               overwrite=args.overwrite)
+    result = experiment.run(config, seeds, out, space=space or None, seed=args.seed,
+                            chunk_updates=args.chunk_updates,
+                            checkpoint_every=args.checkpoint_every, output=output)
     return _report(result)
 
 
@@ -370,23 +377,20 @@ def _use_cpu_devices(count: int | None) -> None:
 
 
 def _resume(args) -> int:
-    import jaxppo
+    from jaxppo import experiment, rundir
 
-    spec = jaxppo.experiment.load_spec(args.run_dir)
+    spec = rundir.read_spec(args.run_dir)
     print(f"resuming {args.run_dir}: PPO on {spec.config.env_id}, {spec.num_runs} runs")
-    result = jaxppo.experiment.resume(args.run_dir, progress=not args.no_progress,
-                                      tensorboard=args.tensorboard)
-    return _report(result)
+    output = experiment.Output(progress=not args.no_progress, tensorboard=args.tensorboard)
+    return _report(experiment.resume(args.run_dir, output=output))
 
 
 def _eval(args) -> int:
-    import json
-
     import jax
 
     import jaxppo
     from jaxppo import config as config_lib
-    from jaxppo import stats
+    from jaxppo import rundir
 
     if args.episodes < 1:
         raise ValueError(f"--episodes {args.episodes}: expected an integer >= 1")
@@ -396,34 +400,49 @@ def _eval(args) -> int:
     result = jaxppo.evaluate(configs, state, jax.random.key(args.seed), args.episodes,
                              deterministic=not args.stochastic)
     seconds = time.perf_counter() - start
-    returns = result.returns.reshape(spec.num_settings, spec.seeds, args.episodes)
-    per_run = returns.mean(axis=-1)
     mode = "sampled" if args.stochastic else "deterministic (mode)"
     print(f"{args.run_dir}: {args.episodes} episodes per run, {mode} actions, checkpoint "
           f"after {done} updates ({seconds:.1f} s incl. compile)")
-    labels = jaxppo.experiment.setting_labels(spec)
+    report = _eval_report(spec, result.returns.reshape(spec.num_settings, spec.seeds,
+                                                       args.episodes))
     report = {"episodes": args.episodes, "deterministic": not args.stochastic,
-              "updates_done": done, "settings": []}
-    for h in range(spec.num_settings):
-        agg = stats.aggregate(per_run[h])
-        if spec.num_settings == 1:
-            print(f"\n{'seed':>4}  {'mean return':>11}  {'min':>8}  {'max':>8}")
-            for s in range(spec.seeds):
-                r = returns[h, s]
-                print(f"{s:>4}  {r.mean():>11.1f}  {r.min():>8.1f}  {r.max():>8.1f}")
-            print(f"\nIQM over seeds {stats.format_ci(agg['iqm'])} (95% CI); median "
-                  f"{_fmt(agg['median']['value'])}, mean {_fmt(agg['mean']['value'])}")
-        report["settings"].append({"setting": h, "label": labels[h],
-                                   "returns": returns[h].tolist(), "aggregate": agg})
-    if spec.num_settings > 1:
-        _print_ranking(labels, per_run)
+              "updates_done": done, **report}
     unfinished = int((~result.finished).sum())
     if unfinished:
         print(f"{unfinished} episodes did not end within the step limit (partial returns)")
-    path = pathlib.Path(args.run_dir) / "eval.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwritten: {path}")
+    print(f"\nwritten: {rundir.write_eval(args.run_dir, report)}")
     return 0
+
+
+def _eval_report(spec, returns: np.ndarray) -> dict:
+    """Print the returns [H, S, E] of an evaluation (per seed for one setting, else ranked);
+    eval.json's "settings" entry."""
+    from jaxppo import spec as spec_lib
+    from jaxppo import stats
+
+    per_run = returns.mean(axis=-1)
+    labels = spec_lib.setting_labels(spec)
+    settings = []
+    for h in range(spec.num_settings):
+        agg = stats.aggregate(per_run[h])
+        if spec.num_settings == 1:
+            _print_eval_seeds(returns[h], agg)
+        settings.append({"setting": h, "label": labels[h], "returns": returns[h].tolist(),
+                         "aggregate": agg})
+    if spec.num_settings > 1:
+        _print_ranking(labels, per_run)
+    return {"settings": settings}
+
+
+def _print_eval_seeds(returns: np.ndarray, agg: dict) -> None:
+    """One setting's evaluation returns [S, E], seed by seed, and their aggregate."""
+    from jaxppo import stats
+
+    print(f"\n{'seed':>4}  {'mean return':>11}  {'min':>8}  {'max':>8}")
+    for s, r in enumerate(returns):
+        print(f"{s:>4}  {r.mean():>11.1f}  {r.min():>8.1f}  {r.max():>8.1f}")
+    print(f"\nIQM over seeds {stats.format_ci(agg['iqm'])} (95% CI); median "
+          f"{_fmt(agg['median']['value'])}, mean {_fmt(agg['mean']['value'])}")
 
 
 def _envs() -> int:
@@ -444,7 +463,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    from jaxppo.experiment import RunError
+    from jaxppo import spec as spec_lib
 
     try:
         if args.command in ("train", "sweep", "resume"):  # the commands that spread runs
@@ -462,7 +481,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "eval":
             return _eval(args)
         return _envs()
-    except (RunError, ValueError) as error:
+    except (spec_lib.RunError, ValueError) as error:
         print(f"jaxppo {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -21,8 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxppo import config as config_lib
-from jaxppo import envs, networks, prng, rollout
+from jaxppo import backend, envs, networks
+from jaxppo import policy as policy_lib
 from jaxppo import train as train_lib
 from jaxppo.config import Config
 
@@ -56,12 +56,12 @@ class _EvalCarry(struct.PyTreeNode):
     lengths: jax.Array
 
 
-def _episodes(config: Config, policy: rollout.Policy, key: jax.Array, *, num_episodes: int,
+def _episodes(config: Config, policy: policy_lib.Policy, key: jax.Array, *, num_episodes: int,
               deterministic: bool, max_steps: int):
     """E episodes of one run's policy in E parallel envs (frozen once an episode ends)."""
     env = envs.make(config.env_id)
     network = networks.make(config, env)
-    reset_key, key = jax.random.split(prng.fast(key))
+    reset_key, key = jax.random.split(backend.rollout_key(key))
     obs, env_state = jax.vmap(env.reset)(jax.random.split(reset_key, num_episodes))
 
     def cond(carry: _EvalCarry):
@@ -71,7 +71,7 @@ def _episodes(config: Config, policy: rollout.Policy, key: jax.Array, *, num_epi
         key, act_key, step_key = jax.random.split(carry.key, 3)
         mask = jax.vmap(env.action_mask)(carry.env_state) if config.action_masking else None
         dist = networks.policy(network, policy.params, config,
-                               rollout.observe(config, policy.normalizers, carry.obs), mask)
+                               policy_lib.observe(config, policy.normalizers, carry.obs), mask)
         action = dist.mode() if deterministic else dist.sample(act_key)
         env_state, step = jax.vmap(env.step)(jax.random.split(step_key, num_episodes),
                                              carry.env_state, action)
@@ -103,14 +103,14 @@ def _evaluate_runs(config, policy, keys, *, num_episodes, deterministic, max_ste
     return jax.vmap(fn, in_axes=(0 if batched_config else None, 0, 0))(config, policy, keys)
 
 
-def _as_policy(state_or_policy) -> rollout.Policy:
+def _as_policy(state_or_policy) -> policy_lib.Policy:
     if isinstance(state_or_policy, train_lib.TrainState):
-        return rollout.Policy(state_or_policy.params, state_or_policy.normalizers)
-    if isinstance(state_or_policy, rollout.Policy):
+        return policy_lib.Policy(state_or_policy.params, state_or_policy.normalizers)
+    if isinstance(state_or_policy, policy_lib.Policy):
         return state_or_policy
     if isinstance(state_or_policy, LoadedPolicy):
         return state_or_policy.policy
-    raise TypeError("evaluate needs a jaxppo.TrainState, a rollout.Policy or a policy from "
+    raise TypeError("evaluate needs a jaxppo.TrainState, a jaxppo.policy.Policy or a policy from "
                     f"jaxppo.load, got {type(state_or_policy).__name__}")
 
 
@@ -121,7 +121,7 @@ def evaluate(config: Config, state_or_policy, key: jax.Array, num_episodes: int 
     Args:
         config: the Config the policy was trained with: one Config, or one stacked over the
             runs (`jaxppo.stack_configs`, as a sweep has).
-        state_or_policy: a `TrainState` (or `rollout.Policy`, or a `load`ed policy) of one
+        state_or_policy: a `TrainState` (or `jaxppo.policy.Policy`, or a `load`ed policy) of one
             run, or of several runs with leading axes (e.g. [S, ...] from a vmapped `train`).
         key: PRNG key (env resets; actions too when not deterministic).
         num_episodes: E, episodes per run, run in E parallel envs.
@@ -136,7 +136,7 @@ def evaluate(config: Config, state_or_policy, key: jax.Array, num_episodes: int 
         ValueError: for a bad ``num_episodes`` or ``max_steps``, or a config whose stacked
             runs do not match the state's.
     """
-    config_lib.validate(config)
+    train_lib.validate(config)
     for name, value in (("num_episodes", num_episodes), ("max_steps", max_steps)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                   or value < 1):
@@ -174,7 +174,7 @@ def _act(config, policy, obs, key, mask, *, deterministic):
     env = envs.make(config.env_id)
     network = networks.make(config, env)
     return networks.act(network, policy.params, config,
-                        rollout.observe(config, policy.normalizers, obs), key, mask,
+                        policy_lib.observe(config, policy.normalizers, obs), key, mask,
                         deterministic=deterministic)
 
 
@@ -185,11 +185,11 @@ class LoadedPolicy:
 
     Attributes:
         config: the run's Config (of the chosen setting).
-        policy: params and normalizer statistics (`rollout.Policy`).
+        policy: params and normalizer statistics (`jaxppo.policy.Policy`).
         run_dir, setting, seed: where it came from.
     """
 
-    def __init__(self, config: Config, policy: rollout.Policy, run_dir=None, setting: int = 0,
+    def __init__(self, config: Config, policy: policy_lib.Policy, run_dir=None, setting: int = 0,
                  seed: int = 0) -> None:
         self.config = config
         self.policy = policy
@@ -248,18 +248,20 @@ def load(run_dir, seed: int = 0, setting: int = 0) -> LoadedPolicy:
         setting: which of the H settings of a sweep (default 0).
 
     Raises:
-        `jaxppo.experiment.RunError` (a ValueError): for a missing or broken run directory,
-        or a seed or setting out of range.
+        `jaxppo.spec.RunError` (a ValueError; also `jaxppo.experiment.RunError`): for a
+        missing or broken run directory, or a seed or setting out of range.
     """
-    from jaxppo import experiment
+    from jaxppo import rundir
+    from jaxppo import spec as spec_lib
 
-    spec, state, _, _ = experiment.restore(run_dir)
+    spec = rundir.read_spec(run_dir)
     for name, value, count in (("seed", seed, spec.seeds), ("setting", setting,
                                                             spec.num_settings)):
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < count:
-            raise experiment.RunError(f"{name}={value!r}: {run_dir} has {count} "
-                                      f"{name}s (0 to {count - 1})")
+            raise spec_lib.RunError(f"{name}={value!r}: {run_dir} has {count} "
+                                    f"{name}s (0 to {count - 1})")
+    state, _, _ = rundir.restore_checkpoint(run_dir, spec)
     index = setting * spec.seeds + seed
     one: Any = jax.tree.map(lambda x: x[index], state)
-    return LoadedPolicy(spec.configs()[setting], rollout.Policy(one.params, one.normalizers),
+    return LoadedPolicy(spec.configs()[setting], policy_lib.Policy(one.params, one.normalizers),
                         pathlib.Path(run_dir), setting, seed)

@@ -124,72 +124,84 @@ def sweep_plot(settings: dict[str, Sequence[float]], final: np.ndarray, title: s
         settings: swept field -> H values.
         final: final returns [H, S] (NaN for runs without a finished episode).
     """
-    final = np.asarray(final, np.float64)
-    centers, lows, highs = [], [], []
-    for row in final:
-        finite = row[~np.isnan(row)]
-        if finite.size:
-            entry = stats.aggregate(finite, reps=1000)["iqm"]
-            centers.append(entry["value"])
-            lows.append(entry["ci_low"])
-            highs.append(entry["ci_high"])
-        else:
-            centers.append(np.nan)
-            lows.append(np.nan)
-            highs.append(np.nan)
-    centers = np.asarray(centers)
+    centers, lows, highs = _final_iqms(np.asarray(final, np.float64))
     names = list(settings)
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     grid_axes = [sorted(set(settings[n])) for n in names]
     if len(names) == 2 and len(grid_axes[0]) * len(grid_axes[1]) == len(centers):
-        table = np.full((len(grid_axes[0]), len(grid_axes[1])), np.nan)
-        for h in range(len(centers)):
-            i = grid_axes[0].index(settings[names[0]][h])
-            j = grid_axes[1].index(settings[names[1]][h])
-            table[i, j] = centers[h]
-        fig, ax = _figure(1.2 * len(grid_axes[1]) + 3, 0.8 * len(grid_axes[0]) + 2)
-        image = ax.imshow(table, cmap="viridis", aspect="auto")
-        ax.set_xticks(range(len(grid_axes[1])), [f"{v:.3g}" for v in grid_axes[1]])
-        ax.set_yticks(range(len(grid_axes[0])), [f"{v:.3g}" for v in grid_axes[0]])
-        ax.set_xlabel(names[1])
-        ax.set_ylabel(names[0])
-        finite = table[~np.isnan(table)]
-        middle = (finite.max() + finite.min()) / 2 if finite.size else 0.0
-        for i in range(table.shape[0]):
-            for j in range(table.shape[1]):
-                if not np.isnan(table[i, j]):
-                    ax.text(j, i, f"{table[i, j]:.1f}", ha="center", va="center",
-                            color="black" if table[i, j] > middle else "white", fontsize=9)
-        fig.colorbar(image, ax=ax, label="final return (IQM over seeds)")
+        fig, ax = _heat_map(settings, centers, grid_axes)
     else:
-        order = np.argsort(-np.nan_to_num(centers, nan=-np.inf))
-        labels = [" ".join(f"{n}={settings[n][h]:.3g}" for n in names) for h in order]
-        fig, ax = _figure(7.5, 0.35 * len(order) + 1.5)
-        y = np.arange(len(order))
-        err = np.array([centers[order] - np.asarray(lows)[order],
-                        np.asarray(highs)[order] - centers[order]])
-        ax.barh(y, centers[order], xerr=np.nan_to_num(err), color="tab:blue", alpha=0.8,
-                capsize=3)
-        ax.set_yticks(y, labels, fontsize=8)
-        ax.invert_yaxis()
-        ax.set_xlabel("final return (IQM over seeds, 95% bootstrap CI)")
-        ax.grid(alpha=0.3, axis="x")
+        fig, ax = _ranked_bars(settings, centers, lows, highs)
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path)
     return path
 
 
+def _final_iqms(final: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(IQM, CI low, CI high) over seeds of each setting's final returns [H, S]; NaN for a
+    setting without a finished episode."""
+    out = np.full((3, len(final)), np.nan)
+    for h, row in enumerate(final):
+        finite = row[~np.isnan(row)]
+        if finite.size:
+            entry = stats.aggregate(finite, reps=1000)["iqm"]
+            out[:, h] = entry["value"], entry["ci_low"], entry["ci_high"]
+    return out[0], out[1], out[2]
+
+
+def _heat_map(settings: dict[str, Sequence[float]], centers: np.ndarray,
+              grid_axes: list[list[float]]):
+    """The IQMs of a full 2-field grid as a heat map, each cell labelled."""
+    names = list(settings)
+    table = np.full((len(grid_axes[0]), len(grid_axes[1])), np.nan)
+    for h in range(len(centers)):
+        table[grid_axes[0].index(settings[names[0]][h]),
+              grid_axes[1].index(settings[names[1]][h])] = centers[h]
+    fig, ax = _figure(1.2 * len(grid_axes[1]) + 3, 0.8 * len(grid_axes[0]) + 2)
+    image = ax.imshow(table, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(grid_axes[1])), [f"{v:.3g}" for v in grid_axes[1]])
+    ax.set_yticks(range(len(grid_axes[0])), [f"{v:.3g}" for v in grid_axes[0]])
+    ax.set_xlabel(names[1])
+    ax.set_ylabel(names[0])
+    finite = table[~np.isnan(table)]
+    middle = (finite.max() + finite.min()) / 2 if finite.size else 0.0
+    for i, j in zip(*np.nonzero(~np.isnan(table)), strict=True):
+        ax.text(j, i, f"{table[i, j]:.1f}", ha="center", va="center",
+                color="black" if table[i, j] > middle else "white", fontsize=9)
+    fig.colorbar(image, ax=ax, label="final return (IQM over seeds)")
+    return fig, ax
+
+
+def _ranked_bars(settings: dict[str, Sequence[float]], centers: np.ndarray, lows: np.ndarray,
+                 highs: np.ndarray):
+    """The IQMs as horizontal bars, best first, with their intervals."""
+    names = list(settings)
+    order = np.argsort(-np.nan_to_num(centers, nan=-np.inf))
+    labels = [" ".join(f"{n}={settings[n][h]:.3g}" for n in names) for h in order]
+    fig, ax = _figure(7.5, 0.35 * len(order) + 1.5)
+    y = np.arange(len(order))
+    err = np.array([centers[order] - lows[order], highs[order] - centers[order]])
+    ax.barh(y, centers[order], xerr=np.nan_to_num(err), color="tab:blue", alpha=0.8, capsize=3)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("final return (IQM over seeds, 95% bootstrap CI)")
+    ax.grid(alpha=0.3, axis="x")
+    return fig, ax
+
+
 def plot_run(result) -> dict[str, pathlib.Path]:
     """The plots of an `experiment.Result`, under ``run_dir/plots``; name -> path."""
-    plots_dir = pathlib.Path(result.run_dir) / "plots"
+    from jaxppo import rundir
+
+    plots_dir = pathlib.Path(result.run_dir) / rundir.PLOTS
     config = result.spec.config
     out = {"learning curve": learning_curves(
         result.env_steps(), result.metrics["episode_return"], result.setting_labels(),
-        f"PPO on {config.env_id}", plots_dir / "learning_curve.png")}
+        f"PPO on {config.env_id}", plots_dir / rundir.LEARNING_CURVE)}
     if result.spec.settings:
         out["sweep plot"] = sweep_plot(
             {k: list(v) for k, v in result.spec.settings.items()}, result.final_returns(),
-            f"PPO on {config.env_id}: final return per setting", plots_dir / "sweep.png")
+            f"PPO on {config.env_id}: final return per setting", plots_dir / rundir.SWEEP_PLOT)
     return out

@@ -4,6 +4,7 @@ clear line and no traceback. Commands run in-process (sharing compiled programs)
 import dataclasses
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -15,7 +16,8 @@ import pytest
 from conftest import RUNNER_CHUNK, RUNNER_SEEDS
 
 import jaxppo
-from jaxppo import cli, devices
+from jaxppo import cli, devices, experiment, rundir
+from jaxppo import spec as spec_lib
 
 TINY_FLAGS = ["--num-envs", "2", "--num-steps", "8", "--total-timesteps", "112",
               "--update-epochs", "1", "--num-minibatches", "2", "--hidden-sizes", "8",
@@ -54,7 +56,7 @@ def test_train_prints_table_and_paths(trained, capsys):
     lines = text.splitlines()
     start = lines.index("seed  final return  episodes") + 1
     table = [line.split() for line in lines[start:start + RUNNER_SEEDS]]
-    rows = jaxppo.experiment.read_metrics(out)
+    rows = rundir.read_metrics(out)
     for s in range(RUNNER_SEEDS):
         mine = [r for r in rows if r["seed"] == str(s)]
         assert len(mine) == 7
@@ -100,6 +102,19 @@ def test_sweep_ranks_settings(tmp_path, capsys):
 def test_envs_lists_ids(capsys):
     code, text, _ = run_cli(capsys, "envs")
     assert code == 0 and "CartPole-v1" in text and "ProbeValue-v0" in text
+
+
+def test_version(capsys):
+    """``jaxppo --version`` prints the package's version, in-process and as
+    ``python -m jaxppo``."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"jaxppo {jaxppo.__version__}\n"
+    assert re.fullmatch(r"\d+\.\d+\.\d+\S*", jaxppo.__version__)
+    proc = subprocess.run([sys.executable, "-m", "jaxppo", "--version"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout == f"jaxppo {jaxppo.__version__}\n"
 
 
 def test_help_is_built_from_config(capsys):
@@ -259,12 +274,14 @@ def test_ctrl_c_outside_a_run_exits_130_without_traceback(monkeypatch, capsys):
 
 @pytest.fixture
 def run_spy(monkeypatch):
-    """jaxppo.experiment.run replaced by a spy that records its arguments and raises a
-    ValueError (the command then exits 2), so nothing trains."""
+    """jaxppo.experiment.run replaced by a spy that records its arguments (the fields of its
+    Output record among them) and raises a ValueError (the command then exits 2), so nothing
+    trains."""
     calls = []
 
-    def spy(config, seeds, out, **kwargs):
-        calls.append(dict(kwargs, config=config, seeds=seeds, out=out))
+    def spy(config, seeds, out, *, output=None, **kwargs):
+        fields = dataclasses.asdict(output or experiment.Output())
+        calls.append(dict(kwargs, **fields, config=config, seeds=seeds, out=out))
         raise ValueError("spy: not training")
 
     monkeypatch.setattr(jaxppo.experiment, "run", spy)
@@ -380,8 +397,7 @@ def test_eval_json_returns_are_settings_by_seeds(tmp_path, monkeypatch, capsys):
     2-setting x 3-seed run's eval.json holds returns[h][s] == [3h + s, 3h + s]."""
     import conftest
 
-    spec = jaxppo.experiment.make_spec(conftest.RUNNER_CONFIG,
-                                       {"learning_rate": [1e-3, 3e-4]}, seeds=3)
+    spec = spec_lib.make_spec(conftest.RUNNER_CONFIG, {"learning_rate": [1e-3, 3e-4]}, seeds=3)
     monkeypatch.setattr(jaxppo.experiment, "restore", lambda run_dir: (spec, None, None, 7))
     monkeypatch.setattr(jaxppo, "evaluate", fake_evaluate([]))
     code, text, _ = run_cli(capsys, "eval", str(tmp_path), "--episodes", "2")

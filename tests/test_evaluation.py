@@ -7,7 +7,9 @@ import pytest
 from conftest import RUNNER_CONFIG, RUNNER_SEEDS
 
 import jaxppo
-from jaxppo import envs, experiment, networks, normalize, prng, rollout
+from jaxppo import envs, experiment, networks, normalize, prng
+from jaxppo import policy as policy_lib
+from jaxppo import spec as spec_lib
 
 PROBE = jaxppo.Config(env_id="ProbeTruncation-v0", num_envs=2, num_steps=8,
                       total_timesteps=16, num_minibatches=2, update_epochs=1,
@@ -110,7 +112,7 @@ def _loop_reference(config, policy, key, num_episodes, deterministic=True):
     while any(r is None for r in returns):
         key, act_key, step_key = jax.random.split(key, 3)
         dist = networks.policy(network, policy.params, config,
-                               rollout.observe(config, policy.normalizers, obs))
+                               policy_lib.observe(config, policy.normalizers, obs))
         action = dist.mode() if deterministic else dist.sample(act_key)
         state, step = step_fn(jax.random.split(step_key, num_episodes), state, action)
         for i in range(num_episodes):
@@ -128,7 +130,7 @@ def test_cartpole_matches_plain_loop(finished_run):
     assert result.returns.shape == (RUNNER_SEEDS, 3)
     for s, run_key in enumerate(jax.random.split(key, RUNNER_SEEDS)):
         one = jax.tree.map(lambda x, s=s: x[s], finished_run.state)
-        policy = rollout.Policy(one.params, one.normalizers)
+        policy = policy_lib.Policy(one.params, one.normalizers)
         returns, lengths = _loop_reference(RUNNER_CONFIG, policy, run_key, 3)
         np.testing.assert_array_equal(result.returns[s], returns)
         np.testing.assert_array_equal(result.lengths[s], lengths)
@@ -141,7 +143,8 @@ def test_sampled_cartpole_keeps_each_envs_first_episode(finished_run):
     result = jaxppo.evaluate(RUNNER_CONFIG, finished_run.state, key, num_episodes=32,
                              deterministic=False)
     one = jax.tree.map(lambda x: x[0], finished_run.state)
-    returns, lengths = _loop_reference(RUNNER_CONFIG, rollout.Policy(one.params, one.normalizers),
+    policy = policy_lib.Policy(one.params, one.normalizers)
+    returns, lengths = _loop_reference(RUNNER_CONFIG, policy,
                                        jax.random.split(key, RUNNER_SEEDS)[0], 32,
                                        deterministic=False)
     # The case under test happens: some env could finish twice before the longest ended.
@@ -187,16 +190,17 @@ def test_load_policy_acts_like_the_network(finished_run):
     assert (np.asarray(sampled) != np.asarray(policy(batch))).any()  # not the mode everywhere
     with pytest.raises(ValueError, match="does not fit CartPole-v1"):
         policy(np.zeros(5))
-    with pytest.raises(experiment.RunError, match="seed=2.*has 2 seeds"):
+    with pytest.raises(spec_lib.RunError, match="seed=2.*has 2 seeds"):
         jaxppo.load(finished_run.run_dir, seed=2)
-    with pytest.raises(experiment.RunError, match="does not exist"):
+    with pytest.raises(spec_lib.RunError, match="does not exist"):
         jaxppo.load(finished_run.run_dir / "nope")
 
 
 def test_loaded_policy_normalizes_observations(tmp_path):
     """With normalize_obs, the loaded policy feeds clip((obs - mean) / std) to the network."""
     config = RUNNER_CONFIG.replace(normalize_obs=True, total_timesteps=32)
-    experiment.run(config, 1, tmp_path / "norm", progress=False, plots=False)
+    experiment.run(config, 1, tmp_path / "norm",
+                   output=experiment.Output(progress=False, plots=False))
     policy = jaxppo.load(tmp_path / "norm")
     stats = policy.policy.normalizers.obs
     assert float(stats.count) == 32.0  # 2 updates x 16 raw observations, merged after each

@@ -12,7 +12,8 @@ import pytest
 from conftest import RUNNER_CHUNK, RUNNER_CONFIG, RUNNER_SEEDS
 
 import jaxppo
-from jaxppo import experiment, stats
+from jaxppo import experiment, rundir, stats
+from jaxppo import spec as spec_lib
 
 # One jitted vmap(train) over seeds for every reference below: configs that differ only in
 # dynamic fields, and keys of one shape, reuse its compiled program.
@@ -64,7 +65,7 @@ def test_chunked_run_equals_one_jitted_train(finished_run):
 
 
 def test_metrics_csv_is_tidy_and_matches(finished_run):
-    rows = experiment.read_metrics(finished_run.run_dir)
+    rows = rundir.read_metrics(finished_run.run_dir)
     assert list(rows[0])[:4] == ["setting", "seed", "update", "env_steps"]
     assert len(rows) == 1 * RUNNER_SEEDS * 7
     for row in rows:
@@ -79,7 +80,7 @@ def test_metrics_csv_is_tidy_and_matches(finished_run):
 
 def test_config_json_round_trip(finished_run):
     data = json.loads((finished_run.run_dir / "config.json").read_text())
-    spec = experiment.Spec.from_json(data)
+    spec = spec_lib.Spec.from_json(data)
     assert spec == finished_run.spec
     assert spec.config == RUNNER_CONFIG
     assert data["config"]["hidden_sizes"] == [8]
@@ -103,11 +104,13 @@ def test_resume_is_bit_exact(finished_run, tmp_path, stop_after):
     """Stopped after chunk k (k x 3 updates), resumed: the uninterrupted run, bit for bit,
     and the same metrics.csv byte for byte."""
     out = tmp_path / "stopped"
+    quiet = experiment.Output(progress=False, plots=False)
     stopped = experiment.run(RUNNER_CONFIG, RUNNER_SEEDS, out, chunk_updates=RUNNER_CHUNK,
-                             progress=False, plots=False, stop_after_chunks=stop_after)
+                             output=quiet,
+                             execution=experiment.Execution(stop_after_chunks=stop_after))
     assert stopped.interrupted and stopped.updates_done == RUNNER_CHUNK * stop_after
-    assert len(experiment.read_metrics(out)) == RUNNER_SEEDS * RUNNER_CHUNK * stop_after
-    resumed = experiment.resume(out, progress=False, plots=False)
+    assert len(rundir.read_metrics(out)) == RUNNER_SEEDS * RUNNER_CHUNK * stop_after
+    resumed = experiment.resume(out, output=quiet)
     assert resumed.finished and not resumed.interrupted
     # run_s timed only the updates this call ran (the speed the command prints uses them).
     assert stopped.updates_run == RUNNER_CHUNK * stop_after and finished_run.updates_run == 7
@@ -119,16 +122,16 @@ def test_resume_is_bit_exact(finished_run, tmp_path, stop_after):
 def test_ctrl_c_saves_and_resume_finishes(finished_run, tmp_path, monkeypatch):
     """A real SIGINT during the first chunk: the run ends after that chunk with a checkpoint
     and the metrics so far; resume then gives the uninterrupted run."""
-    write = experiment._write_metrics
+    write = rundir.write_metrics
     calls = []
 
     def write_then_interrupt(*args, **kwargs):
         write(*args, **kwargs)
-        calls.append(kwargs.get("fresh"))
+        calls.append(kwargs.get("fresh", False))
         if calls.count(False) == 1:  # after the first chunk's rows
             os.kill(os.getpid(), signal.SIGINT)
 
-    monkeypatch.setattr(experiment, "_write_metrics", write_then_interrupt)
+    monkeypatch.setattr(rundir, "write_metrics", write_then_interrupt)
     out = tmp_path / "interrupted"
     # What the process had before (Python's default handler, or SIG_IGN when started in the
     # background by a non-interactive shell): the run must put it back.
@@ -137,26 +140,10 @@ def test_ctrl_c_saves_and_resume_finishes(finished_run, tmp_path, monkeypatch):
                             progress=False, plots=False)
     assert result.interrupted and result.updates_done == 3
     assert signal.getsignal(signal.SIGINT) is before  # handler restored
-    monkeypatch.setattr(experiment, "_write_metrics", write)
+    monkeypatch.setattr(rundir, "write_metrics", write)
     _, _, history, done = experiment.restore(out)
     assert done == 3 and history["episode_return"].shape == (1, RUNNER_SEEDS, 3)
     assert_same_run(experiment.resume(out, progress=False, plots=False), finished_run)
-
-
-def test_second_ctrl_c_interrupts_at_once():
-    """The first SIGINT only sets the flag (the run stops after its chunk); a second raises
-    KeyboardInterrupt at once and puts the previous handler back, as does leaving."""
-    before = signal.getsignal(signal.SIGINT)
-    with experiment._interrupt_flag() as flag:
-        handler = signal.getsignal(signal.SIGINT)
-        assert handler is not before and flag == {"set": False}
-        handler(signal.SIGINT, None)
-        assert flag == {"set": True}
-        assert signal.getsignal(signal.SIGINT) is handler  # still ours after the first
-        with pytest.raises(KeyboardInterrupt):
-            handler(signal.SIGINT, None)
-        assert signal.getsignal(signal.SIGINT) is before
-    assert signal.getsignal(signal.SIGINT) is before
 
 
 def test_seed_sets_the_run_keys(finished_run, tmp_path):
@@ -252,7 +239,7 @@ def test_checkpoint_of_another_format_is_refused(finished_run, tmp_path):
     (meta_file,) = [p for p in (run_dir / "checkpoints" / "7" / "meta").iterdir()
                     if p.is_file() and p.name != "commit_success.txt"]
     meta = json.loads(meta_file.read_text())
-    assert meta["format"] == experiment.CHECKPOINT_FORMAT == 2
+    assert meta["format"] == rundir.CHECKPOINT_FORMAT == 2
     meta_file.write_text(json.dumps({**meta, "format": 1}))
     with pytest.raises(experiment.RunError, match="has format 1, and this jaxppo reads format 2"):
         experiment.resume(run_dir, progress=False)
@@ -274,6 +261,21 @@ def test_bad_arguments_are_refused_before_running(tmp_path):
         experiment.run(RUNNER_CONFIG, 2, tmp_path / "a", chunk_updates=0)
     with pytest.raises(ValueError, match="cannot sweep Config.num_envs"):
         experiment.run(RUNNER_CONFIG, 2, tmp_path / "a", space={"num_envs": [2, 4]})
+    assert not (tmp_path / "a").exists()
+
+
+def test_run_arguments_as_records_or_keywords(tmp_path):
+    """The flat keywords (progress=, devices=, ...) set the fields of Output and Execution;
+    an unknown one is a TypeError, as for any function; resume refuses overwrite."""
+    output, execution = experiment._with_keywords(
+        experiment.Output(plots=False), experiment.Execution(max_runs_per_call=2),
+        {"progress": False, "stop_after_chunks": 1}, "run")
+    assert output == experiment.Output(progress=False, plots=False)
+    assert execution == experiment.Execution(max_runs_per_call=2, stop_after_chunks=1)
+    with pytest.raises(TypeError, match="run\\(\\) got an unexpected keyword argument 'progres'"):
+        experiment.run(RUNNER_CONFIG, 2, tmp_path / "a", progres=False)
+    with pytest.raises(ValueError, match="overwrite=True does not apply"):
+        experiment.resume(tmp_path / "a", overwrite=True)
     assert not (tmp_path / "a").exists()
 
 
@@ -301,7 +303,7 @@ def test_sweep_run_layout(sweep_run):
     tmp_path, result = sweep_run
     assert result.metrics["entropy"].shape == (2, RUNNER_SEEDS, 7)
     assert result.paths["sweep plot"].exists()
-    rows = experiment.read_metrics(tmp_path / "sweep")
+    rows = rundir.read_metrics(tmp_path / "sweep")
     assert {(r["setting"], r["config.learning_rate"]) for r in rows} == {("0", "0.001"),
                                                                          ("1", "0.01")}
     keys = jax.random.split(jax.random.key(0), RUNNER_SEEDS)
@@ -321,13 +323,6 @@ def test_sweep_run_layout(sweep_run):
         assert entry["aggregate"]["mean"]["value"] == pytest.approx(final[h].mean(), rel=1e-12)
     pooled = stats.aggregate(final.ravel())
     assert all(entry["aggregate"] != pooled for entry in summary["settings"])
-
-
-def test_spec_default_chunking():
-    assert experiment.default_chunk_updates(976) == 20  # ceil(976 / 50)
-    assert experiment.default_chunk_updates(7) == 1
-    spec = experiment.make_spec(RUNNER_CONFIG, seeds=2, chunk_updates=100)
-    assert spec.chunk_updates == 7  # never longer than the run
 
 
 def test_runs_beyond_memory_take_turns(finished_run, tmp_path):
@@ -357,7 +352,7 @@ def test_config_json_holds_exactly_the_spec(finished_run):
     data = json.loads((finished_run.run_dir / "config.json").read_text())
     assert data == {
         "format": 1,
-        "config": experiment.config_to_dict(RUNNER_CONFIG),
+        "config": spec_lib.config_to_dict(RUNNER_CONFIG),
         "settings": {},
         "seeds": 2,
         "seed": 0,
@@ -377,7 +372,7 @@ def test_metrics_csv_columns_and_row_order(finished_run):
                       "episode_length", "episode_count", "total_loss", "policy_loss",
                       "value_loss", "entropy", "approx_kl", "clip_fraction", "grad_norm",
                       "explained_variance", "learning_rate", "ent_coef", "gradient_steps"]
-    rows = experiment.read_metrics(finished_run.run_dir)
+    rows = rundir.read_metrics(finished_run.run_dir)
     order = [(r["setting"], r["seed"], r["update"]) for r in rows]
     chunks = [(0, 3), (3, 6), (6, 7)]
     assert order == [("0", str(s), str(u)) for a, b in chunks for s in (0, 1)
@@ -391,84 +386,6 @@ def test_metrics_csv_columns_and_row_order(finished_run):
         assert (row["episode_return"] == "") == (row["episode_length"] == "") \
             == (row["episode_count"] == "0")
         assert all(row[name] != "" for name in header if not name.startswith("episode_"))
-
-
-def _hand_metrics(shape, episode_return):
-    """Every Metrics field [H, S, U]: field i at (h, s, u) holds 1000 i + 100 h + 10 s + u +
-    0.25 (exact in float32), episode_return as given."""
-    h, s, u = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
-    metrics = {name: (1000 * i + 100 * h + 10 * s + u + 0.25).astype(np.float32)
-               for i, name in enumerate(experiment.METRIC_NAMES)}
-    metrics["episode_return"] = np.asarray(episode_return, np.float32)
-    return metrics
-
-
-def test_metrics_rows_of_a_sweep_by_hand(tmp_path):
-    """2 settings x 2 seeds, updates [1, 3) of 4: rows setting, config.<field>, seed, update,
-    env_steps = (update + 1) x 16, then the metrics; a NaN is an empty cell."""
-    spec = experiment.make_spec(RUNNER_CONFIG, {"learning_rate": [1e-3, 1e-2]}, seeds=2)
-    episode_return = np.full((2, 2, 4), 7.5)
-    episode_return[1, 0, 2] = np.nan
-    metrics = _hand_metrics((2, 2, 4), episode_return)
-    path = tmp_path / "metrics.csv"
-    experiment._write_metrics(path, spec, metrics, 1, 3, fresh=True)
-    lines = path.read_text().splitlines()
-    assert lines[0].split(",")[:6] == ["setting", "config.learning_rate", "seed", "update",
-                                      "env_steps", "episode_return"]
-    # episode_length is field 2 (index 2 in Metrics, after env_steps and episode_return).
-    assert lines[1:] == [
-        f"{h},{lr},{s},{u},{(u + 1) * 16},{'' if (h, s, u) == (1, 0, 2) else '7.5'},"
-        + ",".join(f"{1000 * i + 100 * h + 10 * s + u + 0.25:.9g}"
-                   for i in range(2, len(experiment.METRIC_NAMES)))
-        for h, lr in enumerate(("0.001", "0.01")) for s in (0, 1) for u in (1, 2)]
-
-
-def test_summary_of_a_partial_sweep_by_hand(tmp_path):
-    """summary.json of hand-made returns, 4 of 7 updates done, 2 settings x 3 seeds; a seed
-    without a finished episode is null and left out of the aggregate; reliability needs
-    every seed."""
-    spec = experiment.make_spec(RUNNER_CONFIG, {"learning_rate": [1e-3, 1e-2]}, seeds=3)
-    nan = np.nan
-    returns = np.array([[[1.0, 2.0, 3.0, 4.0], [2.0, 2.0, 2.0, 2.0], [nan, nan, 6.0, nan]],
-                        [[nan, nan, nan, nan], [0.0, 1.0, nan, 3.0], [5.0, 5.0, 5.0, 5.0]]])
-    result = experiment.Result(run_dir=tmp_path, spec=spec, state=None,
-                               metrics=_hand_metrics((2, 3, 4), returns), updates_done=4)
-    summary = json.loads(json.dumps(experiment._summary(result), allow_nan=False))
-    assert {k: v for k, v in summary.items() if k != "settings"} == {
-        "updates_done": 4, "num_updates": 7, "env_steps_per_run": 4 * 16, "finished": False}
-    first, second = summary["settings"]
-    assert (first["setting"], first["label"], first["learning_rate"]) == (
-        0, "learning_rate=0.001", 0.001)
-    assert (second["setting"], second["label"], second["learning_rate"]) == (
-        1, "learning_rate=0.01", 0.01)
-    # Final returns (window 10 covers all 4 updates, NaN skipped): (1+2+3+4)/4, 2, 6 and
-    # no episode, (0+1+3)/3, 5.
-    assert first["final_returns"] == [2.5, 2.0, 6.0]
-    assert second["final_returns"][0] is None
-    np.testing.assert_allclose(second["final_returns"][1:], [4 / 3, 5.0], rtol=1e-15)
-    # {2, 2.5, 6}: median 2.5; mean = IQM (int(3 / 4) = 0 dropped) = 10.5 / 3 = 3.5.
-    aggregate = first["aggregate"]
-    assert aggregate == stats.aggregate([2.5, 2.0, 6.0])
-    assert (aggregate["median"]["value"], aggregate["mean"]["value"],
-            aggregate["iqm"]["value"]) == (2.5, 3.5, 3.5)
-    for entry in aggregate.values():
-        assert 2.0 <= entry["ci_low"] <= entry["value"] <= entry["ci_high"] <= 6.0
-    # Setting 1 aggregates its 2 finished seeds only: mean (4/3 + 5) / 2 = 19 / 6.
-    assert second["aggregate"] == stats.aggregate([4 / 3, 5.0])
-    assert second["aggregate"]["mean"]["value"] == pytest.approx(19 / 6, rel=1e-15)
-    assert first["reliability"] == stats.reliability(
-        returns[0], [2.5, 2.0, 6.0], smoothing_window=10, window=10)
-    assert second["reliability"] is None
-    assert experiment._summary(result)["settings"][1]["reliability"] is None
-
-
-def test_reliability_needs_every_final_return_and_two_updates():
-    curves = np.array([[1.0, 2.0, 4.0], [0.0, 3.0, 3.0]])
-    assert experiment.reliability(curves, np.array([4.0, np.nan])) is None
-    assert experiment.reliability(curves[:, :1], np.array([1.0, 0.0])) is None
-    # Worst of 2 final scores (CVaR 5%, at least one run): 3.
-    report = experiment.reliability(curves, np.array([4.0, 3.0]))
-    assert report["risk_across_runs"] == 3.0
 
 
 def test_no_finished_checkpoint_and_a_file_as_run_dir_are_refused(finished_run, tmp_path):

@@ -4,7 +4,8 @@ import sys
 
 import numpy as np
 
-from jaxppo import plots, stats
+from jaxppo import experiment, plots, rundir, stats
+from jaxppo import spec as spec_lib
 
 
 def test_smoothed_matches_loop():
@@ -106,3 +107,19 @@ def test_bar_chart_ranks_settings_best_first(monkeypatch, tmp_path):
     np.testing.assert_array_equal([bar.get_width() for bar in ax.patches], [5, 2, 1, np.nan])
     # Row 0 at the top: the y axis runs downward.
     assert ax.yaxis_inverted()
+
+
+def test_plot_run_writes_under_the_run_directory(tmp_path):
+    """A sweep's Result (hand-made returns, nothing trained): the learning curve and the
+    sweep plot, at the names `jaxppo.rundir` gives."""
+    import conftest
+
+    spec = spec_lib.make_spec(conftest.RUNNER_CONFIG, {"learning_rate": [1e-3, 1e-2]}, seeds=3)
+    returns = np.random.default_rng(0).normal(size=(2, 3, 5)).astype(np.float32)
+    result = experiment.Result(run_dir=tmp_path, spec=spec, state=None,
+                               metrics={"episode_return": returns}, updates_done=5)
+    paths = plots.plot_run(result)
+    assert paths == {"learning curve": tmp_path / rundir.PLOTS / rundir.LEARNING_CURVE,
+                     "sweep plot": tmp_path / rundir.PLOTS / rundir.SWEEP_PLOT}
+    for path in paths.values():
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
