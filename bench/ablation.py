@@ -1,6 +1,6 @@
 """Ablation of jaxppo's implementation details: each switch flipped against a baseline.
 
-    python bench/ablation.py                   # all three envs, budgets below (~25 min, 2 cores)
+    python bench/ablation.py                   # all three envs, at the budgets below
     python bench/ablation.py --envs CartPole-v1 --timesteps-scale 0.2   # a quick look
 
 For every environment, the baseline is `jaxppo.preset(env)` at the budget below, and every
@@ -72,7 +72,7 @@ def _settings(env_id: str, timesteps_scale: float) -> dict[str, jaxppo.Config]:
     return out
 
 
-def _bootstrap_iqm(scores: np.ndarray, draws: int = 2000, seed: int = 0) -> tuple[float, float]:
+def bootstrap_iqm(scores: np.ndarray, draws: int = 2000, seed: int = 0) -> tuple[float, float]:
     rng = np.random.default_rng(seed)
     samples = rng.choice(scores, size=(draws, scores.size), replace=True)
     iqms = [stats.iqm(s) for s in samples]
@@ -88,7 +88,7 @@ def run_setting(config: jaxppo.Config, seeds: int) -> dict:
     returns = np.asarray(metrics.episode_return)
     final = stats.final_returns(returns)
     finite = final[~np.isnan(final)]
-    low, high = _bootstrap_iqm(finite) if finite.size else (float("nan"),) * 2
+    low, high = bootstrap_iqm(finite) if finite.size else (float("nan"),) * 2
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # updates where no seed ended one
         curve = np.nanmean(returns, axis=0)

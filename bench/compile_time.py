@@ -9,8 +9,7 @@ and XLA's compile apart (`peer_common.compile_split`); nothing runs. The peers a
 goes first from round to round, and the table gives each stage's median over the rounds and
 the ratio of the medians. With ``--profile`` XLA's compile runs under ``jax.profiler`` and the
 table adds how many kernels XLA's CPU backend compiled one by one and their summed time
-(over its threads): on CPU each costs a few milliseconds whatever its size, though kernel
-count alone does not set XLA's time (bench/README.md, "Where the time goes").
+(over its threads): on CPU each costs a few milliseconds whatever its size.
 
 "start" is how long each process ran before tracing began (interpreter, imports, JAX's
 backend, building the work; `peer_common.process_age`): what a fresh process or notebook

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check (bench/README.md, "GPU"): CartPole agents trained in one call on a GPU.
+# The GPU check (bench/README.md, "GPU check"): CartPole agents trained in one call on a GPU.
 #
 #   bash bench/gpu_check.sh          # from the repository root, on a machine whose JAX sees a GPU
 #

@@ -12,7 +12,6 @@ over the last 10 updates) per seed.
 
 from __future__ import annotations
 
-import importlib
 import os
 
 import jax
@@ -20,9 +19,7 @@ import numpy as np
 import peer_common
 
 import jaxppo
-from jaxppo import stats
-
-sweep_lib = importlib.import_module("jaxppo.sweep")  # the module; jaxppo.sweep is the function
+from jaxppo import placement, stats
 
 
 def make_config(hparams: dict) -> jaxppo.Config:
@@ -38,12 +35,12 @@ def main() -> None:
         jaxppo.use_cpu_cores()  # before any JAX operation
     config = make_config(spec["hparams"])
     keys = jax.random.split(jax.random.key(spec.get("key", 0)), spec["seeds"])
-    devices = (sweep_lib.default_devices(spec["seeds"]) if spec.get("cores")
+    devices = (placement.default_devices(spec["seeds"]) if spec.get("cores")
                else jax.devices()[:1])
     if spec["seeds"] % len(devices):
         raise ValueError(f"{spec['seeds']} seeds do not split evenly over {len(devices)} "
                          "devices")
-    keys = jax.device_put(keys, sweep_lib.runs_sharding(devices))
+    keys = jax.device_put(keys, placement.runs_sharding(devices))
     fn = jax.jit(jax.vmap(jaxppo.train, in_axes=(None, 0)))
     if spec.get("compile_only"):
         peer_common.emit_compile_split("jaxppo", spec, fn, (config, keys))

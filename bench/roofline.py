@@ -32,7 +32,7 @@ import machine as machine_info  # bench/machine.py
 from jax.flatten_util import ravel_pytree
 
 import jaxppo
-from jaxppo import envs, gae, networks, rollout, update
+from jaxppo import envs, gae, networks, policy, rollout, update
 
 # Adam with global-norm clipping, per parameter and gradient step: clip (square, sum, scale:
 # 3), first moment (3), second moment (4), bias corrections (2), sqrt + eps + divide + scale
@@ -117,12 +117,12 @@ def xla_count(config: jaxppo.Config) -> dict:
     network = networks.make(config, env)
     optimizer = update.make_optimizer(config)
     state = jaxppo.init(config, jax.random.key(0))
-    policy = rollout.Policy(state.params, state.normalizers)
+    acting = policy.Policy(state.params, state.normalizers)
     carry = rollout.EnvCarry(state.obs, state.env_state)
-    step_fn = functools.partial(rollout._policy_step, config=config, env=env, network=network,
-                                policy=policy)
+    step_fn = functools.partial(rollout.policy_step, config=config, env=env, network=network,
+                                policy=acting)
     _, transitions = jax.jit(rollout.rollout, static_argnums=(0, 1, 2))(
-        config, env, network, policy, carry, jax.random.key(1))
+        config, env, network, acting, carry, jax.random.key(1))
     t, n = config.num_steps, config.num_envs
     flat = jax.tree.map(lambda x: x.reshape(1, t * n, *x.shape[2:]), transitions)
     data = update.UpdateData(transitions, transitions.reward, state.normalizers)
@@ -133,13 +133,15 @@ def xla_count(config: jaxppo.Config) -> dict:
     opt = update.OptCarry(flat_params, state.opt_state, jnp.zeros((), jnp.bool_))
     pieces = {
         "rollout step x T": flops_of(step_fn, carry, jax.random.key(3)) * t,
-        "next values": flops_of(lambda p, o: rollout.critic_value(config, network, p, o),
-                                policy, transitions.final_obs),
-        "GAE": flops_of(lambda tr: gae.batched_gae(tr.reward, tr.value, tr.next_value,
+        "next values": flops_of(lambda p, o: policy.critic_value(config, network, p, o),
+                                acting, transitions.final_obs),
+        # The next values' place takes any [T, N] array: the FLOP count is the same.
+        "GAE": flops_of(lambda tr: gae.batched_gae(tr.reward, tr.value, tr.value,
                                                    tr.terminated, tr.truncated,
                                                    config.gamma, config.gae_lambda), flat),
         "gradient step x E*M": flops_of(
-            lambda c, mb: update._minibatch_step(c, mb, unravel, network, config, optimizer),
+            lambda c, mb: update.minibatch_step(c, mb, unravel, network, config, optimizer,
+                                                config.ent_coef),
             opt,
             minibatch) * config.update_epochs * config.num_minibatches,
         "shuffle x E": flops_of(lambda b, k: update.shuffle_minibatches(b, k, config), batch,

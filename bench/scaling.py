@@ -1,25 +1,20 @@
 """Aggregate throughput against the number of agents trained in one call (CartPole-v1).
 
-    nice -n 5 python bench/scaling.py       # writes bench/results/scaling.{json,md}
-    python bench/scaling.py --cores --out bench/results/scaling-cores   # on every core
+    python bench/scaling.py                 # writes bench/results/scaling.{json,md}
+    python bench/scaling.py --cores --out /tmp/scaling-cores   # over one CPU device per core
 
-The default `jaxppo.Config()` (4 envs x 128 steps = 512 env steps per update, 4 epochs x 4
-minibatches) with ``total_timesteps`` cut to 20 updates x 512 = 10,240 env steps per agent
-(``--updates`` sets another count; 976 is the whole 500k-step run): a whole 500k-step run of
-1024 agents would take hours on a 2-core CPU, and an update costs the same at update 20 as at
-update 976, so throughput per update is what scales. A agents are A seeds on one device
-through the sweep path: `jaxppo.sweep.init_batch` (initial states, a loop over agents) then
-`jaxppo.sweep.train_batch` (all updates of all agents, one vmapped call). A plain
-`jax.jit(jax.vmap(jaxppo.train))` hangs at 256 agents on this 2-core CPU (a batched LAPACK QR
-blocks XLA's CPU thread pool; see `init_batch`). Compile time (lower + compile of both) is
-measured apart from run time (median of --repeats compiled calls of both, ended by
-block_until_ready; the initial states' share of it is recorded too). The memory column is
-`jaxppo.memory.estimate` for one agent.
+The default `jaxppo.Config()` (4 envs x 128 steps = 512 env steps per update) with
+``total_timesteps`` cut to 20 updates per agent (``--updates``; 976 is the whole 500k-step
+run): an update costs the same early and late in a run, so throughput per update is what
+scales. A agents are A seeds through the sweep path, as `jaxppo.run_sharded` runs them: the
+initial states built by one vmapped `jaxppo.init`, then every update of every agent in one
+vmapped call of `jaxppo.train.run_updates`. Compile time (lower + compile of both) is apart
+from run time (median of --repeats calls of both, ended by block_until_ready; the initial
+states' share is recorded too). The memory column is `jaxppo.memory.estimate` for one agent.
 
-With ``--cores`` the host is first split into one JAX device per core (`jaxppo.use_cpu_cores`)
-and the agents are sharded over `jaxppo.sweep.default_devices` (every device, at most one per
-agent), as `jaxppo.sweep` and the experiment runner lay them out. ``--matmul-dtype bfloat16``
-trains every agent with bfloat16 matmuls (`Config.matmul_dtype`).
+``--cores`` first splits the host into one JAX device per core (`jaxppo.use_cpu_cores`) and
+shards the agents over `jaxppo.placement.default_devices`, as the sweep and the runner do.
+``--matmul-dtype bfloat16`` trains every agent with bfloat16 matmuls (`Config.matmul_dtype`).
 """
 
 from __future__ import annotations
@@ -35,12 +30,22 @@ import jax
 import machine as machine_info  # bench/machine.py
 
 import jaxppo
+from jaxppo import config as config_lib
+from jaxppo import memory, placement
 
-config_lib = importlib.import_module("jaxppo.config")
-memory = importlib.import_module("jaxppo.memory")
-sweep_lib = importlib.import_module("jaxppo.sweep")  # the module; jaxppo.sweep is the function
+train_lib = importlib.import_module("jaxppo.train")  # the module; jaxppo.train is the function
 
 UPDATES = 20
+
+
+def train_from(config: jaxppo.Config, state: jaxppo.TrainState):
+    """`jaxppo.train` after its `init`: the config's updates run from ``state``."""
+    return train_lib.run_updates(config, state, config.num_updates)
+
+
+# The sweep path's two programs: configs and keys [A] to states [A], then states to the end.
+init_batch = jax.jit(jax.vmap(jaxppo.init))
+train_batch = jax.jit(jax.vmap(train_from))
 
 
 def loadavg() -> str:
@@ -53,15 +58,15 @@ def loadavg() -> str:
 def measure(config: jaxppo.Config, agents: int, repeats: int) -> dict:
     keys = jax.random.split(jax.random.key(0), agents)
     configs = jaxppo.stack_configs([config] * agents)
-    devices = sweep_lib.default_devices(agents)
-    sharding = sweep_lib.runs_sharding(devices)
+    devices = placement.default_devices(agents)
+    sharding = placement.runs_sharding(devices)
     # As `jaxppo.run_sharded` does: initial states built on one device, then laid out.
-    sharded_configs = sweep_lib._put(configs, sharding)
+    sharded_configs = placement.put(configs, sharding)
     start = time.perf_counter()
-    init = sweep_lib.init_batch.lower(configs, keys).compile()
+    init = init_batch.lower(configs, keys).compile()
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
-                            jax.eval_shape(sweep_lib.init_batch, configs, keys))
-    train = sweep_lib.train_batch.lower(sharded_configs, abstract).compile()
+                            jax.eval_shape(init_batch, configs, keys))
+    train = train_batch.lower(sharded_configs, abstract).compile()
     compile_s = time.perf_counter() - start
     runs, inits = [], []
     for _ in range(repeats):
@@ -69,7 +74,7 @@ def measure(config: jaxppo.Config, agents: int, repeats: int) -> dict:
         states = jax.block_until_ready(init(configs, keys))
         inits.append(time.perf_counter() - start)
         if len(devices) > 1:
-            states = sweep_lib._put(states, sharding)
+            states = placement.put(states, sharding)
         jax.block_until_ready(train(sharded_configs, states))
         runs.append(time.perf_counter() - start)
     run_s = statistics.median(runs)

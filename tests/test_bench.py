@@ -6,6 +6,7 @@ No timing here: speed is measured by the scripts in bench/, never by tests.
 from __future__ import annotations
 
 import pathlib
+import re
 import sys
 
 import jax
@@ -16,14 +17,16 @@ import pytest
 import jaxppo
 from jaxppo import stats
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "bench"))
+BENCH = pathlib.Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))
 
 import ablation  # noqa: E402  (bench/ is not a package: its scripts import each other by name)
 import compile_time  # noqa: E402
 import machine  # noqa: E402
-import matmul_dtype  # noqa: E402
 import peer_common  # noqa: E402
+import peer_jaxppo  # noqa: E402
 import peers  # noqa: E402
+import roofline  # noqa: E402
 import scaling  # noqa: E402
 
 
@@ -31,14 +34,14 @@ def test_ablation_bootstrap_interval_brackets_the_iqm():
     scores = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 100.0])
     # IQM of 8 scores: the mean of the middle 4, (3 + 4 + 5 + 6) / 4 = 4.5.
     assert stats.iqm(scores) == 4.5
-    low, high = ablation._bootstrap_iqm(scores, draws=500)
+    low, high = ablation.bootstrap_iqm(scores, draws=500)
     assert low <= 4.5 <= high
     assert low < high
-    assert ablation._bootstrap_iqm(scores, draws=500) == (low, high)  # seeded
+    assert ablation.bootstrap_iqm(scores, draws=500) == (low, high)  # seeded
 
 
 def test_ablation_bootstrap_of_equal_scores_is_a_point():
-    assert ablation._bootstrap_iqm(np.full(8, 500.0), draws=100) == (500.0, 500.0)
+    assert ablation.bootstrap_iqm(np.full(8, 500.0), draws=100) == (500.0, 500.0)
 
 
 def _result(peer, round_, **stages):
@@ -134,28 +137,31 @@ def test_scaling_table_gives_the_initial_states_share_of_the_run():
     assert lines[-1] == "| 2048 | 1 | 20.5 | 50.0 |  | 20,000,000 | 9,766 | 1.00 MiB |"
 
 
-def test_matmul_dtype_cases_are_the_peers_grid_cut_to_whole_updates():
-    s64 = matmul_dtype.case_config(matmul_dtype.CASES["s64"], 1.0)
-    assert s64.num_envs == 4 and s64.batch_size == 512
-    assert s64.num_updates == 244  # 500k x 0.25 = 125,000 steps // 512 per update
-    envs = matmul_dtype.case_config(matmul_dtype.CASES["envs256"], 1.0)
-    assert envs.batch_size == 32_768 and envs.num_updates == 15  # 500,000 // 32,768
-    tiny = matmul_dtype.case_config(matmul_dtype.CASES["envs256"], 0.01)
-    assert tiny.num_updates == 1  # 5,000 steps: less than a batch, still one update
-    assert all(c.matmul_dtype == "float32" for c in (s64, envs, tiny))
+def test_roofline_hand_count_of_the_classic_cartpole_config():
+    hand = roofline.hand_count(jaxppo.preset("CartPole-v1"))
+    # Actor 4 -> 64 -> 64 -> 2: 2 * (4*64 + 64*64 + 64*2) = 8,960; critic ... -> 1: 8,832.
+    assert (hand["forward_actor"], hand["forward_critic"]) == (8_960, 8_832)
+    # Rollout: actor + critic on obs_t + critic on the next obs = 8,960 + 2 * 8,832 = 26,624.
+    assert hand["rollout"] == 26_624
+    # Update: 4 epochs x (3 x 17,792 forward - 2 * 2 * 4 * 64 first-layer input gradient).
+    assert hand["update"] == 4 * (3 * 17_792 - 1_024) == 209_408
+    # Adam: 16 gradient steps x 9,155 params x 17 FLOPs over 512 env steps = 4,863.6.
+    assert hand["params"] == 9_155 and hand["adam"] == 4_864
+    assert hand["per_env_step"] == 240_896  # bench/results/targets/roofline.md
 
 
-def test_matmul_dtype_table_gives_the_ratio_of_run_times_per_round():
-    def side(run_s):
-        return {"compile_s": 4.0, "run_s_median": run_s, "env_steps_per_s": 100_000,
-                "iqm_return": 500.0}
+def test_peer_jaxppo_config_takes_every_field_the_grid_hands_it():
+    case = next(c for c in peers.grid() if c.name == "cartpole-256envs")
+    fields = peers.hparams(case.config)
+    fields["hidden_sizes"] = list(fields["hidden_sizes"])  # as it arrives through JSON
+    assert peer_jaxppo.make_config(fields) == case.config
 
-    row = {"title": "CartPole classic, 1 seed", "seeds": 1, "devices": 1,
-           "env_steps": 499_712, "float32": side(2.5), "bfloat16": side(2.0),
-           "speed_bfloat16_over_float32": 1.25, "speed_per_round": [1.2, 1.25, 1.3]}
-    result = {"benchmark": "b", "machine": {"cpu": "c", "cores": 2, "device": "cpu:0",
-                                            "jax": "0"},
-              "loadavg_before": ["1"], "loadavg_after": ["1"], "rows": [row]}
-    assert matmul_dtype.markdown(result)[-1] == (
-        "| CartPole classic, 1 seed (499k) | 1 | 4.0 / 2.5 | 100,000 | 500.0 | 4.0 / 2.0 | "
-        "100,000 | 500.0 | **1.25** (1.2, 1.25, 1.3) |")
+
+def test_bench_readme_names_only_scripts_and_results_that_exist():
+    text = (BENCH / "README.md").read_text()
+    scripts = set(re.findall(r"bench/([a-z_]+\.(?:py|sh))", text))
+    assert scripts >= {"peers.py", "scaling.py", "compile_time.py", "ablation.py",
+                       "roofline.py", "gpu_check.sh"}
+    assert all((BENCH / name).exists() for name in scripts), scripts
+    links = set(re.findall(r"\]\((results/[^)#]+)\)", text))
+    assert links and all((BENCH / link).exists() for link in links), links
