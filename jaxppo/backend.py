@@ -1,8 +1,8 @@
 """Speed tricks that pay on one backend only, each behind one small function.
 
-Each trick was measured on XLA's CPU backend (bench/README.md, "Attempts") and is used where
-``jax.default_backend()`` is "cpu" when the program is traced; every other backend gets the
-plain JAX path. Both paths compute the same numbers (tests/test_backend.py):
+Each trick was measured on XLA's CPU backend (bench/README.md, "Optimization attempts") and is
+used where ``jax.default_backend()`` is "cpu" when the program is traced; every other backend
+gets the plain JAX path. Both paths compute the same numbers (tests/test_backend.py):
 
 - `transposed`: the weight gradient x^T g of a Dense layer reads a transposed *copy* of x,
   which XLA's CPU backend multiplies with a faster kernel than the x^T g dot it makes

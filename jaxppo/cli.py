@@ -389,13 +389,12 @@ def _eval(args) -> int:
     import jax
 
     import jaxppo
-    from jaxppo import config as config_lib
-    from jaxppo import rundir
+    from jaxppo import placement, rundir
 
     if args.episodes < 1:
         raise ValueError(f"--episodes {args.episodes}: expected an integer >= 1")
     spec, state, _, done = jaxppo.experiment.restore(args.run_dir)
-    configs = config_lib.stack_configs([c for c in spec.configs() for _ in range(spec.seeds)])
+    configs, _ = placement.flat_runs(spec.configs(), spec.seeds, jax.random.key(spec.seed))
     start = time.perf_counter()
     result = jaxppo.evaluate(configs, state, jax.random.key(args.seed), args.episodes,
                              deterministic=not args.stochastic)

@@ -182,6 +182,16 @@ def dynamic_fields() -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(Config) if f.metadata.get("pytree_node", True))
 
 
+def checked_int(name: str, value, minimum: int | None = 1) -> int:
+    """``value`` as an int, or a `ValueError` naming it: the one check of every integer
+    argument of jaxppo's functions (``minimum=None`` accepts any integer)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or (
+            minimum is not None and value < minimum):
+        expected = "an integer" if minimum is None else f"an integer >= {minimum}"
+        raise ValueError(f"{name}={value!r}: expected {expected}")
+    return int(value)
+
+
 def fail(name: str, value, allowed: str) -> None:
     """Raise the `ValueError` of a bad field: its name, the value and what is allowed."""
     raise ValueError(f"Config.{name}={value!r} is invalid: {allowed}.")

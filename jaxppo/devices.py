@@ -26,6 +26,8 @@ import os
 
 import jax
 
+from jaxppo import config as config_lib
+
 
 def usable_cores() -> int:
     """The CPU cores this process may run on (its affinity mask where the OS has one)."""
@@ -46,12 +48,6 @@ def _chosen_count() -> int | None:
     return None
 
 
-def _check_count(count) -> None:
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ValueError(f"count={count!r}: expected an integer >= 1 (CPU devices), or None "
-                         "for one per core")
-
-
 def set_cpu_devices(count: int | None = None) -> tuple[int, int]:
     """(the CPU device count JAX has or will have, the count asked for).
 
@@ -59,7 +55,7 @@ def set_cpu_devices(count: int | None = None) -> tuple[int, int]:
     nothing changes and the two differ.
     """
     if count is not None:
-        _check_count(count)
+        config_lib.checked_int("count", count)
     else:
         chosen = _chosen_count()
         count = chosen if chosen is not None else usable_cores()

@@ -22,6 +22,7 @@ import numpy as np
 from flax import struct
 
 from jaxppo import backend, envs, networks
+from jaxppo import config as config_lib
 from jaxppo import policy as policy_lib
 from jaxppo import train as train_lib
 from jaxppo.config import Config
@@ -137,10 +138,9 @@ def evaluate(config: Config, state_or_policy, key: jax.Array, num_episodes: int 
             runs do not match the state's.
     """
     train_lib.validate(config)
-    for name, value in (("num_episodes", num_episodes), ("max_steps", max_steps)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < 1):
-            raise ValueError(f"{name}={value!r}: expected an integer >= 1")
+    config_lib.checked_int("num_episodes", num_episodes)
+    if max_steps is not None:
+        config_lib.checked_int("max_steps", max_steps)
     policy = _as_policy(state_or_policy)
     env = envs.make(config.env_id)
     if max_steps is None:

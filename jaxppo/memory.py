@@ -30,6 +30,7 @@ import os
 import jax
 import numpy as np
 
+from jaxppo import config as config_lib
 from jaxppo import envs, networks, prng, rollout
 from jaxppo import policy as policy_lib
 from jaxppo import train as train_lib
@@ -106,8 +107,7 @@ def estimate(config: Config, runs: int = 1) -> Estimate:
     Returns:
         An `Estimate`; ``.per_run`` and ``.total`` are in bytes.
     """
-    if runs < 1:
-        raise ValueError(f"runs={runs} must be >= 1")
+    config_lib.checked_int("runs", runs)
     key = jax.random.key(0)
     state = jax.eval_shape(functools.partial(train_lib.init, config), key)
     transitions = jax.eval_shape(functools.partial(_first_rollout, config), key)

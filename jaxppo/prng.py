@@ -19,7 +19,7 @@ elements it sorts one uint32 array (`sort_permutation`; JAX sorts key/value pair
 path on CPU). Above, it maps every index through a keyed bijection, an 8-round Feistel
 network (`bijective_permutation`): no sort at all, O(n) work.
 
-The figures behind each choice are in bench/README.md ("Attempts").
+The figures behind each choice are in bench/README.md ("Optimization attempts").
 """
 
 from __future__ import annotations

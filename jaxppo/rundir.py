@@ -49,13 +49,11 @@ TENSORBOARD = "tensorboard"
 
 # metrics.csv's columns in their published order, whatever the order of the Metrics fields;
 # a field not listed here follows them.
-_COLUMNS = ("env_steps", "episode_return", "episode_length", "episode_count", "total_loss",
-            "policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "grad_norm",
-            "explained_variance", "learning_rate", "ent_coef", "gradient_steps")
-_FIELDS = tuple(f.name for f in dataclasses.fields(train_lib.Metrics))
+# What a reader of metrics.csv looks at first; then every other Metrics field in its order.
+_LEADING = ("env_steps", "episode_return", "episode_length", "episode_count")
 #: Every `jaxppo.Metrics` field, in metrics.csv's order.
-METRIC_NAMES = (tuple(n for n in _COLUMNS if n in _FIELDS)
-                + tuple(n for n in _FIELDS if n not in _COLUMNS))
+METRIC_NAMES = _LEADING + tuple(f.name for f in dataclasses.fields(train_lib.Metrics)
+                                if f.name not in _LEADING)
 # The train state's layout in a checkpoint. 2: Adam's moments are one flat vector over all
 # params (`update.make_optimizer`); checkpoints of format 1 hold them per param leaf.
 CHECKPOINT_FORMAT = 2

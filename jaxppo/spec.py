@@ -129,16 +129,6 @@ def default_chunk_updates(num_updates: int) -> int:
     return max(1, math.ceil(num_updates / 50))
 
 
-def checked_int(name: str, value: Any, minimum: int | None = 1) -> int:
-    """``value`` as an int, or a `ValueError` naming it: the one check of every integer
-    argument of a run (``minimum=None`` accepts any integer)."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or (
-            minimum is not None and value < minimum):
-        expected = "an integer" if minimum is None else f"an integer >= {minimum}"
-        raise ValueError(f"{name}={value!r}: expected {expected}")
-    return int(value)
-
-
 def make_spec(config: Config, space: Mapping[str, Sequence[float]] | None = None, *,
               seeds: int = 8, seed: int = 0, chunk_updates: int | None = None,
               checkpoint_every: int = 10) -> Spec:
@@ -149,11 +139,11 @@ def make_spec(config: Config, space: Mapping[str, Sequence[float]] | None = None
     `jaxppo.sweep`; None trains ``config`` alone.
     """
     train_lib.validate(config)
-    seeds = checked_int("seeds", seeds)
-    seed = checked_int("seed", seed, minimum=None)
+    seeds = config_lib.checked_int("seeds", seeds)
+    seed = config_lib.checked_int("seed", seed, minimum=None)
     chunk = default_chunk_updates(config.num_updates) if chunk_updates is None else (
-        checked_int("chunk_updates", chunk_updates))
-    checkpoint_every = checked_int("checkpoint_every", checkpoint_every)
+        config_lib.checked_int("chunk_updates", chunk_updates))
+    checkpoint_every = config_lib.checked_int("checkpoint_every", checkpoint_every)
     settings: dict[str, tuple[float, ...]] = {}
     if space:
         table = sweep_lib.settings_table(space)

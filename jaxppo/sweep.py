@@ -211,8 +211,7 @@ def sweep(config: Config,
     Returns:
         A `SweepResult` with metrics [H, S, num_updates].
     """
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise ValueError(f"seeds={seeds!r} must be an integer >= 1")
+    seeds = config_lib.checked_int("seeds", seeds)
     table = {} if space is None else settings_table(space)
     settings = table_rows(table)
     configs = [config.replace(**{k: float(v[h]) for k, v in table.items()})

@@ -198,8 +198,8 @@ def step(config: Config, state: TrainState) -> tuple[TrainState, Metrics]:
     return _step(config, state)
 
 
-def _scan_step(state: TrainState, index: jax.Array, config: Config, active: jax.Array | None
-               ) -> tuple[TrainState, Metrics]:
+def _scan_step(state: TrainState, index: jax.Array | None, config: Config,
+               active: jax.Array | None) -> tuple[TrainState, Metrics]:
     if active is None:
         return _step(config, state)
     # Not batched under a vmap over runs, so the cond stays a real branch.
@@ -234,7 +234,9 @@ def run_updates(config: Config, state: TrainState, num_updates: int,
         The state after the updates and the `Metrics`, each leaf [num_updates].
     """
     body = functools.partial(_scan_step, config=config, active=active)
-    return jax.lax.scan(body, state, jnp.arange(num_updates))
+    # The update index is needed only to compare with ``active``.
+    indices = None if active is None else jnp.arange(num_updates)
+    return jax.lax.scan(body, state, indices, length=num_updates)
 
 
 def train(config: Config, key: jax.Array) -> tuple[TrainState, Metrics]:

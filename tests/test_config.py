@@ -379,3 +379,21 @@ def test_docstring_lists_every_static_and_dynamic_field():
     dynamic = doc[doc.index("Dynamic fields"):doc.index("Attributes:")]
     assert set(re.findall(r"``(\w+)``", static)) == set(config_lib.static_fields())
     assert set(re.findall(r"``(\w+)``", dynamic)) == set(config_lib.dynamic_fields())
+
+
+@pytest.mark.parametrize(("value", "minimum", "message"), [
+    (0, 1, "n=0: expected an integer >= 1"),
+    (True, 1, "n=True: expected an integer >= 1"),
+    (2.0, 1, "n=2.0: expected an integer >= 1"),
+    (-1, 0, "n=-1: expected an integer >= 0"),
+    ("3", None, "n='3': expected an integer$"),
+])
+def test_checked_int_names_the_value_and_what_is_allowed(value, minimum, message):
+    with pytest.raises(ValueError, match=message):
+        config_lib.checked_int("n", value, minimum)
+
+
+def test_checked_int_returns_a_python_int():
+    assert config_lib.checked_int("n", np.int64(3)) == 3
+    assert type(config_lib.checked_int("n", np.int64(3))) is int
+    assert config_lib.checked_int("seed", -5, minimum=None) == -5

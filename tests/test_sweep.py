@@ -145,5 +145,5 @@ def test_seeds_below_one_or_not_an_int_are_refused_before_tracing(seeds, monkeyp
         raise AssertionError("sweep reached run_sharded with a bad seeds")
 
     monkeypatch.setattr(sweep_lib, "run_sharded", never)
-    with pytest.raises(ValueError, match=re.escape(f"seeds={seeds!r} must be an integer >= 1")):
+    with pytest.raises(ValueError, match=re.escape(f"seeds={seeds!r}: expected an integer >= 1")):
         jaxppo.sweep(TINY, {"clip_eps": [0.1, 0.2]}, seeds=seeds)
