@@ -47,13 +47,12 @@ LEARNING_CURVE = "learning_curve.png"  # under PLOTS
 SWEEP_PLOT = "sweep.png"  # under PLOTS
 TENSORBOARD = "tensorboard"
 
-# metrics.csv's columns in their published order, whatever the order of the Metrics fields;
-# a field not listed here follows them.
 # What a reader of metrics.csv looks at first; then every other Metrics field in its order.
 _LEADING = ("env_steps", "episode_return", "episode_length", "episode_count")
 #: Every `jaxppo.Metrics` field, in metrics.csv's order.
 METRIC_NAMES = _LEADING + tuple(f.name for f in dataclasses.fields(train_lib.Metrics)
                                 if f.name not in _LEADING)
+
 # The train state's layout in a checkpoint. 2: Adam's moments are one flat vector over all
 # params (`update.make_optimizer`); checkpoints of format 1 hold them per param leaf.
 CHECKPOINT_FORMAT = 2

@@ -363,15 +363,15 @@ def test_config_json_holds_exactly_the_spec(finished_run):
 
 
 def test_metrics_csv_columns_and_row_order(finished_run):
-    """Header: setting, seed, update, env_steps, then the Metrics fields in their order; rows
-    chunk by chunk (3 + 3 + 1 updates), seed-major inside a chunk; each cell is the metric
-    as '%.9g', empty where it is NaN."""
+    """Header: setting, seed, update, env_steps, the episode columns, then the other Metrics
+    fields in their order; rows chunk by chunk (3 + 3 + 1 updates), seed-major inside a chunk;
+    each cell is the metric as '%.9g', empty where it is NaN."""
     with (finished_run.run_dir / "metrics.csv").open() as f:
         header = f.readline().strip().split(",")
     assert header == ["setting", "seed", "update", "env_steps", "episode_return",
                       "episode_length", "episode_count", "total_loss", "policy_loss",
                       "value_loss", "entropy", "approx_kl", "clip_fraction", "grad_norm",
-                      "explained_variance", "learning_rate", "ent_coef", "gradient_steps"]
+                      "explained_variance", "ent_coef", "gradient_steps", "learning_rate"]
     rows = rundir.read_metrics(finished_run.run_dir)
     order = [(r["setting"], r["seed"], r["update"]) for r in rows]
     chunks = [(0, 3), (3, 6), (6, 7)]
