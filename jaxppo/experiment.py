@@ -197,10 +197,6 @@ class _Layout:
     keys: list
 
 
-def _rows(tree, call: int, per_call: int):
-    return jax.tree.map(lambda x: x[call * per_call:(call + 1) * per_call], tree)
-
-
 def _layout(spec: Spec, execution: Execution) -> _Layout:
     """Every run of ``spec`` laid out for the calls; more than one call when they do not fit
     in device memory at once (`placement.plan_calls` warns then)."""
@@ -210,8 +206,8 @@ def _layout(spec: Spec, execution: Execution) -> _Layout:
                                            execution.max_runs_per_call)
     sharding = placement.runs_sharding(devices)
     flat = placement.flat_runs(spec.configs(), spec.seeds, jax.random.key(spec.seed))
-    flat = placement.pad(flat, calls * per_call)
-    placed = [placement.put(_rows(flat, c, per_call), sharding) for c in range(calls)]
+    placed = [placement.put(call, sharding)
+              for call in placement.split_calls(flat, calls, per_call)]
     return _Layout(devices, sharding, per_call, [c for c, _ in placed], [k for _, k in placed])
 
 
@@ -226,10 +222,8 @@ def _initial_states(layout: _Layout) -> list:
 
 def _restored_states(layout: _Layout, state) -> list:
     """Each call's slice of a restored state [H * S, ...], laid out over the devices."""
-    calls = len(layout.configs)
-    padded = placement.pad(state, calls * layout.per_call)
-    return [placement.put(_rows(padded, c, layout.per_call), layout.sharding)
-            for c in range(calls)]
+    calls = placement.split_calls(state, len(layout.configs), layout.per_call)
+    return [placement.put(call, layout.sharding) for call in calls]
 
 
 def _joined(spec: Spec, layout: _Layout, states: list):

@@ -55,6 +55,14 @@ def pad(tree, rows: int):
     return jax.tree.map(leaf, tree)
 
 
+def split_calls(tree, calls: int, per_call: int) -> list:
+    """A batch of runs [B, ...] as ``calls`` batches of ``per_call`` runs each, the last
+    padded with copies of the batch's last run (`pad`)."""
+    padded = pad(tree, calls * per_call)
+    return [jax.tree.map(lambda x, c=c: x[c * per_call:(c + 1) * per_call], padded)
+            for c in range(calls)]
+
+
 def host(x) -> np.ndarray:
     """A host copy of ``x``; of a typed PRNG key array, its raw data."""
     return np.asarray(jax.random.key_data(x) if prng.is_key(x) else x)

@@ -173,14 +173,11 @@ def run_sharded(configs: Config, keys: jax.Array, devices: Sequence[Any] | None 
     devices = list(placement.default_devices(batch) if devices is None else devices)
     one = jax.tree.map(lambda x: np.asarray(x)[0], configs)
     per_call, calls = placement.plan_calls(one, batch, devices, max_runs_per_call)
-    index = np.minimum(np.arange(calls * per_call), batch - 1)
     sharding = placement.runs_sharding(devices)
     local = jax.sharding.SingleDeviceSharding(placement.local_device(devices))
     outputs = []
-    for call in range(calls):
-        rows = index[call * per_call:(call + 1) * per_call]
-        chunk = jax.tree.map(lambda x, rows=rows: np.asarray(x)[rows], configs)
-        state = init_batch(*placement.put((chunk, keys[rows]), local))
+    for chunk, call_keys in placement.split_calls((configs, keys), calls, per_call):
+        state = init_batch(*placement.put((chunk, call_keys), local))
         outputs.append(train_batch(*placement.put((chunk, state), sharding)))
     return placement.joined(outputs, batch, devices)
 

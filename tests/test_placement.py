@@ -189,3 +189,11 @@ def test_runs_per_call_is_a_multiple_of_the_device_count(runs, most, per_call, c
         assert len(chunked) == 1
         assert f"running them in {calls} sequential calls of {per_call} runs" in str(
             chunked[0].message)
+
+
+def test_split_calls_pads_with_the_last_run_and_cuts_in_order():
+    # 5 runs in 2 calls of 3: [0, 1, 2], [3, 4, 4].
+    runs = np.arange(5)
+    calls = placement.split_calls({"x": runs, "y": runs * 10}, 2, 3)
+    np.testing.assert_array_equal([c["x"] for c in calls], [[0, 1, 2], [3, 4, 4]])
+    np.testing.assert_array_equal([c["y"] for c in calls], [[0, 10, 20], [30, 40, 40]])
