@@ -1,12 +1,16 @@
-"""Action distributions as pytrees of arrays: a masked Categorical and a diagonal Gaussian.
+"""Action distributions as pytrees of arrays: a masked Categorical, a masked MultiCategorical
+(independent categoricals over one flat logits vector, for MultiDiscrete actions) and a diagonal
+Gaussian.
 
-Both have the same methods, batched over any leading axes:
+All have the same methods, batched over any leading axes:
 ``sample(key)``, ``log_prob(action)``, ``entropy()``, ``mode()``.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+import operator
 
 import jax
 import jax.numpy as jnp
@@ -51,6 +55,98 @@ class Categorical(struct.PyTreeNode):
     def mode(self) -> jax.Array:
         """The most likely action [...]."""
         return jnp.argmax(self.logits, axis=-1)
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return f"[..., {shape[-1]}]" if shape else "[] (no action axis)"
+
+
+def _check_multi_shapes(
+    logits_shape: tuple[int, ...], nvec: tuple[int, ...], mask_shape: tuple[int, ...] | None
+) -> None:
+    """Raise ValueError unless nvec is non-empty positive sizes that split the logits' last axis.
+
+    Checked in Python when the distribution is built: shapes are static, so a bad layout fails
+    at trace time with the shapes named rather than as a slicing error deep inside jit.
+    """
+    if not nvec or any(n <= 0 for n in nvec):
+        raise ValueError(f"nvec {nvec} must be a non-empty tuple of positive ints")
+    expected = f"[..., {sum(nvec)}]"
+    if not logits_shape or logits_shape[-1] != sum(nvec):
+        raise ValueError(
+            f"logits {_shape_text(logits_shape)} do not match nvec {nvec}: expected {expected}"
+        )
+    if mask_shape is None:
+        return
+    if not mask_shape or mask_shape[-1] != sum(nvec):
+        raise ValueError(
+            f"mask {_shape_text(mask_shape)} does not match nvec {nvec}: expected {expected}"
+        )
+    if mask_shape != logits_shape:
+        raise ValueError(f"mask shape {mask_shape} does not match logits shape {logits_shape}")
+
+
+class MultiCategorical(struct.PyTreeNode):
+    """D independent categoricals over one flat ``logits`` [..., K_1 + ... + K_D].
+
+    Component d owns the K_d = ``nvec[d]`` logits that follow those of components < d (the
+    layout of Stable-Baselines3's MultiCategoricalDistribution). An action is D integers
+    [..., D], and
+
+        log p(a) = sum_d log softmax(logits_d)[a_d],    H = sum_d H(softmax(logits_d)).
+
+    ``nvec`` is static (pytree aux data): changing it retraces. Build with
+    `MultiCategorical.from_logits`, which checks the layout and applies an action mask.
+    """
+
+    logits: jax.Array
+    nvec: tuple[int, ...] = struct.field(pytree_node=False)
+
+    @classmethod
+    def from_logits(
+        cls, logits: jax.Array, nvec: tuple[int, ...], mask: jax.Array | None = None
+    ) -> MultiCategorical:
+        """Unnormalized ``logits`` [..., sum(nvec)]; ``mask`` [..., sum(nvec)], laid out like the
+        logits, is True for valid actions. Raises ValueError if the shapes do not fit ``nvec``.
+        """
+        # operator.index accepts numpy ints but not floats; the tuple keeps nvec hashable.
+        nvec = tuple(operator.index(n) for n in nvec)
+        _check_multi_shapes(jnp.shape(logits), nvec, None if mask is None else jnp.shape(mask))
+        return cls(Categorical.from_logits(logits, mask).logits, nvec)
+
+    def components(self) -> list[Categorical]:
+        """The D per-component `Categorical`s, component d over logits [..., nvec[d]]."""
+        starts = itertools.accumulate(self.nvec[:-1], initial=0)
+        return [
+            Categorical(self.logits[..., start : start + n])
+            for start, n in zip(starts, self.nvec, strict=True)
+        ]
+
+    def sample(self, key: jax.Array) -> jax.Array:
+        """Integer actions [..., D], component d drawn with its own key from ``split(key, D)``."""
+        keys = jax.random.split(key, len(self.nvec))
+        samples = [dist.sample(k) for dist, k in zip(self.components(), keys, strict=True)]
+        return jnp.stack(samples, axis=-1).astype(jnp.int32)
+
+    def log_prob(self, action: jax.Array) -> jax.Array:
+        """sum_d log p_d(action[..., d]) [...] for integer actions [..., D]."""
+        if jnp.ndim(action) == 0 or jnp.shape(action)[-1] != len(self.nvec):
+            raise ValueError(
+                f"action {_shape_text(jnp.shape(action))} does not match nvec {self.nvec}: "
+                f"expected [..., {len(self.nvec)}]"
+            )
+        per_dim = [dist.log_prob(action[..., d]) for d, dist in enumerate(self.components())]
+        return jnp.sum(jnp.stack(per_dim, axis=-1), axis=-1)
+
+    def entropy(self) -> jax.Array:
+        """sum_d H_d [...]; masked actions contribute exactly 0, as in `Categorical`."""
+        per_dim = [dist.entropy() for dist in self.components()]
+        return jnp.sum(jnp.stack(per_dim, axis=-1), axis=-1)
+
+    def mode(self) -> jax.Array:
+        """The most likely action [..., D]: the argmax of each component (independence)."""
+        modes = [dist.mode() for dist in self.components()]
+        return jnp.stack(modes, axis=-1).astype(jnp.int32)
 
 
 class DiagGaussian(struct.PyTreeNode):

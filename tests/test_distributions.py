@@ -1,6 +1,7 @@
 """Tests of `jaxppo.distributions`: closed forms, masking, sample moments."""
 
 import math
+import re
 
 import chex
 import jax
@@ -196,3 +197,231 @@ def test_gaussian_state_independent_log_std_broadcasts_over_batch():
     chex.assert_trees_all_equal(dist.entropy(), full.entropy())
     chex.assert_trees_all_equal(dist.log_prob(mean + 1.0), full.log_prob(mean + 1.0))
     chex.assert_trees_all_equal(dist.sample(jax.random.key(0)), full.sample(jax.random.key(0)))
+
+
+# MultiCategorical, hand-sized: nvec (3, 2), component 0 over logits [1, 2, 3] (the Categorical
+# of test_categorical_known_values), component 1 over [0, log 3] (p = [1/4, 3/4]).
+MULTI_NVEC = (3, 2)
+# A larger layout for random inputs; its flat logits [..., 9] split as [0:4], [4:6], [6:9].
+RANDOM_NVEC = (4, 2, 3)
+RANDOM_SPANS = ((0, 4), (4, 6), (6, 9))
+
+
+def _multi_logits():
+    return jnp.float32([1.0, 2.0, 3.0, 0.0, math.log(3.0)])
+
+
+def _multi_mask():
+    # Component 0 allows actions {0, 1} (its largest logit, action 2, is masked); component 1
+    # allows only action 0 (its largest logit, action 1, is masked).
+    return jnp.array([True, True, False, True, False])
+
+
+def _random_multi(seed, batch=(5, 7)):
+    """Logits and a mask [*batch, 9] for RANDOM_NVEC, and actions [*batch, 3], some masked."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(scale=3.0, size=(*batch, 9)).astype(np.float32)
+    mask = rng.random(size=logits.shape) < 0.6
+    # Every component keeps at least one valid action: its first.
+    mask[..., [start for start, _ in RANDOM_SPANS]] = True
+    actions = np.stack([rng.integers(0, n, size=batch) for n in RANDOM_NVEC], axis=-1)
+    return jnp.asarray(logits), jnp.asarray(mask), jnp.asarray(actions, dtype=jnp.int32)
+
+
+def test_multi_categorical_known_values():
+    dist = distributions.MultiCategorical.from_logits(_multi_logits(), MULTI_NVEC)
+    # log p_0 = [-2.40760596, -1.40760596, -0.40760596] and H_0 = 0.83239558 (see above).
+    # log p_1 = [-log 4, log(3/4)] = [-1.38629436, -0.28768207];
+    # H_1 = 1/4 log 4 + 3/4 log(4/3) = 0.34657359 + 0.21576155 = 0.56233514.
+    # log p(2, 1) = -0.40760596 - 0.28768207 = -0.69528803;
+    # log p(0, 0) = -2.40760596 - 1.38629436 = -3.79390032.
+    log_probs = jnp.stack([dist.log_prob(jnp.int32([2, 1])), dist.log_prob(jnp.int32([0, 0]))])
+    chex.assert_trees_all_close(log_probs, jnp.float32([-0.69528803, -3.79390032]), rtol=1e-6)
+    # H = H_0 + H_1 = 0.83239558 + 0.56233514 = 1.39473072.
+    chex.assert_trees_all_close(dist.entropy(), 1.39473072, rtol=1e-6)
+    chex.assert_trees_all_equal(dist.mode(), jnp.int32([2, 1]))
+
+
+def test_multi_categorical_joint_log_probs_match_numpy():
+    dist = distributions.MultiCategorical.from_logits(_multi_logits(), MULTI_NVEC)
+    log_p0 = _numpy_log_softmax([1.0, 2.0, 3.0])
+    log_p1 = _numpy_log_softmax([0.0, math.log(3.0)])
+    joint = [(a0, a1) for a0 in range(3) for a1 in range(2)]
+    log_probs = jnp.stack([dist.log_prob(jnp.int32(action)) for action in joint])
+    expected = [log_p0[a0] + log_p1[a1] for a0, a1 in joint]
+    chex.assert_trees_all_close(log_probs, np.float32(expected), rtol=1e-6)
+    # The six joint probabilities sum to 1.
+    chex.assert_trees_all_close(jnp.sum(jnp.exp(log_probs)), 1.0, rtol=1e-6)
+    expected_entropy = -np.sum(np.exp(log_p0) * log_p0) - np.sum(np.exp(log_p1) * log_p1)
+    chex.assert_trees_all_close(dist.entropy(), np.float32(expected_entropy), rtol=1e-6)
+
+
+def test_multi_categorical_masked_known_values():
+    dist = distributions.MultiCategorical.from_logits(_multi_logits(), MULTI_NVEC, _multi_mask())
+    first, second = dist.components()
+    # Component 1 keeps one action: p_1 = [1, 0], so log p_1(0) = 0 and H_1 = 0 exactly.
+    chex.assert_trees_all_equal(second.log_prob(jnp.int32(0)), jnp.float32(0.0))
+    chex.assert_trees_all_equal(second.entropy(), jnp.float32(0.0))
+    # A masked action in either component has probability exactly 0 and a finite log-prob.
+    for masked_action in ([2, 0], [0, 1], [2, 1]):
+        log_prob = dist.log_prob(jnp.int32(masked_action))
+        chex.assert_tree_all_finite(log_prob)
+        chex.assert_trees_all_equal(jnp.exp(log_prob), jnp.float32(0.0))
+    # Component 0 renormalizes over logits [1, 2]: log p_0 = [1, 2] - log(1 + e)
+    # = [1, 2] - 2.31326169 = [-1.31326169, -0.31326169]; log p(a_0, 0) = log p_0(a_0) + 0.
+    log_probs = jnp.stack([dist.log_prob(jnp.int32([0, 0])), dist.log_prob(jnp.int32([1, 0]))])
+    chex.assert_trees_all_close(log_probs, jnp.float32([-1.31326169, -0.31326169]), rtol=1e-6)
+    # p_0 = [1, e] / (1 + e) = [0.26894142, 0.73105858];
+    # H = H_0 + 0 = 0.26894142 * 1.31326169 + 0.73105858 * 0.31326169
+    #   = 0.35319046 + 0.22901265 = 0.58220311.
+    chex.assert_trees_all_close(first.entropy(), 0.58220311, rtol=1e-6)
+    chex.assert_trees_all_close(dist.entropy(), 0.58220311, rtol=1e-6)
+    # The raw argmaxes (2, 1) are both masked; the mode takes the best valid action of each.
+    chex.assert_trees_all_equal(dist.mode(), jnp.int32([1, 0]))
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_multi_categorical_matches_independent_categoricals(masked):
+    logits, mask, actions = _random_multi(0)
+    dist = distributions.MultiCategorical.from_logits(logits, RANDOM_NVEC, mask if masked else None)
+    parts = [
+        distributions.Categorical.from_logits(
+            logits[..., start:end], mask[..., start:end] if masked else None
+        )
+        for start, end in RANDOM_SPANS
+    ]
+    expected_log_prob = sum(part.log_prob(actions[..., d]) for d, part in enumerate(parts))
+    expected_entropy = sum(part.entropy() for part in parts)
+    chex.assert_shape([dist.log_prob(actions), dist.entropy()], (5, 7))
+    # Masked actions have log-probs near -1e9, where float32 keeps ~7 digits: rtol, not atol.
+    chex.assert_trees_all_close(dist.log_prob(actions), expected_log_prob, rtol=1e-6)
+    chex.assert_trees_all_close(dist.entropy(), expected_entropy, rtol=1e-6, atol=1e-6)
+
+
+def test_multi_categorical_sample_frequencies_match_probabilities():
+    logits = jnp.broadcast_to(_multi_logits(), (NUM_SAMPLES, 5))
+    samples = distributions.MultiCategorical.from_logits(logits, MULTI_NVEC).sample(
+        jax.random.key(0)
+    )
+    chex.assert_shape(samples, (NUM_SAMPLES, 2))
+    assert samples.dtype == jnp.int32
+    # Independent components: the joint frequency of (a_0, a_1) is p_0(a_0) p_1(a_1). A cell's
+    # standard error is sqrt(p (1 - p) / 20000) <= 0.5 / 141 = 0.0035; allow ~4 of those.
+    counts = np.zeros((3, 2))
+    np.add.at(counts, (np.asarray(samples[:, 0]), np.asarray(samples[:, 1])), 1)
+    expected = np.outer(np.exp(_numpy_log_softmax([1.0, 2.0, 3.0])), [0.25, 0.75])
+    chex.assert_trees_all_close(counts / NUM_SAMPLES, expected, atol=0.015)
+
+
+def test_multi_categorical_never_samples_masked_actions():
+    logits = jnp.broadcast_to(_multi_logits(), (NUM_SAMPLES, 5))
+    mask = jnp.broadcast_to(_multi_mask(), (NUM_SAMPLES, 5))
+    dist = distributions.MultiCategorical.from_logits(logits, MULTI_NVEC, mask)
+    samples = dist.sample(jax.random.key(1))
+    assert not jnp.any(samples[:, 0] == 2)
+    assert jnp.all(samples[:, 1] == 0)
+    # Component 0 follows p_0 = [0.26894142, 0.73105858]; standard error 0.0031, allow 0.015.
+    assert abs(float(jnp.mean(samples[:, 0] == 1)) - 0.73105858) < 0.015
+    # Random masks on a [200, 5, 7] batch: the flat index start_d + a_d of every draw is valid.
+    logits, mask, _ = _random_multi(2)
+    logits, mask = jnp.broadcast_to(logits, (200, 5, 7, 9)), jnp.broadcast_to(mask, (200, 5, 7, 9))
+    samples = distributions.MultiCategorical.from_logits(logits, RANDOM_NVEC, mask).sample(
+        jax.random.key(2)
+    )
+    chex.assert_shape(samples, (200, 5, 7, 3))
+    starts = jnp.broadcast_to(jnp.int32([start for start, _ in RANDOM_SPANS]), samples.shape)
+    assert jnp.all(jnp.take_along_axis(mask, samples + starts, axis=-1))
+
+
+def test_multi_categorical_samples_depend_on_key():
+    logits, mask, _ = _random_multi(3)
+    dist = distributions.MultiCategorical.from_logits(logits, RANDOM_NVEC, mask)
+    first = dist.sample(jax.random.key(0))
+    chex.assert_trees_all_equal(first, dist.sample(jax.random.key(0)))
+    assert not np.array_equal(first, dist.sample(jax.random.key(10)))
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_multi_categorical_mode_is_per_component_argmax(masked):
+    logits, mask, _ = _random_multi(4)
+    dist = distributions.MultiCategorical.from_logits(logits, RANDOM_NVEC, mask if masked else None)
+    allowed = np.where(mask, np.asarray(logits), -np.inf) if masked else np.asarray(logits)
+    expected = np.stack([allowed[..., start:end].argmax(axis=-1) for start, end in RANDOM_SPANS],
+                        axis=-1)
+    mode = dist.mode()
+    assert mode.dtype == jnp.int32
+    chex.assert_trees_all_equal(mode, jnp.asarray(expected, dtype=jnp.int32))
+
+
+def test_multi_categorical_masked_gradients_are_finite():
+    logits, mask, actions = _random_multi(5)
+
+    def objective(raw_logits):
+        dist = distributions.MultiCategorical.from_logits(raw_logits, RANDOM_NVEC, mask)
+        return jnp.sum(dist.entropy()) + jnp.sum(dist.log_prob(actions))
+
+    grad = jax.grad(objective)(logits)
+    chex.assert_tree_all_finite(grad)
+    chex.assert_trees_all_equal(grad * ~mask, jnp.zeros_like(grad))
+    assert jnp.any(grad != 0)
+
+
+def _build_and_evaluate(logits, mask, action, key):
+    dist = distributions.MultiCategorical.from_logits(logits, RANDOM_NVEC, mask)
+    return dist.log_prob(action), dist.entropy(), dist.sample(key), dist.mode()
+
+
+def test_multi_categorical_jit_matches_eager():
+    logits, mask, actions = _random_multi(6)
+    key = jax.random.key(0)
+    eager = _build_and_evaluate(logits, mask, actions, key)
+    jitted = jax.jit(_build_and_evaluate)(logits, mask, actions, key)
+    chex.assert_trees_all_close(jitted[:2], eager[:2], rtol=1e-6, atol=1e-6)
+    chex.assert_trees_all_equal(jitted[2:], eager[2:])
+    # The distribution itself crosses the jit boundary: nvec is static aux data.
+    dist = distributions.MultiCategorical.from_logits(logits, RANDOM_NVEC, mask)
+    chex.assert_trees_all_close(
+        jax.jit(distributions.MultiCategorical.log_prob)(dist, actions), eager[0], rtol=1e-6
+    )
+
+
+def test_multi_categorical_vmap_matches_loop():
+    logits, mask, actions = _random_multi(7)
+    dist = distributions.MultiCategorical.from_logits(logits, RANDOM_NVEC, mask)
+    vmapped = jax.vmap(distributions.MultiCategorical.log_prob)(dist, actions)
+    looped = jnp.stack([
+        distributions.MultiCategorical.from_logits(logits[i], RANDOM_NVEC, mask[i]).log_prob(
+            actions[i]
+        )
+        for i in range(5)
+    ])
+    chex.assert_trees_all_close(vmapped, looped, rtol=1e-6)
+    chex.assert_trees_all_close(dist.log_prob(actions), looped, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("logits_shape", "nvec", "mask_shape", "message"),
+    [
+        ((4,), (3, 2), None, "logits [..., 4] do not match nvec (3, 2): expected [..., 5]"),
+        ((7, 6), (3, 2), None, "logits [..., 6] do not match nvec (3, 2): expected [..., 5]"),
+        ((), (3, 2), None, "logits [] (no action axis) do not match nvec (3, 2)"),
+        ((5,), (3, 2), (4,), "mask [..., 4] does not match nvec (3, 2): expected [..., 5]"),
+        ((2, 5), (3, 2), (3, 5), "mask shape (3, 5) does not match logits shape (2, 5)"),
+        ((5,), (), None, "nvec () must be a non-empty tuple of positive ints"),
+        ((5,), (5, 0), None, "nvec (5, 0) must be a non-empty tuple of positive ints"),
+        ((5,), (6, -1), None, "nvec (6, -1) must be a non-empty tuple of positive ints"),
+    ],
+)
+def test_multi_categorical_bad_shapes_raise(logits_shape, nvec, mask_shape, message):
+    logits = jnp.zeros(logits_shape)
+    mask = None if mask_shape is None else jnp.ones(mask_shape, dtype=bool)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        distributions.MultiCategorical.from_logits(logits, nvec, mask)
+
+
+def test_multi_categorical_action_without_component_axis_raises():
+    # Logits [4, 5] take actions [4, 2]; actions [4] (one int per row) is the likely mistake.
+    dist = distributions.MultiCategorical.from_logits(jnp.zeros((4, 5)), MULTI_NVEC)
+    message = "action [..., 4] does not match nvec (3, 2): expected [..., 2]"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        dist.log_prob(jnp.zeros(4, dtype=jnp.int32))
