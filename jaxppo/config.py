@@ -22,7 +22,9 @@ import numpy as np
 from flax import struct
 
 ACTIVATIONS = ("tanh", "relu")
-ACTION_DISTS = ("auto", "categorical", "gaussian")
+ACTION_DISTS = ("auto", "categorical", "multi_discrete", "gaussian")
+ENCODERS = ("mlp", "cnn", "nature_cnn")
+CORES = ("none", "gru", "lstm")
 SHUFFLE_MODES = ("transitions", "trajectories")
 ENT_SCHEDULES = ("constant", "linear", "exponential")
 GRAD_NORM_TYPES = ("l2", "max")
@@ -39,7 +41,8 @@ class Config(struct.PyTreeNode):
     Static fields (change the program): ``env_id``, ``num_envs``, ``num_steps``,
     ``total_timesteps``, ``update_epochs``, ``num_minibatches``, ``hidden_sizes``,
     ``activation``, ``action_dist``, ``shuffle``, ``ent_schedule``, ``grad_norm_type``,
-    ``fourier_features``, ``matmul_dtype`` and the switches ``anneal_lr``,
+    ``fourier_features``, ``matmul_dtype``, ``encoder``, ``core``, ``core_size`` and the
+    switches ``shared_encoder``, ``anneal_lr``,
     ``normalize_advantages``, ``clip_value_loss``, ``dual_clip``, ``normalize_obs``,
     ``scale_rewards``, ``normalize_values``, ``recompute_advantages``, ``kl_early_stop``,
     ``action_masking``, ``squash_mean`` (`static_fields`).
@@ -58,8 +61,20 @@ class Config(struct.PyTreeNode):
         num_minibatches: minibatches per epoch; must divide T x N.
         hidden_sizes: widths of the hidden layers of the actor and of the critic MLPs.
         activation: "tanh" or "relu".
+        encoder: what reads the observation before the hidden layers: "mlp" (the observation
+            flattened), "cnn" (MinAtar's: one 3x3 conv of 16 channels, for small grids
+            [H, W, C]) or "nature_cnn" (the Nature-DQN torso, for 84x84 frames); relu after
+            each conv.
+        core: "none" (a feed-forward policy), or a recurrent "gru" or "lstm" after the hidden
+            layers: its carry is kept through the rollout, zeroed at episode starts, and
+            replayed along whole env sequences by the update (needs
+            shuffle="trajectories").
+        core_size: width H of the recurrent core's carry.
+        shared_encoder: actor and critic share encoder, hidden layers and core under two
+            linear heads (False: two separate towers).
         action_dist: "auto" picks from the env's action space; "categorical" (discrete
-            actions) or "gaussian" (continuous actions) asserts it.
+            actions), "multi_discrete" (several discrete choices at once) or "gaussian"
+            (continuous actions) asserts it.
         anneal_lr: decay the learning rate linearly to 0 over all gradient steps.
         normalize_advantages: standardize advantages per minibatch.
         clip_value_loss: clip the value prediction around the rollout value by ``vf_clip``.
@@ -114,6 +129,10 @@ class Config(struct.PyTreeNode):
     num_minibatches: int = _static(4)
     hidden_sizes: tuple[int, ...] = _static((64, 64))
     activation: str = _static("tanh")
+    encoder: str = _static("mlp")
+    core: str = _static("none")
+    core_size: int = _static(128)
+    shared_encoder: bool = _static(False)
     action_dist: str = _static("auto")
     anneal_lr: bool = _static(True)
     normalize_advantages: bool = _static(True)
@@ -237,14 +256,24 @@ def _validate_static(config: Config) -> None:
         _check_int(config, name)
     for name in ("anneal_lr", "normalize_advantages", "clip_value_loss", "dual_clip",
                  "normalize_obs", "scale_rewards", "normalize_values", "recompute_advantages",
-                 "kl_early_stop", "action_masking", "squash_mean"):
+                 "kl_early_stop", "action_masking", "squash_mean", "shared_encoder"):
         _check_bool(config, name)
+    _check_int(config, "core_size")
     _check_int(config, "fourier_features", minimum=0)
     for name, allowed in (("shuffle", SHUFFLE_MODES), ("ent_schedule", ENT_SCHEDULES),
                           ("grad_norm_type", GRAD_NORM_TYPES),
-                          ("matmul_dtype", MATMUL_DTYPES)):
+                          ("matmul_dtype", MATMUL_DTYPES), ("encoder", ENCODERS),
+                          ("core", CORES)):
         if getattr(config, name) not in allowed:
             fail(name, getattr(config, name), f"must be one of {allowed}")
+    if config.core != "none" and config.shuffle != "trajectories":
+        fail("shuffle", config.shuffle,
+             f"must be 'trajectories' with core={config.core!r}: a recurrent policy is "
+             "replayed along whole env sequences, which a shuffle of single transitions "
+             "breaks apart")
+    if config.fourier_features and config.encoder != "mlp":
+        fail("fourier_features", config.fourier_features,
+             f"applies to the 'mlp' encoder only (encoder={config.encoder!r}); use 0")
     if config.shuffle == "trajectories" and config.num_envs % config.num_minibatches:
         fail("num_minibatches", config.num_minibatches,
               f"must divide num_envs={config.num_envs} when shuffle='trajectories' "

@@ -105,7 +105,7 @@ class Normalizers(struct.PyTreeNode):
     """Every running statistic of a run (carried whether or not its switch is on).
 
     Attributes:
-        obs: statistics of raw observations [O].
+        obs: statistics of raw observations, elementwise over the observation's shape.
         reward: statistics of the per-env discounted return R (a scalar).
         value: statistics of the value targets (a scalar).
         discounted_return: the running R of each env [N].
@@ -117,6 +117,9 @@ class Normalizers(struct.PyTreeNode):
     discounted_return: jax.Array
 
     @classmethod
-    def create(cls, observation_size: int, num_envs: int) -> Normalizers:
-        return cls(RunningStats.create((observation_size,)), RunningStats.create(),
+    def create(cls, observation_shape: int | tuple[int, ...], num_envs: int) -> Normalizers:
+        """Fresh statistics for observations of ``observation_shape`` (an int O means [O])."""
+        if isinstance(observation_shape, int):
+            observation_shape = (observation_shape,)
+        return cls(RunningStats.create(tuple(observation_shape)), RunningStats.create(),
                    RunningStats.create(), jnp.zeros((num_envs,), jnp.float32))

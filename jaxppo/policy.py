@@ -40,18 +40,24 @@ def in_return_units(config: Config, policy: Policy, value: jax.Array) -> jax.Arr
     return normalize.denormalize(policy.normalizers.value, value)
 
 
-def critic_value(config: Config, network, policy: Policy, obs: jax.Array) -> jax.Array:
-    """V(obs) in return units for observations as the networks see them, [...]."""
-    return in_return_units(config, policy, networks.value(network, policy.params, config, obs))
+def critic_value(config: Config, network, policy: Policy, obs: jax.Array, core=None
+                 ) -> jax.Array:
+    """V(obs) in return units for observations as the networks see them, [...]; for a
+    recurrent policy, of observations continuing episodes from the carry ``core``
+    (`networks.next_value`)."""
+    return in_return_units(
+        config, policy, networks.next_value(network, policy.params, config, core, obs))
 
 
 def act(config: Config, network, policy: Policy, obs: jax.Array, mask: jax.Array | None,
-        key: jax.Array):
-    """Sample actions at obs [..., O] (as the networks see them).
+        key: jax.Array, core=None, start: jax.Array | None = None):
+    """Sample actions at obs [N, *obs] (as the networks see them), one step of `networks.step`
+    from the recurrent carry ``core`` (None without a core), zeroed where ``start`` [N].
 
     Returns:
-        (action, log pi(action | obs), V(obs) in return units), each batched over [...].
+        (the carry after obs, action, log pi(action | obs), V(obs) in return units), each
+        batched over [N].
     """
-    dist, value = networks.apply(network, policy.params, config, obs, mask)
+    core, dist, value = networks.step(network, policy.params, config, core, obs, start, mask)
     action = dist.sample(key)
-    return action, dist.log_prob(action), in_return_units(config, policy, value)
+    return core, action, dist.log_prob(action), in_return_units(config, policy, value)

@@ -23,11 +23,16 @@ class Transition(struct.PyTreeNode):
     the statistics.
     Fields a config does not use are None (not stored, not shuffled, not carried).
 
+    A recurrent policy's rollout also keeps ``start`` (obs_t begins an episode: the carry was
+    zeroed before reading it) and ``core``, the carry after reading obs_t [T, N, ...], from
+    which the value of ``final_obs`` is computed (`jaxppo.networks.next_value`).
+
     Attributes:
-        obs: observations acted on, as the networks saw them, [T, N, O].
-        raw_obs: the same observations before normalization, [T, N, O]; None unless
+        obs: observations acted on, as the networks saw them, [T, N, *obs].
+        raw_obs: the same observations before normalization, [T, N, *obs]; None unless
             normalize_obs.
-        final_obs: next observations before any reset, as the networks see them, [T, N, O].
+        final_obs: next observations before any reset, as the networks see them,
+            [T, N, *obs].
         action: sampled actions, [T, N] (discrete) or [T, N, D] (continuous, unclipped).
         action_mask: valid actions when acting, [T, N, K]; None unless action_masking.
         log_prob: log pi_old(action | obs), [T, N].
@@ -37,6 +42,8 @@ class Transition(struct.PyTreeNode):
         truncated: the episode was cut by a time limit (not terminal), [T, N].
         episode_return: return of the episode so far, complete where terminated | truncated.
         episode_length: length of the episode so far, likewise.
+        start: obs begins an episode, [T, N]; None without a recurrent core.
+        core: the carry after reading obs, [T, N, ...]; None without a recurrent core.
     """
 
     obs: jax.Array
@@ -51,6 +58,8 @@ class Transition(struct.PyTreeNode):
     truncated: jax.Array
     episode_return: jax.Array
     episode_length: jax.Array
+    start: jax.Array | None = None
+    core: Any = None
 
     @property
     def done(self) -> jax.Array:
@@ -59,10 +68,14 @@ class Transition(struct.PyTreeNode):
 
 
 class EnvCarry(struct.PyTreeNode):
-    """What the rollout scan carries: the current raw observation and env states of N envs."""
+    """What the rollout scan carries: the current raw observations and env states of N envs
+    and, for a recurrent policy, its carry and whether each current observation begins an
+    episode (None without a recurrent core)."""
 
     obs: jax.Array
     env_state: Any
+    core: Any = None
+    start: jax.Array | None = None
 
 
 def policy_step(carry: EnvCarry, key: jax.Array, config: Config, env, network,
@@ -71,7 +84,8 @@ def policy_step(carry: EnvCarry, key: jax.Array, config: Config, env, network,
     action_key, env_key = jax.random.split(key)
     obs = policy_lib.observe(config, policy.normalizers, carry.obs)
     mask = jax.vmap(env.action_mask)(carry.env_state) if config.action_masking else None
-    action, log_prob, value = policy_lib.act(config, network, policy, obs, mask, action_key)
+    core, action, log_prob, value = policy_lib.act(config, network, policy, obs, mask,
+                                                   action_key, carry.core, carry.start)
     env_keys = jax.random.split(env_key, carry.obs.shape[0])
     env_state, step = jax.vmap(env.step)(env_keys, carry.env_state, action)
     transition = Transition(
@@ -87,8 +101,11 @@ def policy_step(carry: EnvCarry, key: jax.Array, config: Config, env, network,
         truncated=step.truncated,
         episode_return=step.episode_return,
         episode_length=step.episode_length,
+        start=carry.start,
+        core=core,
     )
-    return EnvCarry(step.obs, env_state), transition
+    start = None if carry.start is None else step.done
+    return EnvCarry(step.obs, env_state, core, start), transition
 
 
 def rollout(config: Config, env, network, policy: policy_lib.Policy, carry: EnvCarry,
@@ -100,7 +117,8 @@ def rollout(config: Config, env, network, policy: policy_lib.Policy, carry: EnvC
         env: a `jaxppo.envs` env.
         network: the `networks.ActorCritic` for the params.
         policy: params and the normalizer statistics, frozen for the whole rollout.
-        carry: current raw observations [N, O] and env states of N envs.
+        carry: current raw observations [N, *obs] and env states of N envs (and a recurrent
+            policy's carry and episode starts).
         key: PRNG key for actions and env steps.
 
     Returns:

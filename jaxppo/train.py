@@ -40,11 +40,15 @@ class TrainState(struct.PyTreeNode):
         params: actor-critic params.
         opt_state: optax state of `update.make_optimizer`.
         env_state: states of the N envs (with running episode statistics).
-        obs: current observations [N, O].
+        obs: current observations [N, *obs] (the env's observation shape).
         key: PRNG key for the rest of the run.
         update_step: updates done so far (int32 scalar).
         normalizers: running statistics of observations, discounted returns and value
             targets; part of the policy (a saved policy normalizes exactly as in training).
+        core: a recurrent policy's carry after the last observation it read, [N, ...];
+            None without a recurrent core.
+        start: whether each env's current observation begins an episode (the carry is
+            zeroed before reading it), [N]; None without a recurrent core.
     """
 
     params: Any
@@ -54,6 +58,8 @@ class TrainState(struct.PyTreeNode):
     key: jax.Array
     update_step: jax.Array
     normalizers: normalize.Normalizers
+    core: Any = None
+    start: jax.Array | None = None
 
 
 class Metrics(update.UpdateInfo):
@@ -81,12 +87,14 @@ class Metrics(update.UpdateInfo):
 
 def validate(config: Config) -> Config:
     """Check every field (`jaxppo.config.validate`), then the config against its environment
-    (`jaxppo.envs.check`); a `ValueError` names the bad field, its value and what is allowed.
+    (`jaxppo.envs.check`, `jaxppo.networks.check`); a `ValueError` names the bad field, its
+    value and what is allowed.
 
     Runs in Python before tracing; returns the config, unchanged, so calls can be chained.
     """
     config_lib.validate(config)
     envs.check(config)
+    networks.check(config, envs.make(config.env_id))
     return config
 
 
@@ -101,6 +109,8 @@ def init(config: Config, key: jax.Array) -> TrainState:
     params = networks.init(config, env, net_key)
     opt_state = update.make_optimizer(config).init(params)
     obs, env_state = jax.vmap(env.reset)(jax.random.split(env_key, config.num_envs))
+    network = networks.make(config, env)
+    recurrent = network.recurrent
     return TrainState(
         params=params,
         opt_state=opt_state,
@@ -108,7 +118,9 @@ def init(config: Config, key: jax.Array) -> TrainState:
         obs=obs,
         key=run_key,
         update_step=jnp.zeros((), jnp.int32),
-        normalizers=normalize.Normalizers.create(env.observation_size, config.num_envs),
+        normalizers=normalize.Normalizers.create(env.observation_shape, config.num_envs),
+        core=networks.initial_carry(network, (config.num_envs,)),
+        start=jnp.ones((config.num_envs,), jnp.bool_) if recurrent else None,
     )
 
 
@@ -164,10 +176,11 @@ def _step(config: Config, state: TrainState) -> tuple[TrainState, Metrics]:
     key, rollout_key, update_key = jax.random.split(state.key, 3)
     policy = policy_lib.Policy(state.params, state.normalizers)
     carry, transitions = rollout.rollout(
-        config, env, network, policy, rollout.EnvCarry(state.obs, state.env_state),
+        config, env, network, policy,
+        rollout.EnvCarry(state.obs, state.env_state, state.core, state.start),
         backend.rollout_key(rollout_key))
     reward, last_return, returns = _scaled_rewards(config, state.normalizers, transitions)
-    data = update.UpdateData(transitions, reward, state.normalizers)
+    data = update.UpdateData(transitions, reward, state.normalizers, state.core)
     advantage, target = update.advantages(config, network, policy, data, transitions.value)
     opt, info = update.update(
         config, network, update.make_optimizer(config),
@@ -183,6 +196,8 @@ def _step(config: Config, state: TrainState) -> tuple[TrainState, Metrics]:
         update_step=state.update_step + 1,
         normalizers=_merged(config, state.normalizers, transitions, (last_return, returns),
                             target),
+        core=carry.core,
+        start=carry.start,
     )
     return new_state, _metrics(config, state.update_step, transitions, info)
 

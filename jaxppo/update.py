@@ -30,6 +30,11 @@ class Batch(struct.PyTreeNode):
 
     ``value`` and ``target`` are in the critic's units: normalized by the frozen value
     statistics when normalize_values is on, return units otherwise.
+
+    A recurrent policy's batch stays [T, N, ...] when cut ([M, T, N / M, ...]: whole env
+    sequences) and also holds ``start`` (episode starts, like ``obs``) and ``core``, the
+    carry each env's sequence starts from ([N, ...], [M, N / M, ...] when cut). Both are None
+    without a recurrent core.
     """
 
     obs: jax.Array
@@ -39,14 +44,18 @@ class Batch(struct.PyTreeNode):
     value: jax.Array
     advantage: jax.Array
     target: jax.Array
+    start: jax.Array | None = None
+    core: Any = None
 
 
 class UpdateData(struct.PyTreeNode):
-    """What an update learns from: the rollout, its (scaled) rewards, the frozen statistics."""
+    """What an update learns from: the rollout, its (scaled) rewards, the frozen statistics
+    and, for a recurrent policy, the carry the rollout started from ([N, ...]; else None)."""
 
     transitions: rollout.Transition
     reward: jax.Array
     normalizers: normalize.Normalizers
+    core: Any = None
 
 
 class LossInfo(struct.PyTreeNode):
@@ -155,7 +164,10 @@ def loss(params, network, config: Config, batch: Batch, ent_coef: jax.Array | No
     """
     if ent_coef is None:
         ent_coef = config.ent_coef
-    dist, value = networks.apply(network, params, config, batch.obs, batch.action_mask)
+    # A recurrent policy replays each minibatch's sequences from the carries the rollout
+    # started them with; otherwise this is one batched apply.
+    dist, value = networks.sequence(network, params, config, batch.core, batch.obs,
+                                    batch.start, batch.action_mask)
     advantage = batch.advantage
     if config.normalize_advantages:
         advantage = losses.normalize_advantages(advantage)
@@ -183,15 +195,19 @@ def loss(params, network, config: Config, batch: Batch, ent_coef: jax.Array | No
 
 
 def advantages(config: Config, network, policy: policy_lib.Policy, data: UpdateData,
-               value: jax.Array) -> tuple[jax.Array, jax.Array]:
+               value: jax.Array, core=None) -> tuple[jax.Array, jax.Array]:
     """GAE advantages and value targets [T, N] (return units) of the rollout in ``data``.
 
     ``value`` [T, N] is V(obs) in return units: the rollout's own values for the first epoch,
     the latest critic's with recompute_advantages. V(final_obs) comes from ``policy``'s
-    critic, one batched pass over [T, N] (a bigger matmul than T small ones in the rollout).
+    critic, one batched pass over [T, N] (a bigger matmul than T small ones in the rollout);
+    a recurrent critic reads each final observation from ``core`` [T, N, ...], its carry
+    after obs_t (default: the rollout's own, ``transitions.core``).
     """
     tr = data.transitions
-    next_value = policy_lib.critic_value(config, network, policy, tr.final_obs)
+    if core is None:
+        core = tr.core
+    next_value = policy_lib.critic_value(config, network, policy, tr.final_obs, core)
     return gae.batched_gae(data.reward, value, next_value, tr.terminated, tr.truncated,
                            config.gamma, config.gae_lambda)
 
@@ -205,15 +221,18 @@ def make_batch(config: Config, data: UpdateData, advantage: jax.Array, target: j
         old_value = normalize.normalize(data.normalizers.value, old_value)
         target = normalize.normalize(data.normalizers.value, target)
     return Batch(obs=tr.obs, action=tr.action, action_mask=tr.action_mask,
-                 log_prob=tr.log_prob, value=old_value, advantage=advantage, target=target)
+                 log_prob=tr.log_prob, value=old_value, advantage=advantage, target=target,
+                 start=tr.start, core=data.core)
 
 
 def training_batch(config: Config, network, params, data: UpdateData) -> Batch:
     """With recompute_advantages: the batch of an epoch after the first, from ``params``'
     critic (the latest at the start of the epoch) on the rollout's observations."""
     policy = policy_lib.Policy(params, data.normalizers)
-    value = policy_lib.critic_value(config, network, policy, data.transitions.obs)
-    return make_batch(config, data, *advantages(config, network, policy, data, value))
+    tr = data.transitions
+    value, core = networks.critic_sequence(network, params, config, data.core, tr.obs, tr.start)
+    value = policy_lib.in_return_units(config, policy, value)
+    return make_batch(config, data, *advantages(config, network, policy, data, value, core))
 
 
 def _flat_loss(flat_params, unravel, network, config: Config, batch: Batch,
@@ -254,9 +273,24 @@ def shuffle_minibatches(batch: Batch, key: jax.Array, config: Config) -> Batch:
     shuffle="transitions": a permutation of all T x N transitions.
     shuffle="trajectories": a permutation of the N envs, each minibatch holding N / M whole
     trajectories, time order kept inside each.
+    A recurrent batch (with ``start`` and ``core``) is cut like "trajectories" but keeps its
+    time axis, [M, T, N / M, ...], and its carries go with their sequences, [M, N / M, ...].
     """
     steps, envs_ = batch.obs.shape[:2]
     m = config.num_minibatches
+    if batch.core is not None or batch.start is not None:
+        # Recurrent: [M, T, N / M, ...] whole sequences, with the carries they start from.
+        order = prng.permutation(key, envs_)
+
+        def split_sequences(x):
+            x = jnp.take(x, order, axis=1).reshape(steps, m, envs_ // m, *x.shape[2:])
+            return jnp.swapaxes(x, 0, 1)
+
+        def split_carry(x):
+            return jnp.take(x, order, axis=0).reshape(m, envs_ // m, *x.shape[1:])
+
+        return jax.tree.map(split_sequences, batch.replace(core=None)).replace(
+            core=jax.tree.map(split_carry, batch.core))
     if config.shuffle == "trajectories":
         order = prng.permutation(key, envs_)
 

@@ -132,9 +132,10 @@ def test_every_config_field_has_its_docstring_line_as_help():
     fields = [f.name for f in dataclasses.fields(jaxppo.Config)]
     assert sorted(docs) == sorted(fields)
     assert all(docs[name] and "  " not in docs[name] for name in fields), docs
-    # A description over two lines comes back as one.
+    # A description over three lines comes back as one.
     assert docs["action_dist"] == ('"auto" picks from the env\'s action space; "categorical" '
-                                   '(discrete actions) or "gaussian" (continuous actions) '
+                                   '(discrete actions), "multi_discrete" (several discrete '
+                                   'choices at once) or "gaussian" (continuous actions) '
                                    'asserts it.')
 
 

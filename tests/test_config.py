@@ -332,7 +332,8 @@ def test_numpy_bool_switches_are_accepted():
 # One value per static field, each different from Config's default.
 _OTHER_STATIC = dict(
     env_id="Pendulum-v1", num_envs=8, num_steps=64, total_timesteps=1000, update_epochs=2,
-    num_minibatches=2, hidden_sizes=(32,), activation="relu", action_dist="categorical",
+    num_minibatches=2, hidden_sizes=(32,), activation="relu", encoder="cnn", core="gru",
+    core_size=64, shared_encoder=True, action_dist="categorical",
     anneal_lr=False, normalize_advantages=False, clip_value_loss=False, dual_clip=True,
     normalize_obs=True, scale_rewards=True, normalize_values=True, recompute_advantages=True,
     shuffle="trajectories", ent_schedule="linear", kl_early_stop=True, action_masking=True,

@@ -96,7 +96,7 @@ def test_act_samples_the_policy_and_scores_its_own_action(actor_critic):
     config, env, network, policy = actor_critic
     obs = jax.random.normal(jax.random.key(2), (6, env.observation_size))
     key = jax.random.key(3)
-    action, log_prob, value = _act(config, network, policy, obs, None, key)
+    _, action, log_prob, value = _act(config, network, policy, obs, None, key)
     dist, raw_value = jax.jit(networks.apply, static_argnums=0)(network, policy.params, config,
                                                                 obs)
     chex.assert_trees_all_close(action, dist.sample(key), rtol=1e-6, atol=1e-6)
@@ -115,7 +115,7 @@ def test_act_with_a_mask_samples_valid_actions_only():
                                normalize.Normalizers.create(1, 64))
     obs, states = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(1), 64))
     mask = jax.vmap(env.action_mask)(states)
-    action, log_prob, _ = _act(config, network, policy, obs, mask, jax.random.key(2))
+    _, action, log_prob, _ = _act(config, network, policy, obs, mask, jax.random.key(2))
     assert bool(jnp.take_along_axis(mask, action[:, None], axis=-1).all())
     # Near-uniform initial logits over the 2 valid actions: log pi ~ log 1/2.
     np.testing.assert_allclose(log_prob, np.log(0.5), atol=0.05)

@@ -33,7 +33,7 @@ def test_every_preset_validates_for_the_env_it_is_listed_under(env_id):
     assert jaxppo.preset(env_id) is config
 
 
-@pytest.mark.parametrize("env_id", ["MountainCar-v0", "Breakout-MinAtar", "ProbeValue-v0"])
+@pytest.mark.parametrize("env_id", ["MountainCar-v0", "Seaquest-MinAtar", "ProbeValue-v0"])
 def test_an_env_without_a_preset_gets_the_defaults_with_that_env(env_id):
     assert env_id not in presets.PRESETS
     assert presets.preset(env_id) == jaxppo.Config(env_id=env_id)
@@ -42,3 +42,12 @@ def test_an_env_without_a_preset_gets_the_defaults_with_that_env(env_id):
 def test_presets_are_the_packages_presets():
     assert jaxppo.PRESETS is presets.PRESETS and jaxppo.preset is presets.preset
     assert "CartPole-v1" in presets.PRESETS and "Pendulum-v1" in presets.PRESETS
+
+
+def test_minatar_presets_use_the_cnn_and_memory_chain_a_recurrent_core():
+    breakout = jaxppo.preset("Breakout-MinAtar")
+    assert (breakout.encoder, breakout.hidden_sizes, breakout.shared_encoder) == (
+        "cnn", (128,), True)
+    assert breakout.batch_size == 8192 and breakout.num_updates == 244  # 2M // (64 x 128)
+    chain = jaxppo.preset("MemoryChain-bsuite")
+    assert chain.core == "gru" and chain.shuffle == "trajectories"

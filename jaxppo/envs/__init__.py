@@ -18,6 +18,8 @@ import importlib.util
 import sys
 import types
 
+import jax
+
 from jaxppo import config as config_lib
 from jaxppo.envs import core
 from jaxppo.envs.core import ActionSpace, GymnaxEnv, Step
@@ -26,7 +28,8 @@ __all__ = ["ActionSpace", "GymnaxEnv", "Step", "check", "closest_ids", "make", "
 
 # The ids of `probes.PROBES`, known without importing gymnax (a test checks they agree).
 PROBE_IDS = ("ProbeValue-v0", "ProbeDiscount-v0", "ProbeTruncation-v0", "ProbePolicy-v0",
-             "ProbeContinuous-v0", "ProbeMasked-v0")
+             "ProbeContinuous-v0", "ProbeMasked-v0", "ProbeMemory-v0", "ProbeMultiDiscrete-v0",
+             "ProbeImage-v0")
 
 
 # Imported by gymnax's environment modules at import time but used only to render, which jaxppo
@@ -97,6 +100,13 @@ def make(env_id: str) -> core.GymnaxEnv:
 
     from jaxppo.envs import probes
 
+    # Some envs build arrays in __init__ (MinAtar's); made while a caller traces (a first
+    # `jax.jit(jaxppo.train)`), the cached env would hold tracers of that one trace.
+    with jax.ensure_compile_time_eval():
+        return _make(gymnax, probes, env_id)
+
+
+def _make(gymnax, probes, env_id: str) -> core.GymnaxEnv:
     if env_id in probes.PROBES:
         env = probes.PROBES[env_id]()
         return core.GymnaxEnv(env_id, env, env.default_params)
@@ -114,24 +124,40 @@ def check(config) -> None:
 
     The checks `jaxppo.config.validate` cannot make without the env: the action distribution
     against the action space, squash_mean and temperature against it, action_masking against
-    the env's masks.
+    the env's masks (their shape too). The network's checks against the observations are
+    `jaxppo.networks.check`'s.
     """
     env = make(config.env_id)
-    discrete = env.action_space.discrete
-    kind = "categorical" if discrete else "gaussian"
+    space = env.action_space
+    discrete = space.discrete
+    kind = ("multi_discrete" if space.multi_discrete else "categorical") if discrete \
+        else "gaussian"
     if config.action_dist not in ("auto", kind):
-        config_lib.fail(
-            "action_dist", config.action_dist,
-            f"{config.env_id} has a {'discrete' if discrete else 'continuous'} action space, "
-            f"so it needs {kind!r} (or 'auto')")
+        described = {"multi_discrete": f"a multi-discrete action space {space.nvec}",
+                     "categorical": "a discrete action space",
+                     "gaussian": "a continuous action space"}[kind]
+        config_lib.fail("action_dist", config.action_dist,
+                        f"{config.env_id} has {described}, so it needs {kind!r} (or 'auto')")
     if config.squash_mean and discrete:
         config_lib.fail("squash_mean", True, f"applies to continuous actions only; "
                         f"{config.env_id} has discrete actions")
-    if config.action_masking and not env.has_action_mask:
-        config_lib.fail("action_masking", True, f"{config.env_id} provides no action masks (an "
-                        "env provides them with an action_mask(state, params) method, as "
-                        "ProbeMasked-v0 does)")
+    if config.action_masking:
+        _check_masks(config, env)
     if not discrete:
         config_lib.check_range(config, "temperature", 1.0, 1.0,
                                f"applies to discrete actions only; {config.env_id} has "
                                "continuous actions, so it must stay 1.0")
+
+
+def _check_masks(config, env) -> None:
+    if not env.has_action_mask:
+        config_lib.fail("action_masking", True, f"{config.env_id} provides no action masks (an "
+                        "env provides them with an action_mask(state, params) method, as "
+                        "ProbeMasked-v0 does)")
+    state = jax.eval_shape(env.reset, jax.random.key(0))[1]
+    shape = tuple(jax.eval_shape(env.action_mask, state).shape)
+    expected = (env.action_space.num_actions,)
+    if shape != expected:
+        config_lib.fail("action_masking", True,
+                        f"{config.env_id}'s action_mask gives shape {list(shape)}, but its "
+                        f"action space needs one flag per action, {list(expected)}")

@@ -54,10 +54,15 @@ class ActionSpace(struct.PyTreeNode):
     """Static description of an action space (numpy, never traced).
 
     Attributes:
-        discrete: True for a finite set {0, ..., num_actions - 1}.
-        num_actions: number of discrete actions (0 for continuous spaces).
-        shape: shape of one continuous action (``()`` for discrete).
+        discrete: True for a finite set {0, ..., num_actions - 1}, or a product of finite
+            sets (multi-discrete).
+        num_actions: number of discrete actions, for multi-discrete the sum of ``nvec`` (the
+            size of a flat action mask); 0 for continuous spaces.
+        shape: shape of one continuous action (``()`` for discrete, ``(D,)`` for
+            multi-discrete).
         low, high: bounds of a continuous action, numpy arrays of ``shape``.
+        nvec: the sizes (K_1, ..., K_D) of a multi-discrete action's D components; ``()``
+            otherwise.
     """
 
     discrete: bool = struct.field(pytree_node=False)
@@ -65,6 +70,12 @@ class ActionSpace(struct.PyTreeNode):
     shape: tuple[int, ...] = struct.field(pytree_node=False, default=())
     low: Any = struct.field(pytree_node=False, default=None)
     high: Any = struct.field(pytree_node=False, default=None)
+    nvec: tuple[int, ...] = struct.field(pytree_node=False, default=())
+
+    @property
+    def multi_discrete(self) -> bool:
+        """Several discrete choices at once: an action is D integers, one per ``nvec``."""
+        return bool(self.nvec)
 
 
 def _action_space(space) -> ActionSpace:
@@ -77,7 +88,13 @@ def _action_space(space) -> ActionSpace:
         low = np.broadcast_to(np.asarray(space.low, np.float32), shape).copy()
         high = np.broadcast_to(np.asarray(space.high, np.float32), shape).copy()
         return ActionSpace(discrete=False, shape=shape, low=low, high=high)
-    raise TypeError(f"unsupported gymnax action space {space!r}: expected Discrete or Box")
+    if isinstance(space, spaces.Tuple) and space.spaces and all(
+            isinstance(s, spaces.Discrete) for s in space.spaces):
+        # A product of Discrete spaces is multi-discrete: the env receives an int array [D].
+        nvec = tuple(int(s.n) for s in space.spaces)
+        return ActionSpace(discrete=True, num_actions=sum(nvec), shape=(len(nvec),), nvec=nvec)
+    raise TypeError(f"unsupported gymnax action space {space!r}: expected Discrete, Box or a "
+                    "Tuple of Discrete spaces")
 
 
 class EpisodeState(struct.PyTreeNode):
@@ -91,8 +108,9 @@ class EpisodeState(struct.PyTreeNode):
 class GymnaxEnv:
     """A gymnax environment with its default params, as a jaxppo env.
 
-    Observations are flattened to one float32 vector (what an MLP needs) and episode
-    return and length are tracked in the state.
+    Observations are float32 in the env's own shape (``observation_shape``; a scalar becomes
+    [1]), so a grid reaches a CNN as a grid; the MLP encoder flattens them. Episode return
+    and length are tracked in the state.
     """
 
     def __init__(self, env_id: str, env, params) -> None:
@@ -102,8 +120,9 @@ class GymnaxEnv:
         self.action_space = _action_space(env.action_space(params))
         # Envs with invalid actions expose them through `action_mask(state, params) -> [K]`.
         self.has_action_mask = callable(getattr(env, "action_mask", None))
-        obs_shape = env.observation_space(params).shape
-        self.observation_size = int(np.prod(obs_shape)) if len(obs_shape) else 1
+        obs_shape = tuple(int(d) for d in env.observation_space(params).shape)
+        self.observation_shape = obs_shape or (1,)
+        self.observation_size = int(np.prod(self.observation_shape))
 
     def __repr__(self) -> str:
         return f"GymnaxEnv({self.env_id!r})"
@@ -114,8 +133,8 @@ class GymnaxEnv:
         limit = getattr(self._params, "max_steps_in_episode", None)
         return None if limit is None else int(limit)
 
-    def _flat(self, obs: jax.Array) -> jax.Array:
-        return jnp.reshape(obs, (self.observation_size,)).astype(jnp.float32)
+    def _shaped(self, obs: jax.Array) -> jax.Array:
+        return jnp.reshape(obs, self.observation_shape).astype(jnp.float32)
 
     def _env_action(self, action: jax.Array) -> jax.Array:
         space = self.action_space
@@ -132,10 +151,10 @@ class GymnaxEnv:
         return jnp.ones((max(self.action_space.num_actions, 1),), jnp.bool_)
 
     def reset(self, key: jax.Array) -> tuple[jax.Array, EpisodeState]:
-        """Reset one env. Returns the flat float32 observation and the state."""
+        """Reset one env. Returns the float32 observation [*observation_shape] and the state."""
         obs, env_state = self._env.reset(key, self._params)
         zero = jnp.zeros((), jnp.float32)
-        return self._flat(obs), EpisodeState(env_state, zero, jnp.zeros((), jnp.int32))
+        return self._shaped(obs), EpisodeState(env_state, zero, jnp.zeros((), jnp.int32))
 
     def step(self, key: jax.Array, state: EpisodeState, action: jax.Array
              ) -> tuple[EpisodeState, Step]:
@@ -155,11 +174,11 @@ class GymnaxEnv:
             jnp.where(done, 0, episode_length),
         )
         step = Step(
-            obs=self._flat(obs),
+            obs=self._shaped(obs),
             reward=reward,
             terminated=terminated,
             truncated=truncated,
-            final_obs=self._flat(info["final_observation"]),
+            final_obs=self._shaped(info["final_observation"]),
             episode_return=episode_return,
             episode_length=episode_length,
         )
