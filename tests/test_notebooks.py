@@ -5,6 +5,7 @@ notebook with nbclient in a fresh working directory under pytest's tmp_path, and
 outputs of named cells.
 """
 
+import os
 import pathlib
 import re
 
@@ -121,3 +122,60 @@ def test_sweep(tmp_path, monkeypatch):
     assert _images(_cell(notebook, "plots.sweep_plot(")) == 1
     assert (tmp_path / "plots" / "sweep.png").stat().st_size > 0
     assert _images(_cell(notebook, "plots.learning_curves(")) == 1
+
+
+def test_networks(tmp_path, monkeypatch):
+    run_root = tmp_path / "runs"
+    # ProbeMemory: 2 seeds x 3 updates of 16 envs x 20 steps; Breakout: 2 seeds x 2 updates of
+    # 8 envs x 16 steps; ProbeMultiDiscrete: 2 seeds x 2 updates of 16 envs x 8 steps.
+    parameters = ("MEMORY_TIMESTEPS = 960\nMEMORY_SEEDS = 2\nEVAL_EPISODES = 3\n"
+                  "BREAKOUT_TIMESTEPS = 256\nBREAKOUT_SEEDS = 2\nBREAKOUT_NUM_ENVS = 8\n"
+                  "BREAKOUT_NUM_STEPS = 16\nMULTI_DISCRETE_TIMESTEPS = 256\n"
+                  f"RUN_DIR = {str(run_root)!r}\n")
+    # Four PPO programs (GRU, MLP, CNN, multi-discrete) whose compile is most of the test's
+    # time; XLA's unoptimized CPU backend compiles them in about half the time.
+    monkeypatch.setenv("XLA_FLAGS", (os.environ.get("XLA_FLAGS", "")
+                                     + " --xla_backend_optimization_level=0").strip())
+    notebook = _execute("networks.ipynb", parameters, tmp_path / "work", monkeypatch)
+    assert _errors(notebook) == []
+    assert _cached(tmp_path / "work") > 0
+
+    trained = _stdout(_cell(notebook, "memory_runs[name] = jaxppo.experiment.run("))
+    for name in ("gru", "mlp"):
+        assert f"{name}: compiled in" in trained
+        assert re.search(rf"^{name}: .*\[settings, seeds, updates\]: \(1, 2, 3\)$", trained,
+                         re.M), trained
+        assert (run_root / f"memory-{name}" / "checkpoints").exists()
+    assert _images(_cell(notebook, "plots.smoothed(run.metrics")) == 1
+
+    evaluated = _stdout(_cell(notebook, "jaxppo.evaluate(memory_configs[name]"))
+    for name in ("gru", "mlp"):
+        assert f"{name}: greedy evaluation returns [seeds, episodes]: (2, 3)" in evaluated
+
+    driven = _stdout(_cell(notebook, "policy.step(carry, obs, start)"))
+    assert "recurrent: True" in driven
+    rows = re.findall(r"^ *(\d+) +(True|False) +(-?\d+) +(\d) +([01]) +(-?\d+)$", driven, re.M)
+    assert [int(r[0]) for r in rows] == list(range(10)), driven
+    # Each 5-step episode: the cue +-1 and start=True at its first step, the query at its last,
+    # the reward +-1 only there.
+    for t, start, cue, query, _, reward in rows:
+        first, last = int(t) % 5 == 0, int(t) % 5 == 4
+        assert (start == "True") == first and (abs(int(cue)) == 1) == first, driven
+        assert (query == "1") == last and (abs(int(reward)) == 1) == last, driven
+
+    reset = _stdout(_cell(notebook, "policy.step(previous_carry, first_obs, True)"))
+    assert "start=True from the old carry equals a zero carry: True" in reset
+    assert re.search(r"start=False from the old carry differs by up to [\d.]+$", reset, re.M)
+    called = _stdout(_cell(notebook, "policy.reset()"))
+    assert re.search(r"mean return -?[\d.]+ over 3 episodes", called), called
+
+    breakout = _stdout(_cell(notebook, "breakout_run = jaxppo.experiment.run("))
+    assert "observation shape: (10, 10, 4)" in breakout
+    assert "episode_return [settings, seeds, updates]: (1, 2, 2)" in breakout
+    assert _images(_cell(notebook, 'breakout_run.paths["learning curve"]')) == 1
+    assert (run_root / "breakout-cnn" / "plots" / "learning_curve.png").stat().st_size > 0
+
+    multi = _stdout(_cell(notebook, "multi_policy = jaxppo.load("))
+    assert "nvec: (3, 2) action shape: (2,)" in multi
+    assert re.search(r"^one observation \(\+1\): \[\d \d\] shape \(2,\)$", multi, re.M), multi
+    assert re.search(r"shape \(3, 2\)$", multi, re.M), multi
