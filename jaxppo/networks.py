@@ -283,7 +283,25 @@ class Tower(nn.Module):
     matmul_dtype: str = "float32"
 
     @nn.compact
-    def __call__(self, carry, x: jax.Array, start: jax.Array | None = None):
+    def __call__(self, carry, x: jax.Array, start: jax.Array | None = None,
+                 stage: str = "all"):
+        """The tower on x, or one stage of it: "features" (encoder and hidden layers, no
+        carry), "core" (x: features; the core's step), "head" (x: the core's output)."""
+        if stage in ("all", "features"):
+            x = self._features(x)
+            if stage == "features":
+                return x
+        if stage in ("all", "core") and self.core != "none":
+            if start is not None:
+                carry = reset_carry(carry, start)
+            carry, x = _CORES[self.core](self.core_size, self.matmul_dtype, name="core")(carry, x)
+            if stage == "core":
+                return carry, x
+        if self.out_features:
+            x = _dense(self.out_features, "head", self.matmul_dtype)(x)
+        return carry, x
+
+    def _features(self, x: jax.Array) -> jax.Array:
         act = _ACTIVATIONS[self.activation]
         batch = x.shape[:x.ndim - self.obs_ndim]
         if self.encoder == "mlp":
@@ -296,13 +314,7 @@ class Tower(nn.Module):
             x = jnp.reshape(x, (*batch, -1))
         for i, width in enumerate(self.hidden_sizes):
             x = act(_dense(width, f"hidden_{i}", self.matmul_dtype)(x))
-        if self.core != "none":
-            if start is not None:
-                carry = reset_carry(carry, start)
-            carry, x = _CORES[self.core](self.core_size, self.matmul_dtype, name="core")(carry, x)
-        if self.out_features:
-            x = _dense(self.out_features, "head", self.matmul_dtype)(x)
-        return carry, x
+        return x
 
 
 class Head(nn.Module):
@@ -431,6 +443,37 @@ class ActorCritic(nn.Module):
         actor_carry, critic_carry = (None, None) if carry is None else carry
         critic_carry, value = self.critic(critic_carry, x, start)
         return (None if carry is None else (actor_carry, critic_carry)), value[..., 0]
+
+    # The stages of `step`, so that a sequence runs the encoder, hidden layers and heads
+    # batched over all its time steps and scans only the core.
+
+    def features(self, x: jax.Array, critic_only: bool = False):
+        """Encoder and hidden layers: the torso's features, or (actor's, critic's)."""
+        if self.shared_encoder:
+            return self.torso(None, x, stage="features")
+        critic = self.critic(None, x, stage="features")
+        return (None if critic_only else self.actor(None, x, stage="features")), critic
+
+    def core_step(self, carry, features, start: jax.Array, critic_only: bool = False):
+        """One step of the core(s) on features: (carry, the core's output)."""
+        if self.shared_encoder:
+            return self.torso(carry, features, start, stage="core")
+        actor_carry, critic_carry = carry
+        critic_carry, critic = self.critic(critic_carry, features[1], start, stage="core")
+        if critic_only:
+            return (actor_carry, critic_carry), (None, critic)
+        actor_carry, actor = self.actor(actor_carry, features[0], start, stage="core")
+        return (actor_carry, critic_carry), (actor, critic)
+
+    def heads(self, outputs, critic_only: bool = False):
+        """The heads on the cores' outputs: (distribution, value), or the value alone."""
+        if self.shared_encoder:
+            value = self.critic(outputs)[..., 0]
+            return value if critic_only else (self._distribution(self.actor(outputs)), value)
+        value = self.critic(None, outputs[1], stage="head")[1][..., 0]
+        if critic_only:
+            return value
+        return self._distribution(self.actor(None, outputs[0], stage="head")[1]), value
 
     def _distribution(self, out: jax.Array):
         if self.nvec:
@@ -711,19 +754,23 @@ def sequence(network: ActorCritic, params, config: Config, carry, obs: jax.Array
     """The network along sequences obs [T, *batch, *obs] from ``carry`` [*batch, ...]: what
     the rollout computed step by step, replayed. Returns (dist [T, *batch], value [T, *batch]).
 
-    Without a recurrent core it is one batched `apply`; with one, a ``lax.scan`` of `step`
-    over T (the carry zeroed where ``start`` [T, *batch] is True).
+    Without a recurrent core it is one batched `apply`. With one, the encoder, hidden layers
+    and heads run batched over [T, *batch] and a ``lax.scan`` over T runs only the core (its
+    carry zeroed where ``start`` [T, *batch] is True): the same numbers as T `step`s, up to
+    float rounding, with the big matmuls outside the loop.
     """
     if not network.recurrent:
         return apply(network, params, config, obs, mask)
+    module_params = _module_params(params)
+    features = network.apply(module_params, encode(params, config, obs), method="features")
 
     def body(carry, inputs):
-        obs_t, start_t, mask_t = inputs
-        carry, dist, value_ = step(network, params, config, carry, obs_t, start_t, mask_t)
-        return carry, (dist, value_)
+        features_t, start_t = inputs
+        return network.apply(module_params, carry, features_t, start_t, method="core_step")
 
-    _, (dist, value_) = jax.lax.scan(body, carry, (obs, start, mask))
-    return dist, value_
+    _, outputs = jax.lax.scan(body, carry, (features, start))
+    dist, value_ = network.apply(module_params, outputs, method="heads")
+    return _adjust(dist, config, mask), value_
 
 
 def critic_sequence(network: ActorCritic, params, config: Config, carry, obs: jax.Array,
@@ -733,15 +780,17 @@ def critic_sequence(network: ActorCritic, params, config: Config, carry, obs: ja
     if not network.recurrent:
         return value(network, params, config, obs), None
     module_params = _module_params(params)
+    features = network.apply(module_params, encode(params, config, obs), True,
+                             method="features")
 
     def body(carry, inputs):
-        obs_t, start_t = inputs
-        carry, value_ = network.apply(module_params, carry, encode(params, config, obs_t),
-                                      start_t, method="critic_step")
-        return carry, (value_, carry)
+        features_t, start_t = inputs
+        carry, output = network.apply(module_params, carry, features_t, start_t, True,
+                                      method="core_step")
+        return carry, (output, carry)
 
-    _, (values, carries) = jax.lax.scan(body, carry, (obs, start))
-    return values, carries
+    _, (outputs, carries) = jax.lax.scan(body, carry, (features, start))
+    return network.apply(module_params, outputs, True, method="heads"), carries
 
 
 def next_value(network: ActorCritic, params, config: Config, carry, obs: jax.Array
