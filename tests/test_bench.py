@@ -23,6 +23,7 @@ sys.path.insert(0, str(BENCH))
 import ablation  # noqa: E402  (bench/ is not a package: its scripts import each other by name)
 import compile_time  # noqa: E402
 import machine  # noqa: E402
+import networks  # noqa: E402  (bench/networks.py, not jaxppo.networks)
 import peer_common  # noqa: E402
 import peer_jaxppo  # noqa: E402
 import peers  # noqa: E402
@@ -165,3 +166,72 @@ def test_bench_readme_names_only_scripts_and_results_that_exist():
     assert all((BENCH / name).exists() for name in scripts), scripts
     links = set(re.findall(r"\]\((results/[^)#]+)\)", text))
     assert links and all((BENCH / link).exists() for link in links), links
+
+
+def _network_case(name):
+    return next(c for c in networks.cases() if c.name == name)
+
+
+def test_networks_hand_count_of_the_breakout_cnn_and_the_memory_chain_gru():
+    cnn = networks.hand_count(_network_case("breakout-cnn").config)
+    # One shared torso: conv 3x3x4 -> 16 on 10x10, 8*8 windows x 2*36*16 = 73,728; hidden
+    # 2*1024*128 = 262,144; heads 2*128*3 = 768 and 2*128 = 256: F = 336,896.
+    assert cnn["tower"]["parts"] == {"encoder": 73_728, "hidden": 262_144, "core": 0}
+    assert cnn["forward"] == 336_896
+    # Rollout F + F_c: the torso twice, the policy head once, the value head twice.
+    assert cnn["rollout"] == {"encoder": 147_456, "hidden": 524_288, "core": 0, "heads": 1_280}
+    # Update 4 epochs x (3 F - the conv's input gradient) = 4 * (1,010,688 - 73,728).
+    assert sum(cnn["update"].values()) == 4 * 936_960 == 3_747_840
+    assert cnn["update"]["encoder"] == 4 * (3 * 73_728 - 73_728) == 589_824
+    # Adam: 32 gradient steps x 132,308 params (592 + 131,200 + 387 + 129) x 17 / 8,192.
+    assert cnn["params"] == 132_308 and cnn["adam"] == 8_786
+    assert cnn["per_env_step"] == 673_024 + 3_747_840 + 8_786
+    gru = networks.hand_count(_network_case("memorychain-gru").config)
+    # Two towers: hidden 2*3*32 = 192, GRU 2*3*32*(32 + 32) = 12,288; heads 2*32*2 = 128, 64.
+    assert gru["tower"]["parts"] == {"encoder": 0, "hidden": 192, "core": 12_288}
+    assert gru["forward"] == 2 * (192 + 12_288) + 128 + 64 == 25_152
+    assert gru["rollout"]["core"] == 3 * 12_288  # two towers acting, the critic's next value
+    assert gru["update"]["core"] == 4 * 3 * 2 * 12_288 == 294_912
+    assert gru["forward_backward_per_sample"] == 3 * 25_152 - 2 * 192 == 75_072
+
+
+def test_networks_hand_count_of_an_mlp_is_roofline_s():
+    # Both count CartPole's classic MLP the same way: 240,896 FLOPs per env step.
+    config = jaxppo.preset("CartPole-v1")
+    hand = networks.hand_count(config)
+    assert hand["per_env_step"] == roofline.hand_count(config)["per_env_step"] == 240_896
+    assert hand["rollout"]["encoder"] == hand["rollout"]["core"] == 0
+
+
+def test_networks_ratio_is_the_median_of_within_round_ratios():
+    # Both: rounds of rate / baseline rate 0.5, 0.6 and 0.9, whose median is 0.6. In the
+    # second the ratio of the medians would be 100 / 200 = 0.5: the rounds are kept paired.
+    assert networks.within_round_ratios([100.0, 120.0, 180.0], [200.0, 200.0, 200.0]) == 0.6
+    assert networks.within_round_ratios([100.0, 60.0, 180.0], [200.0, 100.0, 200.0]) == 0.6
+
+
+def test_networks_tables_give_a_row_per_case_and_seed_count():
+    case = _network_case("breakout-cnn")
+    row = networks.speed_row(case, 8, 2, 131_072, 21.5, [(0.1, 2.0), (0.2, 1.0), (0.1, 4.0)],
+                             0.875)
+    # Median of the training calls: 2.0 s, so 131,072 / 2.0 = 65,536 env steps/s.
+    assert row["env_steps_per_s"] == 65_536 and row["init_s_median"] == 0.1
+    row["fraction_of_peak"] = 0.25
+    hand = networks.hand_count(case.config)
+    result = {"machine": {"cpu": "cpu", "cores": 2, "device": "cpu:0", "jax": jax.__version__},
+              "loadavg_before": ["1.0"] * 3, "loadavg_after": ["1.0"] * 3,
+              "command": "python bench/networks.py", "repeats": 3, "rows": [row],
+              "costs": {case.name: {"hand": hand, "xla": {"forward_backward_per_sample":
+                                                          hand["forward_backward_per_sample"],
+                                                          "rollout_per_env_step": 700_000}}},
+              "pieces_ms": {case.name: {"rollout": 10.0, "advantages": 20.0, "epochs": 70.0,
+                                        "whole update": 95.0}},
+              "peak": {"n": 2048, "flops_per_s": 2e11}}
+    lines = networks.markdown(result)
+    memory = row["memory_estimate_bytes"] / 2**20
+    assert (f"| breakout-cnn | {case.network} | 8 | 65,536 | 0.88 (breakout-mlp) | 21.5 | 0.1 "
+            f"| 25.0% | {memory:,.1f} MiB |") in lines
+    assert "| breakout-cnn | **per env step** | 737,280 | 3,670,016 | 0 | 13,568 | 8,786 | " \
+           "4,429,650 |" in lines
+    assert "| breakout-cnn | 936,960 | 936,960 | 1.000 | 673,024 | 700,000 |" in lines
+    assert "| breakout-cnn | 10.0 (10%) | 20.0 (20%) | 70.0 (70%) | 100.0 | 95.0 |" in lines
