@@ -79,7 +79,8 @@ def test_conv_equals_xla_convolution():
     bias = jax.random.normal(jax.random.key(2), (8,))
     ours = networks.Conv(8, 4, 2).apply({"params": {"kernel": kernel, "bias": bias}}, x)
     xla = jax.lax.conv_general_dilated(x, kernel, (2, 2), "VALID",
-                                       dimension_numbers=("NHWC", "HWIO", "NHWC")) + bias[None, None, None]
+                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    xla = xla + bias[None, None, None]
     chex.assert_shape(ours, (3, 5, 4, 8))  # (12 - 4) // 2 + 1 = 5, (11 - 4) // 2 + 1 = 4
     np.testing.assert_allclose(ours, xla, rtol=1e-4, atol=1e-4)
 
