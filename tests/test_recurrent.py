@@ -310,6 +310,7 @@ def _final_return(config, seeds=2):
     return np.nanmean(np.asarray(metrics.episode_return)[:, -5:], axis=1)
 
 
+@pytest.mark.slow
 def test_memory_probe_needs_a_recurrent_core():
     """The cue is shown at t = 0 and asked for at t = 4: a GRU earns +1 per episode, a
     feed-forward policy cannot beat chance (0: +1 or -1 with equal odds)."""
