@@ -400,18 +400,15 @@ class ActorCritic(nn.Module):
             return one
         return (one, one)
 
-    def _fresh(self, x: jax.Array):
+    def _first(self, x: jax.Array):
+        """(carry, x, start) of the first step of an episode at x."""
         batch = x.shape[:x.ndim - self.obs_ndim]
         start = jnp.ones(batch, jnp.bool_) if self.recurrent else None
-        return self.initial_carry(batch), start
+        return self.initial_carry(batch), x, start
 
     def __call__(self, x: jax.Array):
         _, dist, value = self.step(*self._first(x))
         return dist, value
-
-    def _first(self, x):
-        carry, start = self._fresh(x)
-        return carry, x, start
 
     def value(self, x: jax.Array) -> jax.Array:
         """V at the input, shape [*batch]."""
