@@ -74,9 +74,13 @@ def rejax_options(h: dict) -> dict:
     gradient_steps = updates * h["update_epochs"] * h["num_minibatches"]
     lr = h["learning_rate"]
     if h["anneal_lr"]:
-        # rejax hands learning_rate to optax.adam as is, so a schedule anneals it; its count
-        # is the optimizer's step count, the same gradient-step count as jaxppo's.
-        lr = optax.linear_schedule(h["learning_rate"], 0.0, gradient_steps)
+        # rejax hands learning_rate to optax.adam as is, so a schedule anneals it. Its count
+        # is the optimizer's step count; jaxppo's rate is one per update, lr x (1 - k / U),
+        # so the schedule holds each rate for the update's epochs x minibatches steps.
+        per_update = gradient_steps // updates
+        lr = optax.piecewise_constant_schedule(
+            h["learning_rate"],
+            {k * per_update: (updates - k) / (updates - k + 1) for k in range(1, updates)})
     return {
         "env": h["env_id"],
         "num_envs": h["num_envs"],

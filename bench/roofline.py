@@ -141,7 +141,7 @@ def xla_count(config: jaxppo.Config) -> dict:
                                                    config.gamma, config.gae_lambda), flat),
         "gradient step x E*M": flops_of(
             lambda c, mb: update.minibatch_step(c, mb, unravel, network, config, optimizer,
-                                                config.ent_coef),
+                                                config.ent_coef, config.learning_rate),
             opt,
             minibatch) * config.update_epochs * config.num_minibatches,
         "shuffle x E": flops_of(lambda b, k: update.shuffle_minibatches(b, k, config), batch,

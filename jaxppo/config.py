@@ -75,7 +75,8 @@ class Config(struct.PyTreeNode):
         action_dist: "auto" picks from the env's action space; "categorical" (discrete
             actions), "multi_discrete" (several discrete choices at once) or "gaussian"
             (continuous actions) asserts it.
-        anneal_lr: decay the learning rate linearly to 0 over all gradient steps.
+        anneal_lr: decay the learning rate linearly to 0 over the run's updates (one rate per
+            update, `update.learning_rate_at`).
         normalize_advantages: standardize advantages per minibatch.
         clip_value_loss: clip the value prediction around the rollout value by ``vf_clip``.
         dual_clip: floor the clipped objective at ``dual_clip_c * A`` where A < 0.

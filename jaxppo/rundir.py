@@ -53,9 +53,10 @@ _LEADING = ("env_steps", "episode_return", "episode_length", "episode_count")
 METRIC_NAMES = _LEADING + tuple(f.name for f in dataclasses.fields(train_lib.Metrics)
                                 if f.name not in _LEADING)
 
-# The train state's layout in a checkpoint. 2: Adam's moments are one flat vector over all
-# params (`update.make_optimizer`); checkpoints of format 1 hold them per param leaf.
-CHECKPOINT_FORMAT = 2
+# The train state's layout in a checkpoint. 3: Adam's moments are one flat vector over all
+# params (`update.make_optimizer`) and its state holds no schedule count (the learning rate
+# follows the update, `update.learning_rate_at`); 2 held that count, 1 the moments per leaf.
+CHECKPOINT_FORMAT = 3
 
 
 # ---------------------------------------------------------------------------------------------
@@ -321,8 +322,8 @@ def _check_meta(meta: Mapping[str, Any], spec: Spec, run_dir: pathlib.Path, step
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise RunError(f"checkpoint {step} of {run_dir} has format {meta.get('format')!r}, and "
                        f"this jaxppo reads format {CHECKPOINT_FORMAT} (format 1 holds Adam's "
-                       "moments per param leaf, format 2 as one flat vector): it cannot be "
-                       "resumed; train the run again")
+                       "moments per param leaf, format 2 a learning-rate schedule's step "
+                       "count): it cannot be resumed; train the run again")
     expected = spec_lib.static_values(spec.config)
     for name, value in meta.get("static", {}).items():
         if value != expected.get(name):

@@ -75,7 +75,7 @@ class Metrics(update.UpdateInfo):
             update's rollout; NaN in an update in which no episode ended (use nanmean).
         episode_length: mean length of those episodes; NaN likewise.
         episode_count: how many episodes ended during the rollout.
-        learning_rate: the rate of the update's first gradient step.
+        learning_rate: the rate of every gradient step of this update (`update.learning_rate_at`).
     """
 
     env_steps: jax.Array
@@ -125,11 +125,9 @@ def init(config: Config, key: jax.Array) -> TrainState:
 
 
 def _metrics(config: Config, update_step: jax.Array, transitions: rollout.Transition,
-             info: update.UpdateInfo) -> Metrics:
+             info: update.UpdateInfo, learning_rate: jax.Array) -> Metrics:
     done = transitions.done
     count = done.sum()
-    first_gradient_step = update_step * config.update_epochs * config.num_minibatches
-    learning_rate = update.learning_rate_schedule(config)(first_gradient_step)
     return Metrics(
         **dataclasses.asdict(info),
         env_steps=(update_step + 1) * config.batch_size,
@@ -182,11 +180,13 @@ def _step(config: Config, state: TrainState) -> tuple[TrainState, Metrics]:
     reward, last_return, returns = _scaled_rewards(config, state.normalizers, transitions)
     data = update.UpdateData(transitions, reward, state.normalizers, state.core)
     advantage, target = update.advantages(config, network, policy, data, transitions.value)
+    learning_rate = update.learning_rate_at(config, state.update_step)
     opt, info = update.update(
         config, network, update.make_optimizer(config),
         update.OptCarry(state.params, state.opt_state, jnp.zeros((), jnp.bool_)), data,
         update.make_batch(config, data, advantage, target), update_key,
-        ent_coef=update.entropy_coefficient(config, state.update_step))
+        ent_coef=update.entropy_coefficient(config, state.update_step),
+        learning_rate=learning_rate)
     new_state = TrainState(
         params=opt.params,
         opt_state=opt.opt_state,
@@ -199,7 +199,7 @@ def _step(config: Config, state: TrainState) -> tuple[TrainState, Metrics]:
         core=carry.core,
         start=carry.start,
     )
-    return new_state, _metrics(config, state.update_step, transitions, info)
+    return new_state, _metrics(config, state.update_step, transitions, info, learning_rate)
 
 
 def step(config: Config, state: TrainState) -> tuple[TrainState, Metrics]:

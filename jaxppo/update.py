@@ -98,15 +98,22 @@ class UpdateInfo(LossInfo):
     gradient_steps: jax.Array
 
 
-def learning_rate_schedule(config: Config) -> optax.Schedule:
-    """Learning rate per gradient step: constant, or linear from learning_rate to 0.
+def learning_rate_at(config: Config, update_step: jax.Array) -> jax.Array:
+    """The learning rate of every gradient step of update k (0-based) of U = num_updates:
 
+        anneal_lr:  learning_rate * (1 - k / U)   (lr at update 0, lr / U at the last)
+        otherwise:  learning_rate
+
+    Keyed to the update, the run's progress, as CleanRL and SB3 do, and not to the optimizer's
+    step count: KL early stop skips steps, and a count of steps taken would stall the anneal.
     The initial value is the config's (possibly traced) leaf, so vmapping over learning rates
     neither recompiles nor closes over a Python float.
     """
+    rate = jnp.asarray(config.learning_rate, jnp.float32)
     if config.anneal_lr:
-        return optax.linear_schedule(config.learning_rate, 0.0, config.num_gradient_steps)
-    return lambda count: config.learning_rate
+        fraction = jnp.asarray(update_step, jnp.float32) / config.num_updates
+        return rate * (1.0 - fraction)
+    return rate
 
 
 def entropy_coefficient(config: Config, update_step: jax.Array) -> jax.Array:
@@ -139,8 +146,10 @@ def clip_by_global_max_norm(max_norm: float | jax.Array) -> optax.GradientTransf
 
 
 def make_optimizer(config: Config) -> optax.GradientTransformation:
-    """Gradient clipping (global L2 norm, or global max-norm), then Adam(eps=adam_eps) at the
-    scheduled rate. One optimizer over actor and critic (Huang et al. 2022, details 4, 11).
+    """Gradient clipping (global L2 norm, or global max-norm), then Adam's direction
+    (``optax.scale_by_adam``, eps=adam_eps); `minibatch_step` takes the step of the update's
+    `learning_rate_at` along it. One optimizer over actor and critic (Huang et al. 2022, details
+    4, 11).
 
     It works on one flat vector of all the params (``optax.flatten``), so Adam's moments are
     flat vectors too. `update` keeps the params flat through its epochs: the norm is one
@@ -150,9 +159,12 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
         clip = clip_by_global_max_norm(config.max_grad_norm)
     else:
         clip = optax.clip_by_global_norm(config.max_grad_norm)
-    return optax.flatten(
-        optax.chain(clip, optax.adam(learning_rate_schedule(config), eps=config.adam_eps))
-    )
+    return optax.flatten(optax.chain(clip, optax.scale_by_adam(eps=config.adam_eps)))
+
+
+def apply_step(params, direction, learning_rate: jax.Array):
+    """params - learning_rate * direction, leaf by leaf (Adam's step along its direction)."""
+    return jax.tree.map(lambda p, d: p - learning_rate * d, params, direction)
 
 
 def loss(params, network, config: Config, batch: Batch, ent_coef: jax.Array | None = None
@@ -241,8 +253,9 @@ def _flat_loss(flat_params, unravel, network, config: Config, batch: Batch,
 
 
 def minibatch_step(carry: OptCarry, minibatch: Batch, unravel, network, config: Config,
-                   optimizer, ent_coef: jax.Array):
-    """One gradient step on a minibatch, or none once KL early stop has fired.
+                   optimizer, ent_coef: jax.Array, learning_rate: jax.Array):
+    """One gradient step of ``learning_rate`` on a minibatch, or none once KL early stop has
+    fired.
 
     Returns:
         The new carry, and (the minibatch's `LossInfo`, the gradient's norm, whether the step
@@ -250,8 +263,8 @@ def minibatch_step(carry: OptCarry, minibatch: Batch, unravel, network, config: 
     """
     grads, info = jax.grad(_flat_loss, has_aux=True)(carry.params, unravel, network, config,
                                                      minibatch, ent_coef)
-    updates, opt_state = optimizer.update(grads, carry.opt_state)
-    params = optax.apply_updates(carry.params, updates)
+    direction, opt_state = optimizer.update(grads, carry.opt_state)
+    params = apply_step(carry.params, direction, learning_rate)
     # KL early stop: approx_kl is measured before this step; once over target_kl, this step
     # and every later one of the update are skipped (a select, so it runs inside jit / vmap).
     # Without the switch nothing can stop, so the select over params and Adam state (a full
@@ -309,7 +322,7 @@ def shuffle_minibatches(batch: Batch, key: jax.Array, config: Config) -> Batch:
 
 
 def _epoch(carry: OptCarry, inputs, batch: Batch, data: UpdateData, unravel, network,
-           config: Config, optimizer, ent_coef: jax.Array):
+           config: Config, optimizer, ent_coef: jax.Array, learning_rate: jax.Array):
     key, first = inputs
     if config.recompute_advantages:
         # The first epoch's critic is the rollout's: its batch is already at hand.
@@ -317,19 +330,21 @@ def _epoch(carry: OptCarry, inputs, batch: Batch, data: UpdateData, unravel, net
                              lambda: training_batch(config, network, unravel(carry.params), data))
     minibatches = shuffle_minibatches(batch, key, config)
     step = functools.partial(minibatch_step, unravel=unravel, network=network, config=config,
-                             optimizer=optimizer, ent_coef=ent_coef)
+                             optimizer=optimizer, ent_coef=ent_coef,
+                             learning_rate=learning_rate)
     return jax.lax.scan(step, carry, minibatches)
 
 
 def update(config: Config, network, optimizer, carry: OptCarry, data: UpdateData,
-           batch: Batch, key: jax.Array, *, ent_coef: jax.Array | None = None
-           ) -> tuple[OptCarry, UpdateInfo]:
+           batch: Batch, key: jax.Array, *, ent_coef: jax.Array | None = None,
+           learning_rate: jax.Array | None = None) -> tuple[OptCarry, UpdateInfo]:
     """update_epochs passes over ``batch`` [T, N] (`make_batch` of the rollout), each a fresh
     permutation cut into minibatches; with recompute_advantages every epoch after the first
     rebuilds the batch from the latest critic (`training_batch`).
 
-    ``ent_coef`` is the update's entropy coefficient (`entropy_coefficient`); None means the
-    config's ``ent_coef``. ``carry.params`` is a param tree; the epochs run on it as one flat
+    ``ent_coef`` is the update's entropy coefficient (`entropy_coefficient`) and
+    ``learning_rate`` its step size (`learning_rate_at`); None means the config's own value.
+    ``carry.params`` is a param tree; the epochs run on it as one flat
     vector, so
     ``optimizer`` and ``carry.opt_state`` must be for that vector: `make_optimizer`'s, whose
     ``optax.flatten`` makes its state the same for the tree and for the vector.
@@ -341,9 +356,12 @@ def update(config: Config, network, optimizer, carry: OptCarry, data: UpdateData
     """
     if ent_coef is None:
         ent_coef = config.ent_coef
+    if learning_rate is None:
+        learning_rate = config.learning_rate
     flat, unravel = ravel_pytree(carry.params)
     epoch = functools.partial(_epoch, batch=batch, data=data, unravel=unravel, network=network,
-                              config=config, optimizer=optimizer, ent_coef=ent_coef)
+                              config=config, optimizer=optimizer, ent_coef=ent_coef,
+                              learning_rate=learning_rate)
     keys = jax.random.split(key, config.update_epochs)
     first = jnp.arange(config.update_epochs) == 0
     carry, (info, grad_norm, taken) = jax.lax.scan(epoch, carry.replace(params=flat),

@@ -239,9 +239,9 @@ def test_checkpoint_of_another_format_is_refused(finished_run, tmp_path):
     (meta_file,) = [p for p in (run_dir / "checkpoints" / "7" / "meta").iterdir()
                     if p.is_file() and p.name != "commit_success.txt"]
     meta = json.loads(meta_file.read_text())
-    assert meta["format"] == rundir.CHECKPOINT_FORMAT == 2
+    assert meta["format"] == rundir.CHECKPOINT_FORMAT == 3
     meta_file.write_text(json.dumps({**meta, "format": 1}))
-    with pytest.raises(experiment.RunError, match="has format 1, and this jaxppo reads format 2"):
+    with pytest.raises(experiment.RunError, match="has format 1, and this jaxppo reads format 3"):
         experiment.resume(run_dir, progress=False)
 
 def test_corrupt_checkpoint_is_refused(finished_run, tmp_path):

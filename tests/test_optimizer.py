@@ -1,10 +1,10 @@
-"""Tests of the optimizer built by `jaxppo.update`: global-norm clip then Adam, and its schedule."""
+"""Tests of the optimizer built by `jaxppo.update`: global-norm clip then Adam, and the
+learning rate of each update."""
 
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 import jaxppo
@@ -34,14 +34,16 @@ def _grads(scale, seed=0, steps=3):
     ]
 
 
-def _run_optimizer(config, grads):
-    """Params after applying make_optimizer(config) to each gradient tree in turn."""
+def _run_optimizer(config, grads, rates=None):
+    """Params after applying make_optimizer(config) to each gradient tree in turn, each step
+    of its rate in ``rates`` (default: config.learning_rate)."""
     optimizer = update.make_optimizer(config)
     params = _params()
     state = optimizer.init(params)
-    for g in grads:
-        updates, state = optimizer.update(jax.tree.map(jnp.asarray, g), state, params)
-        params = optax.apply_updates(params, updates)
+    for k, g in enumerate(grads):
+        rate = config.learning_rate if rates is None else rates[k]
+        direction, state = optimizer.update(jax.tree.map(jnp.asarray, g), state, params)
+        params = update.apply_step(params, direction, rate)
     return params
 
 
@@ -99,32 +101,28 @@ def test_adam_eps_is_taken_from_config():
     assert jaxppo.Config().adam_eps == 1e-5
 
 
-def test_learning_rate_schedule_anneals_linearly_to_zero():
+def test_learning_rate_anneals_linearly_over_updates():
     config = jaxppo.Config(anneal_lr=True, learning_rate=0.1, **SMALL)
-    assert config.num_gradient_steps == 40  # 320 // 32 = 10 updates x 2 epochs x 2 minibatches
-    schedule = update.learning_rate_schedule(config)
-    chex.assert_trees_all_close(schedule(0), 0.1, rtol=1e-6)
-    chex.assert_trees_all_close(schedule(10), 0.075, rtol=1e-6)  # 0.1 * (1 - 10 / 40)
-    chex.assert_trees_all_close(schedule(20), 0.05, rtol=1e-6)  # 0.1 * (1 - 20 / 40)
-    chex.assert_trees_all_close(schedule(40), 0.0, atol=1e-9)
-    chex.assert_trees_all_close(schedule(41), 0.0, atol=1e-9)
+    assert config.num_updates == 10  # 320 // 32
+    rates = [float(update.learning_rate_at(config, k)) for k in (0, 1, 5, 9)]
+    # 0.1 * (1 - k / 10): the first update's rate is the config's, the last one's 0.1 / 10.
+    np.testing.assert_allclose(rates, [0.1, 0.09, 0.05, 0.01], rtol=1e-6)
 
 
-def test_learning_rate_schedule_constant_without_annealing():
+def test_learning_rate_constant_without_annealing():
     config = jaxppo.Config(anneal_lr=False, learning_rate=0.1, **SMALL)
-    schedule = update.learning_rate_schedule(config)
-    for count in (0, 20, 40):
-        chex.assert_trees_all_close(schedule(count), 0.1, rtol=1e-6)
+    for k in (0, 5, 9):
+        np.testing.assert_allclose(update.learning_rate_at(config, k), 0.1, rtol=1e-6)
 
 
-def test_annealed_optimizer_uses_learning_rate_at_step_count():
-    # num_gradient_steps = 4 (total 32 = 1 update x 2 epochs x 2 minibatches): steps 0, 1, 2
-    # use lr 0.1 * (1 - k / 4) = 0.1, 0.075, 0.05.
-    config = jaxppo.Config(anneal_lr=True, learning_rate=0.1, **{**SMALL, "total_timesteps": 32})
-    assert config.num_gradient_steps == 4
+def test_optimizer_steps_by_the_rate_it_is_given():
+    # Adam's direction does not depend on the rate: three steps at 0.1, 0.075, 0.05 equal the
+    # reference Adam with those step sizes.
+    config = jaxppo.Config(anneal_lr=True, learning_rate=0.1, **SMALL)
     grads = _grads(3.0)
     expected = _reference(grads, [0.1, 0.075, 0.05], max_grad_norm=0.5, eps=1e-5)
-    chex.assert_trees_all_close(_run_optimizer(config, grads), expected, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(_run_optimizer(config, grads, [0.1, 0.075, 0.05]), expected,
+                                rtol=1e-5, atol=1e-6)
 
 
 def test_traced_learning_rate_under_jit_matches_python_float():
@@ -136,8 +134,8 @@ def test_traced_learning_rate_under_jit_matches_python_float():
         params = _params()
         state = optimizer.init(params)
         for g in grads:
-            updates, state = optimizer.update(g, state, params)
-            params = optax.apply_updates(params, updates)
+            direction, state = optimizer.update(g, state, params)
+            params = update.apply_step(params, direction, config.learning_rate)
         return params
 
     for anneal_lr in (False, True):

@@ -10,7 +10,6 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from jax.flatten_util import ravel_pytree
 
@@ -186,7 +185,7 @@ def test_recompute_advantages_uses_the_critic_after_the_previous_epoch():
     carry = update.OptCarry(flat, optimizer.init(flat), jnp.array(False))
     epoch = functools.partial(update._epoch, batch=batch, data=data, unravel=unravel,
                               network=network, config=config, optimizer=optimizer,
-                              ent_coef=config.ent_coef)
+                              ent_coef=config.ent_coef, learning_rate=config.learning_rate)
     key1, key2 = jax.random.split(jax.random.key(3))
     after_1, _ = epoch(carry, (key1, jnp.array(True)))
     # Epoch 2's data: GAE recomputed by hand from the critic after epoch 1.
@@ -203,7 +202,8 @@ def test_recompute_advantages_uses_the_critic_after_the_previous_epoch():
     after_2, _ = epoch(after_1, (key2, jnp.array(False)))
     by_hand = update.shuffle_minibatches(recomputed, key2, config)
     step = functools.partial(update.minibatch_step, unravel=unravel, network=network,
-                             config=config, optimizer=optimizer, ent_coef=config.ent_coef)
+                             config=config, optimizer=optimizer, ent_coef=config.ent_coef,
+                             learning_rate=config.learning_rate)
     expected, _ = jax.lax.scan(step, after_1, by_hand)
     chex.assert_trees_all_close(after_2.params, expected.params, rtol=1e-5, atol=1e-7)
 
@@ -230,8 +230,8 @@ def test_update_on_flat_params_equals_a_loop_over_param_trees():
         for m in range(config.num_minibatches):
             minibatch = jax.tree.map(lambda x, m=m: x[m], minibatches)
             grads, _ = jax.grad(update.loss, has_aux=True)(params, network, config, minibatch)
-            updates, opt_state = optimizer.update(grads, opt_state)
-            params = optax.apply_updates(params, updates)
+            direction, opt_state = optimizer.update(grads, opt_state)
+            params = update.apply_step(params, direction, config.learning_rate)
     chex.assert_trees_all_close(out.params, params, rtol=1e-5, atol=1e-6)
     chex.assert_trees_all_close(out.opt_state, opt_state, rtol=1e-5, atol=1e-6)
     before, after = (p["params"]["actor"]["head"]["kernel"] for p in (state.params, out.params))
@@ -274,6 +274,33 @@ def test_kl_early_stop_skips_the_remaining_steps():
     np.testing.assert_array_equal(metrics.gradient_steps, [1, 1, 1, 1])
     _, loose = jax.jit(jaxppo.train)(tripped.replace(target_kl=1e9), jax.random.key(0))
     np.testing.assert_array_equal(loose.gradient_steps, [4, 4, 4, 4])
+
+
+def test_learning_rate_follows_the_updates_when_kl_early_stop_skips_steps():
+    """Every update's one step is taken at lr * (1 - k / U) although the other 15 are skipped
+    (a schedule on Adam's step count would still be near lr at the last update)."""
+    config = jaxppo.Config(num_envs=4, num_steps=64, total_timesteps=2048, kl_early_stop=True,
+                           target_kl=1e-12, learning_rate=1e-2)
+    assert config.num_updates == 8
+    step = jax.jit(jaxppo.step, static_argnums=0)
+    state = jaxppo.init(config, jax.random.key(0))
+    moved = []
+    for k in range(config.num_updates):
+        before = ravel_pytree(state.params)[0]
+        state, metrics = step(config, state)
+        assert int(metrics.gradient_steps) == 1
+        rate = 1e-2 * (1 - k / 8)
+        np.testing.assert_allclose(metrics.learning_rate, rate, rtol=1e-6)
+        # Adam's direction after its (k + 1)-th step, from its moments:
+        # m / (1 - 0.9^(k+1)) / (sqrt(v / (1 - 0.999^(k+1))) + 1e-5).
+        mu, nu = (x for x in jax.tree.leaves(state.opt_state) if x.ndim)
+        t = k + 1
+        direction = (mu / (1 - 0.9**t)) / (jnp.sqrt(nu / (1 - 0.999**t)) + 1e-5)
+        delta = ravel_pytree(state.params)[0] - before
+        np.testing.assert_allclose(delta, -rate * direction, rtol=1e-3, atol=2e-7)
+        moved.append(float(jnp.linalg.norm(delta)))
+    # The last update moves the params about 1/8 as far as the first (Adam's direction varies).
+    assert moved[-1] / moved[0] < 0.3, moved
 
 
 def test_max_norm_clipping_scales_by_the_largest_entry():

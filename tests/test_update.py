@@ -137,7 +137,8 @@ def _jitted_step(network, config, params, batch, stopped):
     optimizer = update.make_optimizer(config)
     carry = update.OptCarry(flat, optimizer.init(flat), stopped)
     out, (info, grad_norm, taken) = update.minibatch_step(carry, batch, unravel, network,
-                                                          config, optimizer, config.ent_coef)
+                                                          config, optimizer, config.ent_coef,
+                                                          config.learning_rate)
     return carry, out, {**dataclasses.asdict(info), "grad_norm": grad_norm}, taken
 
 
