@@ -15,6 +15,11 @@ One update flows one way, each stage taking what the previous one produced:
 
 The normalizer statistics are frozen within an update (the policy acts, and the update
 learns, with those it started with) and merged after it.
+
+Every update checks its loss, gradient, new params and new normalizers for non-finite values
+(`divergence_cause`). A run whose update went non-finite keeps the state from before that
+update from then on; `TrainState.divergence` says what went first and `diverged_at` when, so
+one diverging run of a vmapped sweep leaves the others bit for bit as they would have been.
 """
 
 from __future__ import annotations
@@ -49,6 +54,9 @@ class TrainState(struct.PyTreeNode):
             None without a recurrent core.
         start: whether each env's current observation begins an episode (the carry is
             zeroed before reading it), [N]; None without a recurrent core.
+        divergence: 0 while the run is finite, else the index in `DIVERGENCE` of what went
+            non-finite first (int32 scalar); the run's state is frozen from then on.
+        diverged_at: the update (0-based) that went non-finite, -1 while none has.
     """
 
     params: Any
@@ -58,8 +66,16 @@ class TrainState(struct.PyTreeNode):
     key: jax.Array
     update_step: jax.Array
     normalizers: normalize.Normalizers
+    divergence: jax.Array
+    diverged_at: jax.Array
     core: Any = None
     start: jax.Array | None = None
+
+
+# What `TrainState.divergence` and `Metrics.divergence` index: the first non-finite quantity of
+# an update, in the order they are computed.
+DIVERGENCE = ("none", "non-finite loss", "non-finite gradient", "non-finite params",
+              "non-finite normalizer")
 
 
 class Metrics(update.UpdateInfo):
@@ -75,7 +91,11 @@ class Metrics(update.UpdateInfo):
             update's rollout; NaN in an update in which no episode ended (use nanmean).
         episode_length: mean length of those episodes; NaN likewise.
         episode_count: how many episodes ended during the rollout.
-        learning_rate: the rate of every gradient step of this update (`update.learning_rate_at`).
+        learning_rate: the rate of every gradient step of this update
+            (`update.learning_rate_at`).
+        divergence: the run's `TrainState.divergence` after this update: 0 while finite;
+            from the update that went non-finite on, what went first (`DIVERGENCE`), and the
+            metrics are those of that update's attempt.
     """
 
     env_steps: jax.Array
@@ -83,6 +103,7 @@ class Metrics(update.UpdateInfo):
     episode_length: jax.Array
     episode_count: jax.Array
     learning_rate: jax.Array
+    divergence: jax.Array
 
 
 def validate(config: Config) -> Config:
@@ -119,13 +140,16 @@ def init(config: Config, key: jax.Array) -> TrainState:
         key=run_key,
         update_step=jnp.zeros((), jnp.int32),
         normalizers=normalize.Normalizers.create(env.observation_shape, config.num_envs),
+        divergence=jnp.zeros((), jnp.int32),
+        diverged_at=jnp.full((), -1, jnp.int32),
         core=networks.initial_carry(network, (config.num_envs,)),
         start=jnp.ones((config.num_envs,), jnp.bool_) if recurrent else None,
     )
 
 
 def _metrics(config: Config, update_step: jax.Array, transitions: rollout.Transition,
-             info: update.UpdateInfo, learning_rate: jax.Array) -> Metrics:
+             info: update.UpdateInfo, learning_rate: jax.Array, divergence: jax.Array
+             ) -> Metrics:
     done = transitions.done
     count = done.sum()
     return Metrics(
@@ -136,7 +160,36 @@ def _metrics(config: Config, update_step: jax.Array, transitions: rollout.Transi
         episode_length=jnp.where(done, transitions.episode_length, 0).sum() / count,
         episode_count=count,
         learning_rate=jnp.asarray(learning_rate, jnp.float32),
+        divergence=divergence,
     )
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.isfinite(x).all() for x in jax.tree.leaves(tree)
+              if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.stack(leaves).all() if leaves else jnp.ones((), jnp.bool_)
+
+
+def divergence_cause(info: update.UpdateInfo, params, normalizers: normalize.Normalizers
+                     ) -> jax.Array:
+    """The index in `DIVERGENCE` of the first non-finite quantity of an update (0: none), in
+    the order they are computed: the loss, the gradient's norm, the new params, the new
+    normalizer statistics (int32 scalar)."""
+    finite = jnp.stack([jnp.isfinite(info.total_loss), jnp.isfinite(info.grad_norm),
+                        _all_finite(params), _all_finite(normalizers)])
+    return jnp.where(finite.all(), 0, jnp.argmin(finite) + 1).astype(jnp.int32)
+
+
+def _guarded(state: TrainState, new: TrainState, cause: jax.Array) -> TrainState:
+    """``new``, or, for a run that is or goes non-finite, ``state`` frozen with the cause and
+    update recorded (a select, so one run of a vmapped batch freezes alone)."""
+    diverges = (state.divergence == 0) & (cause > 0)
+    frozen = (state.divergence > 0) | diverges
+    kept = jax.tree.map(lambda old, fresh: jnp.where(frozen, old, fresh), state, new)
+    return kept.replace(
+        update_step=new.update_step,
+        divergence=jnp.where(diverges, cause, state.divergence),
+        diverged_at=jnp.where(diverges, state.update_step, state.diverged_at))
 
 
 def _scaled_rewards(config: Config, normalizers: normalize.Normalizers,
@@ -196,10 +249,15 @@ def _step(config: Config, state: TrainState) -> tuple[TrainState, Metrics]:
         update_step=state.update_step + 1,
         normalizers=_merged(config, state.normalizers, transitions, (last_return, returns),
                             target),
+        divergence=state.divergence,
+        diverged_at=state.diverged_at,
         core=carry.core,
         start=carry.start,
     )
-    return new_state, _metrics(config, state.update_step, transitions, info, learning_rate)
+    new_state = _guarded(state, new_state,
+                         divergence_cause(info, new_state.params, new_state.normalizers))
+    return new_state, _metrics(config, state.update_step, transitions, info, learning_rate,
+                               new_state.divergence)
 
 
 def step(config: Config, state: TrainState) -> tuple[TrainState, Metrics]:

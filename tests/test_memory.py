@@ -33,10 +33,11 @@ def test_components_of_a_tiny_config_by_hand():
     est = memory.estimate(TINY, runs=3)
     # CartPole: O = 4 observations, K = 2 actions; hidden (8,); N = 2 envs, T = 8 steps.
     # params: actor 4*8+8 + 8*2+2 = 58, critic 4*8+8 + 8*1+1 = 49 -> 107 floats = 428 B;
-    # Adam mu and nu 856 B + two int32 counts 8 B; env states 7 fields x 2 envs x 4 B = 56;
-    # obs 2x4 floats 32; key 2 uint32 8; update_step 4; normalizers: obs mean/var [4] +
-    # count, reward and value mean/var/count, discounted return [2] = 17 floats = 68.
-    assert est.train_state == 428 + 864 + 56 + 32 + 8 + 4 + 68 == 1460
+    # Adam mu and nu 856 B + its int32 count 4 B; env states 7 fields x 2 envs x 4 B = 56;
+    # obs 2x4 floats 32; key 2 uint32 8; update_step, divergence, diverged_at 3 int32 12;
+    # normalizers: obs mean/var [4] + count, reward and value mean/var/count, discounted
+    # return [2] = 17 floats = 68.
+    assert est.train_state == 428 + 860 + 56 + 32 + 8 + 12 + 68 == 1464
     # Transition per step and env (raw_obs and the action mask are not stored: this config
     # normalizes no observations and masks no actions): obs, final_obs 2x4 floats 32, action
     # int32 4, log_prob/value/reward/episode_return 16, terminated and truncated 2,
@@ -49,9 +50,9 @@ def test_components_of_a_tiny_config_by_hand():
     # The critic's pass over the T x N = 16 final observations holds its hidden layer alone.
     assert est.critic_pass == 16 * 8 * 4 == 512
     assert est.core_activations == 0
-    # 15 metric fields x 4 B x 64 // 16 = 4 updates.
-    assert est.metrics == 15 * 4 * 4 == 240
-    assert est.per_run == 2 * 1460 + 2400 + max(1024, 512) + 240
+    # 16 metric fields x 4 B x 64 // 16 = 4 updates.
+    assert est.metrics == 16 * 4 * 4 == 256
+    assert est.per_run == 2 * 1464 + 2400 + max(1024, 512) + 256
     assert est.total == 3 * est.per_run
 
 
@@ -63,13 +64,13 @@ def test_activations_sum_the_hidden_layers_and_epochs_change_no_term():
     est = memory.estimate(TINY.replace(hidden_sizes=(8, 4), update_epochs=3))
     assert est.activations == 2 * 2 * 8 * (8 + 4) * 4 == 1536
     # params: actor 4*8+8 + 8*4+4 + 4*2+2 = 86, critic 4*8+8 + 8*4+4 + 4*1+1 = 81 -> 167
-    # floats = 668 B; Adam mu and nu 1336 B + two int32 counts 8 B; the rest as TINY's:
-    # env states 56 + obs 32 + key 8 + update_step 4 + normalizers 68 = 168.
-    assert est.train_state == 668 + 1344 + 168 == 2180
+    # floats = 668 B; Adam mu and nu 1336 B + its int32 count 4 B; the rest as TINY's:
+    # env states 56 + obs 32 + key 8 + 3 int32 12 + normalizers 68 = 176.
+    assert est.train_state == 668 + 1340 + 176 == 2184
     # Epochs re-read one update's data: the rollout term is TINY's (hand value above), and
-    # the metrics are per update, not per epoch: 15 fields x 4 B x 4 updates.
+    # the metrics are per update, not per epoch: 16 fields x 4 B x 4 updates.
     assert est.rollout == 2400
-    assert est.metrics == 15 * 4 * 4 == 240
+    assert est.metrics == 16 * 4 * 4 == 256
 
 
 @pytest.mark.layout
@@ -92,11 +93,11 @@ def test_cnn_counts_image_observations_and_conv_activations():
     est = memory.estimate(CNN)
     # params per tower: conv_0 3*3*4*16 + 16 = 592, hidden_0 (8*8*16)*8 + 8 = 8200; heads
     # 8*3+3 = 27 and 8*1+1 = 9 -> 2 * (592 + 8200) + 36 = 17620 floats = 70480 B; Adam mu and
-    # nu 140960 + two int32 counts 8. Env states: 7 int32, brick_map 10x10 floats, 2 bools,
+    # nu 140960 + its int32 count 4. Env states: 7 int32, brick_map 10x10 floats, 2 bools,
     # episode return and length: 28 + 400 + 2 + 8 = 438 B x 2 envs = 876. obs [2, 10, 10, 4]
-    # 3200; key 8; update_step 4; normalizers: obs mean/var [10, 10, 4] 800 + count 1, reward
+    # 3200; key 8; update_step, divergence, diverged_at 12; normalizers: obs mean/var [10, 10, 4] 800 + count 1, reward
     # and value mean/var/count 6, discounted return [2] = 809 floats = 3236.
-    assert est.train_state == 70480 + 140968 + 876 + 3200 + 8 + 4 + 3236 == 218772
+    assert est.train_state == 70480 + 140964 + 876 + 3200 + 8 + 12 + 3236 == 218776
     # Transition per step and env: obs, final_obs 2 x 400 floats 3200, action 4, 4 floats 16,
     # terminated, truncated 2, episode_length 4 = 3226 B x 16 = 51616; GAE arrays 320; Batch
     # obs 1600 + action 4 + 4 floats 16 = 1620 B x 16 = 25920, twice.
@@ -110,7 +111,7 @@ def test_cnn_counts_image_observations_and_conv_activations():
     assert est.critic_pass == 16 * (2304 + 1024) * 4 == 212992
     assert est.core_activations == 0
     # 15 metric fields x 4 B x 4 updates = 240; the gradient step outweighs the critic pass.
-    assert est.per_run == 2 * 218772 + 103776 + 279552 + 240
+    assert est.per_run == 2 * 218776 + 103776 + 279552 + 256
 
 
 @pytest.mark.layout
@@ -132,9 +133,9 @@ def test_gru_counts_carries_and_gates():
     est = memory.estimate(GRU)
     # params per tower: hidden_0 4*8+8 = 40, core input 8*12+12 = 108 and recurrent 4*12+12 =
     # 60 ([I, 3H], [H, 3H]); heads 4*2+2 = 10 and 4*1+1 = 5 -> 2 * 208 + 15 = 431 floats =
-    # 1724 B; Adam mu and nu 3448 + 8; TINY's env states, obs, key, update_step and
-    # normalizers 168; the carry h [N=2, H=4] per tower 2 x 8 floats = 64; start [2] 2.
-    assert est.train_state == 1724 + 3456 + 168 + 64 + 2 == 5414
+    # 1724 B; Adam mu and nu 3448 + 4; TINY's env states, obs, key, the three int32 and
+    # normalizers 176; the carry h [N=2, H=4] per tower 2 x 8 floats = 64; start [2] 2.
+    assert est.train_state == 1724 + 3452 + 176 + 64 + 2 == 5418
     # TINY's 2400, and per step and env the Transition's start 1 B and carries (actor's and
     # critic's h) 8 floats 32 B: 33 x 16 = 528; the Batch's start 16 x 1 B and the carries
     # its 2 env sequences start from 2 x 32 B: 80, twice.
@@ -146,16 +147,16 @@ def test_gru_counts_carries_and_gates():
     assert est.core_activations == (8 + 1) * 2 * (4 + 12 + 12) * 4 == 2016
     # The critic pass over 16 final observations: its two gate outputs are its largest.
     assert est.critic_pass == 16 * (12 + 12) * 4 == 1536
-    assert est.per_run == 2 * 5414 + 3088 + 576 + 2016 + 240
+    assert est.per_run == 2 * 5418 + 3088 + 576 + 2016 + 256
 
 
 @pytest.mark.layout
 def test_lstm_counts_two_carries_and_four_gates():
     est = memory.estimate(LSTM)
     # params per tower: hidden_0 40, core input 8*16+16 = 144 and recurrent 4*16+16 = 80
-    # ([I, 4H], [H, 4H]); heads 15 -> 2 * 264 + 15 = 543 floats = 2172 B; Adam 4344 + 8;
-    # TINY's 168; the carries c and h [2, 4] per tower 2 x 2 x 8 floats = 128; start 2.
-    assert est.train_state == 2172 + 4352 + 168 + 128 + 2 == 6822
+    # ([I, 4H], [H, 4H]); heads 15 -> 2 * 264 + 15 = 543 floats = 2172 B; Adam 4344 + 4;
+    # TINY's 176; the carries c and h [2, 4] per tower 2 x 2 x 8 floats = 128; start 2.
+    assert est.train_state == 2172 + 4348 + 176 + 128 + 2 == 6826
     # Per step and env the Transition's start 1 B and carries (c, h per tower) 16 floats
     # 64 B: 65 x 16 = 1040; the Batch's start 16 B and its sequences' carries 2 x 64: 144,
     # twice.
