@@ -8,7 +8,9 @@ program as traced values, so changing one never recompiles, and a config whose d
 are stacked along a leading axis (`stack_configs`) is how one vmaps over hyperparameters.
 
 Validation is the explicit function `validate`, called in Python before tracing; it is never
-run from ``__post_init__`` because JAX rebuilds pytrees through ``__init__``.
+run from ``__post_init__`` because JAX rebuilds pytrees through ``__init__`` (with traced
+leaves). ``__post_init__`` only turns a list of hidden sizes into the tuple a static field must
+be (hashable); it checks nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ SHUFFLE_MODES = ("transitions", "trajectories")
 ENT_SCHEDULES = ("constant", "linear", "exponential")
 GRAD_NORM_TYPES = ("l2", "max")
 MATMUL_DTYPES = ("float32", "bfloat16")
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+MAX_BATCH = 2**31  # prng.bijective_permutation's limit
 
 
 def _static(default):
@@ -169,6 +173,14 @@ class Config(struct.PyTreeNode):
     temperature: float = 1.0
     fourier_scale: float = 1.0
 
+    def __post_init__(self) -> None:
+        # config.json and users give a list; a static field is hashed into the treedef.
+        sizes = self.hidden_sizes
+        if isinstance(sizes, np.ndarray) and sizes.ndim == 1:
+            sizes = sizes.tolist()
+        if isinstance(sizes, Sequence) and not isinstance(sizes, str | bytes | tuple):
+            object.__setattr__(self, "hidden_sizes", tuple(sizes))
+
     @property
     def batch_size(self) -> int:
         """Transitions per update: num_steps x num_envs."""
@@ -202,19 +214,36 @@ def dynamic_fields() -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(Config) if f.metadata.get("pytree_node", True))
 
 
+def shown(value) -> str:
+    """``repr(value)`` on one line, at most 100 characters: for error messages."""
+    text = repr(value)
+    if "\n" in text:  # numpy's repr of a long array wraps
+        text = " ".join(text.split())
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
 def checked_int(name: str, value, minimum: int | None = 1) -> int:
     """``value`` as an int, or a `ValueError` naming it: the one check of every integer
     argument of jaxppo's functions (``minimum=None`` accepts any integer)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or (
             minimum is not None and value < minimum):
         expected = "an integer" if minimum is None else f"an integer >= {minimum}"
-        raise ValueError(f"{name}={value!r}: expected {expected}")
+        raise ValueError(f"{name}={shown(value)}: expected {expected}")
     return int(value)
 
 
+class FieldError(ValueError):
+    """A bad Config field: ``field``, its ``value`` and what is ``allowed`` (so the command
+    line can name the flag instead)."""
+
+    def __init__(self, field: str, value, allowed: str) -> None:
+        super().__init__(f"Config.{field}={shown(value)} is invalid: {allowed}.")
+        self.field, self.value, self.allowed = field, value, allowed
+
+
 def fail(name: str, value, allowed: str) -> None:
-    """Raise the `ValueError` of a bad field: its name, the value and what is allowed."""
-    raise ValueError(f"Config.{name}={value!r} is invalid: {allowed}.")
+    """Raise the `FieldError` of a bad field: its name, the value and what is allowed."""
+    raise FieldError(name, value, allowed)
 
 
 def _check_int(config: Config, name: str, minimum: int = 1) -> None:
@@ -231,20 +260,48 @@ def _check_bool(config: Config, name: str) -> None:
         fail(name, value, "must be True or False")
 
 
-def _concrete(value) -> np.ndarray | None:
-    """The value as a numpy array, or None while it is being traced."""
+def _check_choice(config: Config, name: str, allowed: tuple[str, ...]) -> None:
+    value = getattr(config, name)
+    if not isinstance(value, str) or value not in allowed:
+        fail(name, value, f"must be one of {allowed}")
+
+
+def is_real(value) -> bool:
+    """A real number, or a numpy / JAX array of them (a stacked config's leaf); not a bool."""
+    if isinstance(value, bool | np.bool_):
+        return False
+    if isinstance(value, np.ndarray | jax.Array):
+        return value.dtype.kind in "fiu"
+    return isinstance(value, numbers.Real)
+
+
+def _concrete(name: str, value) -> np.ndarray | None:
+    """A dynamic leaf as a finite float64 numpy array, or None while it is being traced;
+    a `FieldError` for anything but real finite numbers."""
     if isinstance(value, jax.core.Tracer):
         return None
-    return np.asarray(value, dtype=np.float64)
+    if not is_real(value):
+        got = f"dtype {value.dtype}" if hasattr(value, "dtype") else type(value).__name__
+        fail(name, value, f"must be a real number (an array of them for a stacked config), "
+             f"got {got}")
+    fits = f"must fit a float32 (|x| <= {FLOAT32_MAX:.4g}): the jitted program computes in float32"
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except OverflowError:  # an int beyond float64
+        fail(name, value, fits)
+    for ok, allowed in ((np.isfinite(array), "must be finite"),
+                        (np.abs(array) <= FLOAT32_MAX, fits)):
+        if not np.all(ok):
+            fail(name, float(array if array.ndim == 0 else array[~ok][0]), allowed)
+    return array
 
 
 def check_range(config: Config, name: str, low: float, high: float, allowed: str, *,
                  open_low: bool = False) -> None:
-    value = getattr(config, name)
-    array = _concrete(value)
+    array = _concrete(name, getattr(config, name))
     if array is None:
         return
-    ok = np.isfinite(array) & (array <= high) & ((array > low) if open_low else (array >= low))
+    ok = (array <= high) & ((array > low) if open_low else (array >= low))
     if not np.all(ok):
         bad = array if array.ndim == 0 else array[~ok][0]
         fail(name, float(bad), allowed)
@@ -264,9 +321,9 @@ def _validate_static(config: Config) -> None:
     for name, allowed in (("shuffle", SHUFFLE_MODES), ("ent_schedule", ENT_SCHEDULES),
                           ("grad_norm_type", GRAD_NORM_TYPES),
                           ("matmul_dtype", MATMUL_DTYPES), ("encoder", ENCODERS),
-                          ("core", CORES)):
-        if getattr(config, name) not in allowed:
-            fail(name, getattr(config, name), f"must be one of {allowed}")
+                          ("core", CORES), ("activation", ACTIVATIONS),
+                          ("action_dist", ACTION_DISTS)):
+        _check_choice(config, name, allowed)
     if config.core != "none" and config.shuffle != "trajectories":
         fail("shuffle", config.shuffle,
              f"must be 'trajectories' with core={config.core!r}: a recurrent policy is "
@@ -283,11 +340,7 @@ def _validate_static(config: Config) -> None:
     if not isinstance(sizes, tuple) or not all(
         isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1 for s in sizes
     ):
-        fail("hidden_sizes", sizes, "must be a tuple of positive integers, e.g. (64, 64)")
-    if config.activation not in ACTIVATIONS:
-        fail("activation", config.activation, f"must be one of {ACTIVATIONS}")
-    if config.action_dist not in ACTION_DISTS:
-        fail("action_dist", config.action_dist, f"must be one of {ACTION_DISTS}")
+        fail("hidden_sizes", sizes, "must be a sequence of positive integers, e.g. (64, 64)")
     if config.batch_size % config.num_minibatches:
         fail(
             "num_minibatches",
@@ -295,6 +348,10 @@ def _validate_static(config: Config) -> None:
             f"must divide the batch num_envs x num_steps = {config.num_envs} x "
             f"{config.num_steps} = {config.batch_size}",
         )
+    if config.batch_size > MAX_BATCH:
+        fail("num_envs", config.num_envs,
+             f"makes a batch num_envs x num_steps = {config.num_envs} x {config.num_steps} of "
+             "more than 2**31 transitions, the most the shuffle's int32 indices address")
     if config.total_timesteps < config.batch_size:
         fail(
             "total_timesteps",
@@ -304,6 +361,9 @@ def _validate_static(config: Config) -> None:
 
 
 def _validate_dynamic(config: Config) -> None:
+    # Every leaf is a real finite number, used by this config or not (a typo stays visible).
+    for name in dynamic_fields():
+        _concrete(name, getattr(config, name))
     check_range(config, "learning_rate", 0.0, np.inf, "must be > 0", open_low=True)
     check_range(config, "gamma", 0.0, 1.0, "must lie in [0, 1]")
     check_range(config, "gae_lambda", 0.0, 1.0, "must lie in [0, 1]")
@@ -318,16 +378,17 @@ def _validate_dynamic(config: Config) -> None:
     check_range(config, "ent_coef", 0.0, np.inf, "must be >= 0")
     check_range(config, "max_grad_norm", 0.0, np.inf, "must be > 0", open_low=True)
     check_range(config, "adam_eps", 0.0, np.inf, "must be > 0", open_low=True)
-    check_range(config, "init_log_std", -np.inf, np.inf, "must be finite")
     if config.normalize_obs:
         check_range(config, "obs_clip", 0.0, np.inf, "must be > 0", open_low=True)
     if config.ent_schedule != "constant":
         check_range(config, "ent_coef_end", 0.0, np.inf, "must be >= 0")
     if config.ent_schedule == "exponential":
         check_range(config, "ent_coef", 0.0, np.inf,
-                     "must be > 0 for an exponential schedule", open_low=True)
+                     "must be > 0 for an exponential schedule (ent_schedule='exponential')",
+                     open_low=True)
         check_range(config, "ent_coef_end", 0.0, np.inf,
-                     "must be > 0 for an exponential schedule", open_low=True)
+                     "must be > 0 for an exponential schedule (ent_schedule='exponential')",
+                     open_low=True)
     if config.kl_early_stop:
         check_range(config, "target_kl", 0.0, np.inf,
                      "must be > 0 when kl_early_stop is enabled", open_low=True)
@@ -337,12 +398,14 @@ def _validate_dynamic(config: Config) -> None:
 
 
 def validate(config: Config) -> Config:
-    """Check every field and raise a `ValueError` naming the bad field, value and what is allowed.
+    """Check every field and raise a `ValueError` (a `FieldError`) naming the bad field, value
+    and what is allowed.
 
-    Runs in Python before tracing. Static fields are always checked; dynamic leaves are checked
-    where they are concrete (numbers or arrays, every element of a stacked config), and skipped
-    while traced. The checks against the environment (its action space, its masks) are
-    `jaxppo.envs.check`'s; `jaxppo.validate` runs both.
+    Runs in Python before tracing. Static fields are always checked, types first. Dynamic leaves
+    are checked where they are concrete: each must be a real number, or a numpy / JAX array of
+    them (every element of a stacked config is checked), finite and within float32, then within
+    its range; traced leaves are skipped. The checks against the environment (its action space,
+    its masks) are `jaxppo.envs.check`'s; `jaxppo.validate` runs both.
 
     Returns:
         The config, unchanged, so calls can be chained.

@@ -51,9 +51,6 @@ def config_from_dict(values: Mapping[str, Any]) -> Config:
     if unknown:
         raise RunError(f"unknown Config field(s) {', '.join(unknown)}; known fields: "
                        f"{', '.join(sorted(known))}")
-    values = dict(values)
-    if "hidden_sizes" in values:
-        values["hidden_sizes"] = tuple(int(v) for v in values["hidden_sizes"])
     return Config(**values)
 
 

@@ -68,19 +68,47 @@ def _check_names(names: Sequence[str]) -> None:
                              f"{', '.join(dynamic)})")
 
 
+def _check_space(space) -> None:
+    if not isinstance(space, Mapping):
+        raise ValueError(f"space={config_lib.shown(space)}: expected a mapping of field -> list "
+                         "of values, e.g. {'learning_rate': [1e-3, 3e-4]}")
+
+
+def _check_values(name: str, values) -> None:
+    """The values of one swept field: a non-empty list of real numbers."""
+    listed = (isinstance(values, Sequence) and not isinstance(values, str | bytes)) or (
+        isinstance(values, np.ndarray) and values.ndim == 1)
+    if not listed or len(values) == 0 or not all(
+            config_lib.is_real(v) and np.ndim(v) == 0 for v in values):
+        example = f"[{values!r}]" if config_lib.is_real(values) else "[1e-3, 3e-4]"
+        raise ValueError(f"grid[{name!r}]={config_lib.shown(values)}: expected a non-empty list "
+                         f"of numbers (each swept field takes a list of values, e.g. {example})")
+    if not all(map(_fits_float32, values)):
+        raise ValueError(f"grid[{name!r}]={config_lib.shown(values)}: every value must be finite "
+                         f"and fit a float32 (|x| <= {config_lib.FLOAT32_MAX:.4g})")
+
+
+def _fits_float32(value) -> bool:
+    """A finite number a float32 holds: what a swept value becomes."""
+    try:
+        return abs(float(value)) <= config_lib.FLOAT32_MAX  # False for nan too
+    except OverflowError:  # an int beyond float64
+        return False
+
+
 def grid(space: Mapping[str, Sequence[float]]) -> dict[str, np.ndarray]:
     """Every combination of the listed values, the first field varying slowest.
 
     Raises:
         ValueError: for an empty space, an empty list, or a field that cannot be swept.
     """
+    _check_space(space)
     if not space:
         raise ValueError("grid needs at least one field to sweep, got an empty mapping (to "
                          "train the config alone over seeds, pass space=None to jaxppo.sweep)")
     _check_names(list(space))
     for name, values in space.items():
-        if isinstance(values, str | bytes) or len(values) == 0:
-            raise ValueError(f"grid[{name!r}]={values!r}: expected a non-empty list of numbers")
+        _check_values(name, values)
     rows = list(itertools.product(*space.values()))
     return {name: np.asarray([row[i] for row in rows], np.float32)
             for i, name in enumerate(space)}
@@ -90,19 +118,15 @@ def random_search(space: Mapping[str, tuple], num_settings: int, seed: int = 0
                   ) -> dict[str, np.ndarray]:
     """``num_settings`` random settings: ``(low, high)`` is uniform, ``("log", low, high)``
     log-uniform (what rates want). Drawn on the host with numpy, reproducible by ``seed``."""
+    _check_space(space)
     if not space:
         raise ValueError("random_search needs at least one field, got an empty mapping")
-    if num_settings < 1:
-        raise ValueError(f"num_settings={num_settings} must be >= 1")
+    num_settings = config_lib.checked_int("num_settings", num_settings)
     _check_names(list(space))
     rng = np.random.default_rng(seed)
     out = {}
     for name, spec in space.items():
-        log = len(spec) == 3 and spec[0] == "log"
-        low, high = (spec[1], spec[2]) if log else tuple(spec)
-        if not low < high or (log and low <= 0):
-            raise ValueError(f"random_search[{name!r}]={spec!r}: expected (low, high) or "
-                             "('log', low, high) with low < high (and low > 0 for 'log')")
+        low, high, log = _range(name, spec)
         if log:
             values = np.exp(rng.uniform(np.log(low), np.log(high), num_settings))
         else:
@@ -111,13 +135,30 @@ def random_search(space: Mapping[str, tuple], num_settings: int, seed: int = 0
     return out
 
 
+def _range(name: str, spec) -> tuple[float, float, bool]:
+    """(low, high, log) of one field of a random search: (low, high) or ("log", low, high)."""
+    pair = isinstance(spec, tuple | list)
+    log = pair and len(spec) == 3 and isinstance(spec[0], str) and spec[0] == "log"
+    bounds = tuple(spec[1:] if log else spec) if pair else ()
+    if len(bounds) != 2 or not all(config_lib.is_real(b) and np.ndim(b) == 0
+                                   and _fits_float32(b) for b in bounds) or not (
+            bounds[0] < bounds[1] and (bounds[0] > 0 or not log)):
+        raise ValueError(f"random_search[{name!r}]={config_lib.shown(spec)}: expected (low, "
+                         "high) or ('log', low, high) with low < high (and low > 0 for 'log'), "
+                         "both finite numbers")
+    return float(bounds[0]), float(bounds[1]), log
+
+
 def settings_table(space: Mapping[str, Sequence[float]] | Mapping[str, np.ndarray]
                    ) -> dict[str, np.ndarray]:
     """A sweep's settings as a table (field -> float32 [H]): a grid (lists; every combination,
     see `grid`) or a table already (numpy arrays [H] of one length, e.g. `random_search`)."""
+    _check_space(space)
     if space and all(isinstance(v, np.ndarray) for v in space.values()):
+        _check_names(list(space))
+        for name, values in space.items():
+            _check_values(name, values)
         table = {k: np.asarray(v, np.float32) for k, v in space.items()}
-        _check_names(list(table))
         if len({v.shape for v in table.values()}) != 1 or next(iter(table.values())).ndim != 1:
             raise ValueError("a table of settings needs 1-D arrays of one length, got shapes "
                              f"{ {k: v.shape for k, v in table.items()} }")

@@ -91,6 +91,14 @@ def test_counts_must_be_positive_integers(name, value):
             **{name: value})
 
 
+def test_batch_is_at_most_two_to_the_31_transitions():
+    # The shuffle indexes the batch with int32: 2**16 x 2**15 = 2**31 is the largest batch.
+    assert jaxppo.validate(jaxppo.Config(num_envs=2**16, num_steps=2**15, total_timesteps=2**31))
+    _raises(re.escape(f"Config.num_envs={2**16 + 1} is invalid: makes a batch num_envs x "
+                      f"num_steps = {2**16 + 1} x {2**15} of more than 2**31 transitions"),
+            num_envs=2**16 + 1, num_steps=2**15, total_timesteps=2**40)
+
+
 def test_total_timesteps_at_least_one_batch():
     # The default batch is 4 x 128 = 512 transitions.
     _raises(re.escape("Config.total_timesteps=100 is invalid: must be at least one batch, "
@@ -243,10 +251,25 @@ def test_switches_must_be_bools(name):
             **{name: "yes"})
 
 
-@pytest.mark.parametrize("sizes", [(0,), (64, 0), (64, -8), (64, 2.0), (True,), [64, 64]])
+@pytest.mark.parametrize("sizes", [(0,), (64, 0), (64, -8), (64, 2.0), (True,), 64, "64",
+                                   (64, "64")])
 def test_hidden_sizes_must_be_positive_integers(sizes):
-    _raises(re.escape(f"Config.hidden_sizes={sizes!r} is invalid: must be a tuple of positive "
-                      "integers, e.g. (64, 64)."), hidden_sizes=sizes)
+    _raises(re.escape(f"Config.hidden_sizes={sizes!r} is invalid: must be a sequence of "
+                      "positive integers, e.g. (64, 64)."), hidden_sizes=sizes)
+
+
+@pytest.mark.parametrize("sizes", [[64, 64], range(64, 66), np.array([64, 64])])
+def test_hidden_sizes_may_be_any_sequence_and_become_a_tuple(sizes):
+    # config.json stores a list; a static field must be hashable, so every sequence becomes
+    # the tuple of its items (a list left as it is could not be hashed into the treedef).
+    config = jaxppo.validate(jaxppo.Config(hidden_sizes=sizes))
+    assert config.hidden_sizes == tuple(int(s) for s in sizes)
+    assert type(config.hidden_sizes) is tuple
+    assert config == jaxppo.Config(hidden_sizes=tuple(int(s) for s in sizes))
+    hash(jax.tree.structure(config))
+    assert jaxppo.Config().replace(hidden_sizes=[8]).hidden_sizes == (8,)
+    # A list of a bad width is refused by validate, named, as a tuple of it is.
+    _raises(re.escape("Config.hidden_sizes=(64, 0) is invalid"), hidden_sizes=[64, 0])
 
 
 def test_minibatches_need_only_divide_the_batch():
@@ -289,9 +312,83 @@ def test_fourier_scale_is_checked_only_with_fourier_features():
 def test_infinite_values_are_rejected(value):
     _raises(re.escape(f"Config.init_log_std={value} is invalid: must be finite."),
             init_log_std=value)
-    # Every range is also finite: an infinite learning rate is not "> 0".
-    _raises(re.escape("Config.learning_rate=inf is invalid: must be > 0."),
-            learning_rate=float("inf"))
+    # The reason is that it is not finite, not that it is out of range.
+    _raises(re.escape(f"Config.learning_rate={value} is invalid: must be finite."),
+            learning_rate=value)
+
+
+@pytest.mark.parametrize("name", config_lib.dynamic_fields())
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_every_dynamic_field_must_be_finite_even_where_unused(name, value):
+    # vf_clip is unused without clip_value_loss, dual_clip_c without dual_clip, ...: a
+    # non-finite value there is a mistake all the same.
+    _raises(re.escape(f"Config.{name}={value} is invalid: must be finite."),
+            clip_value_loss=False, **{name: value})
+    stacked = jaxppo.Config().replace(**{name: np.float32([1.0, value])})
+    _raises_for(stacked, f"Config.{name}={value} is invalid: must be finite.")
+
+
+@pytest.mark.parametrize("value", [1e39, -1e39, 10**400])
+def test_dynamic_values_must_fit_a_float32(value):
+    # 1e39 is a finite float64 but inf as the float32 the jitted program computes in.
+    _raises(re.escape("Config.gamma=") + ".* is invalid: must fit a float32", gamma=value)
+
+
+def _raises_for(config, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        jaxppo.validate(config)
+
+
+@pytest.mark.parametrize("name", config_lib.dynamic_fields())
+@pytest.mark.parametrize("value, got", [
+    ("3e-4", "str"), (None, "NoneType"), (True, "bool"), (np.bool_(True), "dtype bool"),
+    ([0.1, 0.2], "list"), (1j, "complex"), (np.array(["0.1"]), "dtype <U3"),
+    (np.array([True]), "dtype bool"),
+])
+def test_dynamic_fields_must_be_real_numbers(name, value, got):
+    # A string used to pass validate (numpy parses it) and fail inside the program with
+    # "unsupported operand type(s) for -: 'str' and 'float'".
+    _raises_for(jaxppo.Config(**{name: value}),
+                f"Config.{name}={value!r} is invalid: must be a real number (an array of "
+                f"them for a stacked config), got {got}.")
+
+
+@pytest.mark.parametrize("value", [1, 0.5, np.float32(0.5), np.float64(0.5), np.int32(1),
+                                   np.array(0.5), np.float32([0.5, 0.9]),
+                                   jax.numpy.float32(0.5), jax.numpy.array([0.5, 0.9])])
+def test_dynamic_fields_accept_numbers_and_numeric_arrays(value):
+    assert jaxppo.validate(jaxppo.Config(gamma=value))
+
+
+def test_stacked_and_traced_configs_pass_the_type_checks():
+    stacked = config_lib.stack_configs([jaxppo.Config(), jaxppo.Config(gamma=0.5)])
+    assert jaxppo.validate(stacked) is stacked
+
+    def gamma(config):
+        config_lib.validate(config)  # traced leaves: skipped, not refused as non-numbers
+        return config.gamma
+
+    chex.assert_trees_all_close(jax.jit(gamma)(stacked), np.float32([0.99, 0.5]))
+    chex.assert_trees_all_close(jax.vmap(gamma)(stacked), np.float32([0.99, 0.5]))
+    chex.assert_trees_all_close(jax.jit(jax.vmap(gamma))(stacked), np.float32([0.99, 0.5]))
+
+
+@pytest.mark.parametrize("name, value", [
+    ("activation", 1), ("activation", ["tanh"]), ("action_dist", np.array(["auto", "auto"])),
+    ("shuffle", None), ("encoder", b"mlp"), ("core", ("none",)), ("matmul_dtype", np.float32),
+])
+def test_choice_fields_must_be_one_of_their_strings(name, value):
+    # An array used to raise numpy's "truth value of an array is ambiguous" instead.
+    with pytest.raises(ValueError, match=re.escape(f"Config.{name}=") + ".* is invalid: must "
+                       "be one of"):
+        jaxppo.validate(jaxppo.Config(**{name: value}))
+
+
+def test_a_long_value_is_shown_on_one_line():
+    with pytest.raises(ValueError) as info:
+        jaxppo.validate(jaxppo.Config(gamma=np.array(["x"] * 1000)))
+    assert "\n" not in str(info.value) and len(str(info.value)) < 250
+    assert str(info.value).startswith("Config.gamma=array(['x', 'x'")
 
 
 # --- entropy schedules ------------------------------------------------------------------------
@@ -314,7 +411,8 @@ def test_ent_coef_end_is_checked_only_by_a_decaying_schedule():
 @pytest.mark.parametrize("name", ["ent_coef", "ent_coef_end"])
 def test_exponential_schedule_needs_positive_ends(name):
     # ent_coef * (ent_coef_end / ent_coef) ** f (update.py) needs both ends > 0.
-    _raises(re.escape(f"Config.{name}=0.0 is invalid: must be > 0 for an exponential schedule."),
+    _raises(re.escape(f"Config.{name}=0.0 is invalid: must be > 0 for an exponential schedule "
+                      "(ent_schedule='exponential')."),
             **{"ent_schedule": "exponential", "ent_coef": 0.01, "ent_coef_end": 0.001,
                name: 0.0})
     # The same zero is fine for a linear schedule.

@@ -1,5 +1,8 @@
 """The environment boundary: gymnax 1.0 steps, termination vs truncation, episode stats."""
 
+import functools
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,6 +24,38 @@ def test_unknown_id_suggests_the_closest_ones():
         envs.make("Breakout-Minatar")
     with pytest.raises(ValueError, match="'Zzzzzz'; known environments: "):  # nothing close
         envs.make("Zzzzzz")
+
+
+def test_every_listed_id_is_made_offline_but_the_marked_downloads():
+    assert set(envs.DOWNLOADS) <= set(envs.registered())
+    for env_id in envs.registered():
+        if env_id not in envs.DOWNLOADS:
+            assert envs.make(env_id).env_id == env_id
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """MNIST's download failing as it does without a network, and a fresh `make` cache (an
+    env made earlier, online, would come from the cache)."""
+    import urllib.error
+
+    envs.make("CartPole-v1")  # imports gymnax the way jaxppo does, before load_mnist below
+    from gymnax.utils import load_mnist
+
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError(OSError(-2, "Name or service not known"))
+
+    monkeypatch.setattr(load_mnist, "load_mnist", no_network)
+    monkeypatch.setattr(envs, "make", functools.cache(envs.make.__wrapped__))
+
+
+def test_a_failed_download_is_one_error_naming_the_env_and_the_cause(offline):
+    # Once a 77-line traceback ending in URLError, from deep inside gymnax.
+    with pytest.raises(ValueError, match=re.escape(
+            "env_id 'MNISTBandit-bsuite' could not be created: it downloads the MNIST data set "
+            "(to /tmp/mnist) on first use, which failed ([Errno -2] Name or service not known); "
+            "run it once with network access or choose another env")):
+        envs.make("MNISTBandit-bsuite")
 
 
 def test_make_is_cached_and_describes_spaces():

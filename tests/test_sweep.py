@@ -147,3 +147,70 @@ def test_seeds_below_one_or_not_an_int_are_refused_before_tracing(seeds, monkeyp
     monkeypatch.setattr(sweep_lib, "run_sharded", never)
     with pytest.raises(ValueError, match=re.escape(f"seeds={seeds!r}: expected an integer >= 1")):
         jaxppo.sweep(TINY, {"clip_eps": [0.1, 0.2]}, seeds=seeds)
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("sweep reached run_sharded with a bad space")
+
+    monkeypatch.setattr(sweep_lib, "run_sharded", never)
+
+
+@pytest.mark.parametrize("values, shown, example", [
+    (1e-3, "0.001", "[0.001]"),  # once "object of type 'float' has no len()"
+    (np.float32(1e-3), "np.float32(0.001)", "[np.float32(0.001)]"),
+    ("1e-3", "'1e-3'", "[1e-3, 3e-4]"),
+    (["1e-3"], "['1e-3']", "[1e-3, 3e-4]"),  # a string is not a number in a list either
+    ([[1e-3, 3e-4]], "[[0.001, 0.0003]]", "[1e-3, 3e-4]"),
+    ([True], "[True]", "[1e-3, 3e-4]"),
+    (None, "None", "[1e-3, 3e-4]"),
+    ({1e-3}, "{0.001}", "[1e-3, 3e-4]"),
+])
+def test_each_swept_field_takes_a_list_of_numbers(no_training, values, shown, example):
+    with pytest.raises(ValueError, match=re.escape(
+            f"grid['learning_rate']={shown}: expected a non-empty list of numbers (each swept "
+            f"field takes a list of values, e.g. {example})")):
+        jaxppo.sweep(TINY, {"learning_rate": values}, seeds=1)
+
+
+@pytest.mark.parametrize("values", [[0.1, float("inf")], [float("nan")], [10**400], [1e39]])
+def test_swept_values_must_be_finite_float32_numbers(no_training, values):
+    # 10**400 used to raise OverflowError; 1e39 became inf in the float32 table.
+    with pytest.raises(ValueError, match=re.escape(
+            f"grid['clip_eps']={values!r}"[:60]) + ".*: every value must be finite and fit a "
+            "float32"):
+        jaxppo.sweep(TINY, {"clip_eps": values}, seeds=1)
+
+
+def test_a_table_of_non_numbers_is_refused_by_name(no_training):
+    with pytest.raises(ValueError, match=re.escape("grid['clip_eps']=array(['a'], dtype='<U1'): "
+                                                   "expected a non-empty list of numbers")):
+        jaxppo.sweep(TINY, {"clip_eps": np.array(["a"])}, seeds=1)
+
+
+@pytest.mark.parametrize("space", [[("learning_rate", [1e-3])], "learning_rate", 1e-3])
+def test_a_space_that_is_not_a_mapping_is_refused(no_training, space):
+    with pytest.raises(ValueError, match=re.escape(
+            f"space={space!r}: expected a mapping of field -> list of values")):
+        jaxppo.sweep(TINY, space, seeds=1)
+    with pytest.raises(ValueError, match="expected a mapping"):
+        jaxppo.random_search(space, 4)
+
+
+@pytest.mark.parametrize("spec", [1e-3, (1e-3,), ("log", 1e-3), (1e-4, 1e-3, 1e-2),
+                                  ("1e-4", "1e-3"), (0.0, float("inf")), (float("nan"), 1.0),
+                                  (0, 10**400), None, ("lin", 1e-4, 1e-2),
+                                  (np.zeros(2), np.ones(2))])
+def test_random_search_refuses_malformed_ranges_by_name(spec):
+    # Each used to fail inside numpy or Python (no len(), cannot unpack) or draw nan / inf.
+    with pytest.raises(ValueError, match=re.escape(
+            "random_search['clip_eps']=") + ".*: expected \\(low, high\\) or"):
+        jaxppo.random_search({"clip_eps": spec}, 4)
+
+
+@pytest.mark.parametrize("num_settings", ["4", 2.0, None])
+def test_random_search_num_settings_must_be_an_int(num_settings):
+    with pytest.raises(ValueError, match=re.escape(
+            f"num_settings={num_settings!r}: expected an integer >= 1")):
+        jaxppo.random_search({"clip_eps": (0.1, 0.3)}, num_settings)

@@ -24,12 +24,16 @@ from jaxppo import config as config_lib
 from jaxppo.envs import core
 from jaxppo.envs.core import ActionSpace, GymnaxEnv, Step
 
-__all__ = ["ActionSpace", "GymnaxEnv", "Step", "check", "closest_ids", "make", "registered"]
+__all__ = ["DOWNLOADS", "ActionSpace", "GymnaxEnv", "Step", "check", "closest_ids", "make",
+           "registered"]
 
 # The ids of `probes.PROBES`, known without importing gymnax (a test checks they agree).
 PROBE_IDS = ("ProbeValue-v0", "ProbeDiscount-v0", "ProbeTruncation-v0", "ProbePolicy-v0",
              "ProbeContinuous-v0", "ProbeMasked-v0", "ProbeMemory-v0", "ProbeMultiDiscrete-v0",
              "ProbeImage-v0")
+
+# The ids whose first `make` downloads data (gymnax fetches it), and what it fetches.
+DOWNLOADS = {"MNISTBandit-bsuite": "the MNIST data set (to /tmp/mnist)"}
 
 
 # Imported by gymnax's environment modules at import time but used only to render, which jaxppo
@@ -93,8 +97,8 @@ def make(env_id: str) -> core.GymnaxEnv:
     """The env for ``env_id`` with its default parameters.
 
     Raises:
-        ValueError: for an unknown id; the message suggests the closest ids and lists
-            the known ones.
+        ValueError: for an unknown id (the message suggests the closest ids and lists
+            the known ones), or an env whose data could not be downloaded (`DOWNLOADS`).
     """
     gymnax = _gymnax()
 
@@ -115,7 +119,15 @@ def _make(gymnax, probes, env_id: str) -> core.GymnaxEnv:
         hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
         known = ", ".join(registered())
         raise ValueError(f"unknown env_id {env_id!r}; {hint}known environments: {known}")
-    env, params = gymnax.make(env_id)
+    try:
+        env, params = gymnax.make(env_id)
+    except (OSError, EOFError) as error:  # a failed or cut download (URLError is an OSError)
+        if env_id not in DOWNLOADS:
+            raise
+        cause = getattr(error, "reason", None) or error
+        raise ValueError(f"env_id {env_id!r} could not be created: it downloads "
+                         f"{DOWNLOADS[env_id]} on first use, which failed ({cause}); run it "
+                         "once with network access or choose another env") from None
     return core.GymnaxEnv(env_id, env, params)
 
 
