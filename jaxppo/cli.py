@@ -10,8 +10,8 @@
 Every Config field is a flag (``--learning-rate``, ``--num-envs``, ``--normalize-obs`` /
 ``--no-normalize-obs``, ...) with the field's documentation as help. A run starts from
 `jaxppo.preset` of its env. Mistakes (an unknown flag, a bad value, a missing run directory, a
-checkpoint of another program) print one clear line and exit with status 2; a Ctrl-C saves a
-checkpoint and the metrics so far and exits with status 130.
+checkpoint of another program) print one clear line, naming the flag or the value, and exit
+with status 2; a Ctrl-C saves a checkpoint and the metrics so far and exits with status 130.
 
 On a CPU the command splits the host into one JAX device per core (`jaxppo.use_cpu_cores`;
 ``--cpu-devices N`` chooses the count) and spreads the runs over them. Run as a program, it
@@ -40,8 +40,31 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
+# A negative number is a flag's value, scientific notation and inf included (argparse's own
+# pattern misses -1e-3 and takes it for a flag).
+_NEGATIVE_NUMBER = re.compile(
+    r"^-(\d[\d_]*\.?[\d_]*|\.\d[\d_]*)(e[-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
+
+
+def _one_line(text: str) -> str:
+    """``text`` with its line breaks and other unprintable characters escaped: an error is
+    one line, whatever a user's value holds."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse with "did you mean" for unknown flags."""
+    """argparse with "did you mean" for unknown flags, negative numbers as values and one line
+    per mistake (no usage block)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = _NEGATIVE_NUMBER
+
+    def _get_values(self, action, arg_strings):
+        # Python 3.11 drops a value "--" (--seeds=--) and hands the flag an empty list.
+        if action.nargs is None and action.option_strings and arg_strings == ["--"]:
+            raise argparse.ArgumentError(action, "expected one argument, got '--'")
+        return super()._get_values(action, arg_strings)
 
     def error(self, message: str):
         unknown = re.findall(r"(--[\w-]+)", message) if "unrecognized" in message else []
@@ -53,8 +76,8 @@ class _Parser(argparse.ArgumentParser):
                 hints.append(f"{flag}: did you mean {close[0]}?")
         if hints:
             message += " (" + "; ".join(hints) + ")"
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+        line = _one_line(f"{self.prog}: error: {message}; see `{self.prog} --help`")
+        self.exit(EXIT_USAGE, line + "\n")
 
 
 def _field_docs() -> dict[str, str]:
@@ -118,16 +141,21 @@ def _add_config_flags(parser: argparse.ArgumentParser, sweep: bool) -> None:
 
 def _parse_field(name: str, text: str, default):
     """A flag's text as the type of the field's default; ValueError naming the flag."""
+    if isinstance(default, tuple):
+        items = text.split(",")
+        kind = "a comma-separated list of integers, e.g. 64,64"
+        if not all(item.strip() for item in items):
+            raise ValueError(f"{_flag(name)} {text!r}: expected {kind} (an empty item)")
+    else:
+        items, kind = [text], type(default).__name__
     try:
         if isinstance(default, tuple):
-            return tuple(int(x) for x in text.split(",") if x.strip())
+            return tuple(int(x) for x in items)
         if isinstance(default, int):
             return int(text)
         if isinstance(default, float):
             return float(text)
     except ValueError:
-        kind = ("a comma-separated list of integers" if isinstance(default, tuple)
-                else type(default).__name__)
         raise ValueError(f"{_flag(name)} {text!r}: expected {kind}") from None
     return text
 
@@ -138,11 +166,11 @@ def _config_from_args(args, sweep: bool):
     from jaxppo import config as config_lib
     from jaxppo.config import Config
 
-    env_id = args.env_id or "CartPole-v1"
+    env_id = "CartPole-v1" if args.env_id is None else args.env_id
     if env_id not in jaxppo.envs.registered():
         close = jaxppo.envs.closest_ids(env_id)
         hint = f"; did you mean {', '.join(close)}?" if close else "; `jaxppo envs` lists them"
-        raise ValueError(f"unknown environment {env_id!r}{hint}")
+        raise ValueError(f"--env {env_id!r}: unknown environment{hint}")
     config = jaxppo.preset(env_id)
     defaults = Config()
     dynamic = set(config_lib.dynamic_fields())
@@ -262,17 +290,25 @@ def _print_run_table(result) -> None:
     final = result.final_returns()
     episodes = result.metrics["episode_count"].sum(axis=-1)
     labels = result.setting_labels()
+    diverged = result.divergences()
+    if diverged:
+        print(f"\n{len(diverged)} of {result.spec.num_runs} runs diverged (frozen at their last "
+              "finite state, left out of the aggregates):")
+        for entry in diverged:
+            print("  " + rundir.divergence_line(result.spec, entry))
+    frozen = {(d["setting"], d["seed"]) for d in diverged}
     if result.spec.num_settings == 1:
         print(f"\n{'seed':>4}  {'final return':>12}  {'episodes':>8}")
         for s in range(result.spec.seeds):
-            print(f"{s:>4}  {_fmt(final[0, s]):>12}  {int(episodes[0, s]):>8d}")
+            text = "diverged" if (0, s) in frozen else _fmt(final[0, s])
+            print(f"{s:>4}  {text:>12}  {int(episodes[0, s]):>8d}")
         finite = final[0][~np.isnan(final[0])]
         if finite.size:
             agg = stats.aggregate(finite)
             print(f"\nIQM {stats.format_ci(agg['iqm'])} (95% stratified bootstrap CI) over "
-                  f"{result.spec.seeds} seeds; median {_fmt(agg['median']['value'])}, mean "
-                  f"{_fmt(agg['mean']['value'])}, min {_fmt(float(finite.min()))}, max "
-                  f"{_fmt(float(finite.max()))}")
+                  f"{_seeds_counted(finite.size, result.spec.seeds, len(frozen))}; median "
+                  f"{_fmt(agg['median']['value'])}, mean {_fmt(agg['mean']['value'])}, min "
+                  f"{_fmt(float(finite.min()))}, max {_fmt(float(finite.max()))}")
         rel = rundir.reliability(result.metrics["episode_return"][0], final[0])
         if rel:
             print("reliability (Chan et al. 2020): dispersion across runs "
@@ -281,23 +317,36 @@ def _print_run_table(result) -> None:
                   f"worst run {_fmt(rel['risk_across_runs'])}, of drawdowns "
                   f"{_fmt(rel['risk_within_runs'])}")
     else:
-        _print_ranking(labels, final)
+        counts = [sum(d["setting"] == h for d in diverged) for h in range(len(labels))]
+        _print_ranking(labels, final, counts)
     print("final return = mean training-episode return over each run's last 10 updates")
 
 
-def _print_ranking(labels: Sequence[str], final: np.ndarray) -> None:
+def _seeds_counted(counted: int, seeds: int, diverged: int) -> str:
+    if counted == seeds:
+        return f"{seeds} seeds"
+    return f"{counted} of {seeds} seeds ({diverged} diverged)" if diverged else (
+        f"{counted} of {seeds} seeds")
+
+
+def _print_ranking(labels: Sequence[str], final: np.ndarray,
+                   diverged: Sequence[int] | None = None) -> None:
     from jaxppo import stats
 
+    diverged = diverged or [0] * len(labels)
     rows = []
-    for label, row in zip(labels, final, strict=True):
+    for label, row, lost in zip(labels, final, diverged, strict=True):
         finite = row[~np.isnan(row)]
         agg = stats.aggregate(finite)["iqm"] if finite.size else None
-        rows.append((agg["value"] if agg else -math.inf, label, agg, finite.size))
+        rows.append((agg["value"] if agg else -math.inf, label, agg, lost))
     rows.sort(key=lambda r: -r[0])
     width = max(len(r[1]) for r in rows)
     print(f"\n{'rank':>4}  {'setting':<{width}}  {'IQM final return [95% CI]':>28}")
-    for rank, (_, label, agg, _) in enumerate(rows, start=1):
-        text = stats.format_ci(agg) if agg else "no finished episode"
+    for rank, (_, label, agg, lost) in enumerate(rows, start=1):
+        text = stats.format_ci(agg) if agg else (
+            "every run diverged" if lost == final.shape[1] else "no finished episode")
+        if agg and lost:
+            text += f" ({lost} diverged)"
         print(f"{rank:>4}  {label:<{width}}  {text:>28}")
 
 
@@ -332,15 +381,25 @@ def _report(result) -> int:
 
 
 def _train(args, sweep: bool) -> int:
-    from jaxppo import experiment
+    from jaxppo import config as config_lib
+    from jaxppo import experiment, rundir
     from jaxppo import spec as spec_lib
 
     config, space = _config_from_args(args, sweep)
+    for flag, value in (("--seeds", args.seeds), ("--chunk-updates", args.chunk_updates),
+                        ("--checkpoint-every", args.checkpoint_every)):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} {value}: expected an integer >= 1")
     seeds = args.seeds if args.seeds is not None else (4 if sweep else 8)
     out = args.out or f"runs/{config.env_id}-{time.strftime('%Y%m%d-%H%M%S')}"
-    spec = spec_lib.make_spec(config, space or None, seeds=seeds, seed=args.seed,
-                              chunk_updates=args.chunk_updates,
-                              checkpoint_every=args.checkpoint_every)
+    try:
+        spec = spec_lib.make_spec(config, space or None, seeds=seeds, seed=args.seed,
+                                  chunk_updates=args.chunk_updates,
+                                  checkpoint_every=args.checkpoint_every)
+    except config_lib.FieldError as error:  # named by its flag: what the user typed
+        raise ValueError(f"{_flag(error.field)} {config_lib.shown(error.value)} is invalid: "
+                         f"{error.allowed}") from None
+    rundir.check_new(out, args.overwrite)  # refused before "compiling..."
     plural = f"{seeds} seed{'' if seeds == 1 else 's'}"
     what = f"{spec.num_settings} settings x {plural}" if space else plural
     print(f"PPO on {config.env_id}: {what} x {config.num_updates} updates x "
@@ -382,7 +441,13 @@ def _resume(args) -> int:
     spec = rundir.read_spec(args.run_dir)
     print(f"resuming {args.run_dir}: PPO on {spec.config.env_id}, {spec.num_runs} runs")
     output = experiment.Output(progress=not args.no_progress, tensorboard=args.tensorboard)
-    return _report(experiment.resume(args.run_dir, output=output))
+    result = experiment.resume(args.run_dir, output=output)
+    if result.finished and result.updates_run == 0:
+        print(f"{args.run_dir} is already finished ({result.updates_done} updates): nothing "
+              "to resume, nothing changed")
+        _print_run_table(result)
+        return 0
+    return _report(result)
 
 
 def _eval(args) -> int:
@@ -449,7 +514,8 @@ def _envs() -> int:
 
     print("environments (any of them works with --env):")
     for env_id in jaxppo.envs.registered():
-        print(f"  {env_id}")
+        download = jaxppo.envs.DOWNLOADS.get(env_id)
+        print(f"  {env_id}" + (f"  (downloads {download} on first use)" if download else ""))
     return 0
 
 
@@ -481,7 +547,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _eval(args)
         return _envs()
     except (spec_lib.RunError, ValueError) as error:
-        print(f"jaxppo {args.command}: error: {error}", file=sys.stderr)
+        print(_one_line(f"jaxppo {args.command}: error: {error}"), file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"\njaxppo {args.command}: interrupted", file=sys.stderr)

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxppo import config as config_lib
-from jaxppo import placement, rundir, stats
+from jaxppo import placement, rundir
 from jaxppo import progress as progress_lib
 from jaxppo import spec as spec_lib
 from jaxppo import sweep as sweep_lib
@@ -135,8 +135,14 @@ class Result:
         return self.updates_done >= self.spec.config.num_updates
 
     def final_returns(self, window: int = 10) -> np.ndarray:
-        """[H, S]: mean training return over each run's last ``window`` updates done."""
-        return stats.final_returns(self.metrics["episode_return"], window)
+        """[H, S]: mean training return over each run's last ``window`` updates done; NaN
+        for a run that diverged (`divergences`)."""
+        return rundir.final_returns(self.metrics, window)
+
+    def divergences(self) -> list[dict[str, Any]]:
+        """The runs that went non-finite (`rundir.divergences`): setting, label, seed, the
+        update that diverged and what went first."""
+        return rundir.divergences(self.spec, self.metrics)
 
     def setting_labels(self) -> list[str]:
         return spec_lib.setting_labels(self.spec)
@@ -243,7 +249,9 @@ class _Loop:
         metrics: metric name -> [H, S, num_updates] (NaN where not yet run).
         done: updates done.
         first: updates done when this process began (restored from a checkpoint).
+        saved: updates done at the newest checkpoint on disk (None: none yet).
         chunks: chunks run by this process.
+        compile_s: seconds spent compiling (and laying out the runs) in this process.
         run_s: seconds spent in those chunks.
         interrupted: stopped before the end.
     """
@@ -252,7 +260,9 @@ class _Loop:
     metrics: dict[str, np.ndarray]
     done: int
     first: int
+    saved: int | None
     chunks: int = 0
+    compile_s: float = 0.0
     run_s: float = 0.0
     interrupted: bool = False
 
@@ -270,6 +280,7 @@ class _Sinks:
             self.progress.close()
         if self.tensorboard is not None:
             self.tensorboard.close()
+        self.checkpoints.close()
 
 
 def _start(spec: Spec, layout: _Layout, restored) -> _Loop:
@@ -277,20 +288,11 @@ def _start(spec: Spec, layout: _Layout, restored) -> _Loop:
     metrics = {k: np.full((spec.num_settings, spec.seeds, spec.config.num_updates), np.nan,
                           np.float32) for k in rundir.METRIC_NAMES}
     if restored is None:
-        return _Loop(_initial_states(layout), metrics, 0, 0)
+        return _Loop(_initial_states(layout), metrics, 0, 0, None)
     state, history, done = restored
     for k, v in history.items():
         metrics[k][..., :done] = v
-    return _Loop(_restored_states(layout, state), metrics, done, done)
-
-
-def _rewrite_metrics(run_dir: pathlib.Path, spec: Spec, loop: _Loop) -> None:
-    """metrics.csv from the checkpoint, chunk by chunk, in the order an uninterrupted run
-    writes it (updates run after the checkpoint are not counted twice)."""
-    rundir.write_metrics(run_dir, spec, loop.metrics, 0, 0, fresh=True)
-    for start in range(0, loop.done, spec.chunk_updates):
-        rundir.write_metrics(run_dir, spec, loop.metrics, start,
-                             min(start + spec.chunk_updates, loop.done))
+    return _Loop(_restored_states(layout, state), metrics, done, done, done)
 
 
 def _run_chunk(spec: Spec, layout: _Layout, chunk: Callable, loop: _Loop, active: int) -> None:
@@ -323,40 +325,56 @@ def _report_chunk(spec: Spec, run_dir: pathlib.Path, loop: _Loop, sinks: _Sinks,
             loop.metrics["episode_return"][..., :loop.done]))
 
 
+def _save(spec: Spec, layout: _Layout, loop: _Loop, sinks: _Sinks) -> None:
+    sinks.checkpoints.save(spec, _joined(spec, layout, loop.states), loop.metrics, loop.done)
+    loop.saved = loop.done
+
+
 def _train_chunks(spec: Spec, run_dir: pathlib.Path, layout: _Layout, chunk: Callable,
-                  loop: _Loop, sinks: _Sinks, stop_after_chunks: int | None) -> None:
-    """Chunks until the end, a Ctrl-C or ``stop_after_chunks``; checkpoints on the way and
-    one at the end."""
+                  loop: _Loop, sinks: _Sinks, flag: progress_lib.InterruptFlag,
+                  stop_after_chunks: int | None) -> None:
+    """Chunks until the end, a Ctrl-C (``flag``, also one while compiling: then no chunk
+    runs) or ``stop_after_chunks``; checkpoints on the way and one at the end, unless the
+    newest on disk is already that state or no update was done (`resume` then starts from
+    config.json)."""
     total = spec.config.num_updates
-    with progress_lib.interrupt_flag() as flag:
-        while loop.done < total:
-            active = min(spec.chunk_updates, total - loop.done)
-            _run_chunk(spec, layout, chunk, loop, active)
-            _report_chunk(spec, run_dir, loop, sinks, active)
-            stop = stop_after_chunks is not None and loop.chunks >= stop_after_chunks
-            if flag.requested or stop:
-                loop.interrupted = loop.done < total
-                break
-            if loop.chunks % spec.checkpoint_every == 0 and loop.done < total:
-                sinks.checkpoints.save(spec, _joined(spec, layout, loop.states), loop.metrics,
-                                       loop.done)
-        if loop.done > loop.first:  # a finished run resumed has nothing new to save
-            sinks.checkpoints.save(spec, _joined(spec, layout, loop.states), loop.metrics,
-                                   loop.done)
-        sinks.checkpoints.wait()
+    while loop.done < total and not flag.requested and (
+            stop_after_chunks is None or loop.chunks < stop_after_chunks):
+        active = min(spec.chunk_updates, total - loop.done)
+        _run_chunk(spec, layout, chunk, loop, active)
+        _report_chunk(spec, run_dir, loop, sinks, active)
+        if loop.chunks % spec.checkpoint_every == 0:
+            _save(spec, layout, loop, sinks)
+    loop.interrupted = loop.done < total
+    if loop.saved != loop.done and loop.done > 0:
+        _save(spec, layout, loop, sinks)
 
 
 def _execute(spec: Spec, run_dir: pathlib.Path, output: Output, execution: Execution,
              restored=None) -> Result:
     """Train ``spec`` in ``run_dir`` from the start or from ``restored`` (state, metrics,
-    done); write everything; the `Result`."""
+    done); write everything; the `Result`. A write that fails is a `RunError` saying what
+    the directory still holds."""
     start = time.perf_counter()
-    layout = _layout(spec, execution)
-    loop = _start(spec, layout, restored)
-    chunk = _compiled_chunk(spec.config, layout.devices, spec.chunk_updates,
-                            layout.configs[0], loop.states[0])
-    compile_s = time.perf_counter() - start
-    _rewrite_metrics(run_dir, spec, loop)
+    # From the start: a Ctrl-C while compiling stops the run before its first chunk.
+    with progress_lib.interrupt_flag() as flag:
+        layout = _layout(spec, execution)
+        loop = _start(spec, layout, restored)
+        chunk = _compiled_chunk(spec.config, layout.devices, spec.chunk_updates,
+                                layout.configs[0], loop.states[0])
+        loop.compile_s = time.perf_counter() - start
+        try:
+            return _train_and_write(spec, run_dir, output, execution, layout, chunk, loop, flag)
+        except (OSError, rundir.WriteError) as error:
+            raise RunError(_write_failure(run_dir, loop, error)) from None
+
+
+def _train_and_write(spec: Spec, run_dir: pathlib.Path, output: Output, execution: Execution,
+                     layout: _Layout, chunk: Callable, loop: _Loop,
+                     flag: progress_lib.InterruptFlag) -> Result:
+    # metrics.csv as the checkpoint has it: rows a stopped process wrote after its newest
+    # checkpoint are run again, not counted twice.
+    rundir.rewrite_metrics(run_dir, spec, loop.metrics, loop.done)
     config = spec.config
     sinks = _Sinks(
         rundir.Checkpoints(run_dir),
@@ -364,15 +382,26 @@ def _execute(spec: Spec, run_dir: pathlib.Path, output: Output, execution: Execu
         progress_lib.Progress(config.env_id, config.num_updates, config.batch_size,
                               spec.num_runs, loop.done) if output.progress else None)
     try:
-        _train_chunks(spec, run_dir, layout, chunk, loop, sinks, execution.stop_after_chunks)
+        _train_chunks(spec, run_dir, layout, chunk, loop, sinks, flag,
+                      execution.stop_after_chunks)
     finally:
         sinks.close()
     result = Result(run_dir=run_dir, spec=spec, state=_joined(spec, layout, loop.states),
                     metrics={k: v[..., :loop.done] for k, v in loop.metrics.items()},
-                    updates_done=loop.done, interrupted=loop.interrupted, compile_s=compile_s,
-                    run_s=loop.run_s, updates_run=loop.done - loop.first)
+                    updates_done=loop.done, interrupted=loop.interrupted,
+                    compile_s=loop.compile_s, run_s=loop.run_s,
+                    updates_run=loop.done - loop.first)
     result.paths = _write_results(result, output)
     return result
+
+
+def _write_failure(run_dir: pathlib.Path, loop: _Loop, error: BaseException) -> str:
+    """One line: what could not be written, and what the run directory still holds."""
+    what = str(error) if isinstance(error, RunError) else f"cannot write in {run_dir}: {error}"
+    if loop.saved is None:
+        return f"{what}; no checkpoint was saved yet: `resume` trains the run from the start"
+    return (f"{what}; the checkpoint after {loop.saved} updates is intact, as is metrics.csv, "
+            "and `resume` continues from it")
 
 
 def _write_results(result: Result, output: Output) -> dict[str, pathlib.Path]:
@@ -406,7 +435,8 @@ def run(config: Config, seeds: int = 8, out="runs/run", *,
     Args:
         config: the base Config.
         seeds: S, seeds per setting, trained at once.
-        out: the run directory; it must not hold files unless ``output.overwrite``.
+        out: the run directory; it must not hold files unless ``output.overwrite``, nor be
+            in use by another process.
         space: None, or settings of dynamic fields as in `jaxppo.sweep` (a grid or a table).
         seed: base seed of the S keys (the same S keys for every setting).
         chunk_updates: updates per compiled chunk (default: about 50 chunks per run).
@@ -420,17 +450,21 @@ def run(config: Config, seeds: int = 8, out="runs/run", *,
             ``devices=...``), replacing the record's.
 
     Returns:
-        A `Result`. Ctrl-C during a run saves a checkpoint and the metrics so far and
-        returns with ``interrupted=True``; `resume` continues it.
+        A `Result`. Ctrl-C during a run stops it after the chunk running, saves a
+        checkpoint and the metrics so far and returns with ``interrupted=True``; while it
+        compiles, before the first chunk (config.json is then all there is to resume from).
+        `resume` continues it.
     """
     output, execution = _with_keywords(output, execution, keywords, "run")
     spec = spec_lib.make_spec(config, space, seeds=seeds, seed=seed,
                               chunk_updates=chunk_updates, checkpoint_every=checkpoint_every)
     if output.tensorboard:
         rundir.TensorBoard.check()
-    run_dir = rundir.prepare(out, output.overwrite)
-    rundir.write_spec(run_dir, spec)
-    return _execute(spec, run_dir, output, execution)
+    rundir.check_new(out, output.overwrite)
+    with rundir.locked(out) as run_dir:
+        rundir.prepare(run_dir, output.overwrite)
+        rundir.write_spec(run_dir, spec)
+        return _execute(spec, run_dir, output, execution)
 
 
 def restore(run_dir):
@@ -447,20 +481,32 @@ def resume(run_dir, *, output: Output = Output(),
 
     Gives, bit for bit, the final state and metrics of the run never stopped (same compiled
     chunk, same state). metrics.csv is rewritten from the checkpoint first, so updates run
-    after the checkpoint and before a stop are not counted twice.
+    after the checkpoint and before a stop are not counted twice. A run stopped or killed
+    before its first checkpoint starts from the beginning; a finished run is returned as it
+    is (``updates_run == 0``), nothing written.
 
     Args:
         run_dir: a run directory written by `run`.
         output: as for `run`; ``overwrite`` does not apply (the run continues in place).
         execution: as for `run`; the devices may differ from the run's.
         **keywords: any field of `Output` or `Execution` by name, as for `run`.
+
+    Raises:
+        RunError: no run directory, one in use by another process, a damaged checkpoint,
+            or a config.json that differs from the one the checkpoint was written with.
     """
     output, execution = _with_keywords(output, execution, keywords, "resume")
     if output.overwrite:
         raise ValueError("resume continues a run in place: overwrite=True does not apply")
     run_dir = pathlib.Path(run_dir)
-    spec, state, history, done = restore(run_dir)
+    spec = rundir.read_spec(run_dir)
     if output.tensorboard:
         rundir.TensorBoard.check()
-    return _execute(spec, run_dir, output, execution, restored=(state, history, done))
-
+    with rundir.locked(run_dir):
+        restored = (None if rundir.latest_checkpoint(run_dir) is None
+                    else rundir.restore_checkpoint(run_dir, spec))
+        if restored is not None and restored[2] >= spec.config.num_updates:
+            state, history, done = restored
+            return Result(run_dir=run_dir, spec=spec, state=state, metrics=history,
+                          updates_done=done)
+        return _execute(spec, run_dir, output, execution, restored=restored)

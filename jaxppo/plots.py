@@ -197,9 +197,12 @@ def plot_run(result) -> dict[str, pathlib.Path]:
 
     plots_dir = pathlib.Path(result.run_dir) / rundir.PLOTS
     config = result.spec.config
+    diverged = len(result.divergences())
+    # A diverged run's curve stops where it diverged; the title counts them.
+    note = f" ({diverged} of {result.spec.num_runs} runs diverged)" if diverged else ""
     out = {"learning curve": learning_curves(
-        result.env_steps(), result.metrics["episode_return"], result.setting_labels(),
-        f"PPO on {config.env_id}", plots_dir / rundir.LEARNING_CURVE)}
+        result.env_steps(), rundir.healthy_returns(result.metrics), result.setting_labels(),
+        f"PPO on {config.env_id}{note}", plots_dir / rundir.LEARNING_CURVE)}
     if result.spec.settings:
         out["sweep plot"] = sweep_plot(
             {k: list(v) for k, v in result.spec.settings.items()}, result.final_returns(),

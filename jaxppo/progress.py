@@ -7,8 +7,9 @@ piped to a file, a batch job's log) one plain line per chunk, which keeps its ti
     CartPole-v1: update 20/976, 10,240/499,712 env steps per run x 8 runs, 65,536 env
     steps/s over all runs, IQM return 23.4, 4:03 left            (one line)
 
-`interrupt_flag` turns the first Ctrl-C into a request to stop after the chunk running (the
-runner then saves a checkpoint); a second Ctrl-C interrupts at once.
+`interrupt_flag` turns the first Ctrl-C into a request to stop after the chunk running, or
+before the first when it comes while compiling (the runner then saves a checkpoint), and says
+so on stderr; a second Ctrl-C interrupts at once.
 """
 
 from __future__ import annotations
@@ -177,6 +178,10 @@ def interrupt_flag() -> Iterator[InterruptFlag]:
             signal.signal(signal.SIGINT, previous)
             raise KeyboardInterrupt
         flag.requested = True
+        # A compile can take minutes before the flag is read: say that it was heard.
+        with contextlib.suppress(Exception):  # stderr may be mid-write in the main thread
+            print("\nCtrl-C: stopping after the chunk (or the compile) running, with a "
+                  "checkpoint; press it again to stop at once", file=sys.stderr, flush=True)
 
     try:
         signal.signal(signal.SIGINT, handler)

@@ -2,6 +2,7 @@
 clear line and no traceback. Commands run in-process (sharing compiled programs)."""
 
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -102,6 +103,32 @@ def test_sweep_ranks_settings(tmp_path, capsys):
 def test_envs_lists_ids(capsys):
     code, text, _ = run_cli(capsys, "envs")
     assert code == 0 and "CartPole-v1" in text and "ProbeValue-v0" in text
+    # The one env that needs a network on first use says so.
+    assert ("  MNISTBandit-bsuite  (downloads the MNIST data set (to /tmp/mnist) on first use)"
+            in text.splitlines())
+    assert "  CartPole-v1" in text.splitlines()
+
+
+def test_an_env_whose_download_fails_exits_2_with_one_line(monkeypatch, capsys):
+    import urllib.error
+
+    from jaxppo import envs
+
+    envs.make("CartPole-v1")  # imports gymnax the way jaxppo does, before load_mnist below
+    from gymnax.utils import load_mnist
+
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError(OSError(-2, "Name or service not known"))
+
+    monkeypatch.setattr(load_mnist, "load_mnist", no_network)
+    # A fresh cache: an env made earlier, online, would come from it.
+    monkeypatch.setattr(envs, "make", functools.cache(envs.make.__wrapped__))
+    code, out, err = run_cli(capsys, "train", "--env", "MNISTBandit-bsuite")
+    assert code == 2 and "compiling" not in out
+    assert err == ("jaxppo train: error: env_id 'MNISTBandit-bsuite' could not be created: it "
+                   "downloads the MNIST data set (to /tmp/mnist) on first use, which failed "
+                   "([Errno -2] Name or service not known); run it once with network access "
+                   "or choose another env\n")
 
 
 def test_version(capsys):
@@ -142,9 +169,36 @@ def test_every_config_field_has_its_docstring_line_as_help():
 @pytest.mark.parametrize("argv, message", [
     (["train", "--learning-rat", "1e-3"], "did you mean --learning-rate"),
     (["train", "--num-envs", "four"], "--num-envs 'four': expected int"),
-    (["train", "--env", "CartPol-v1"], "unknown environment 'CartPol-v1'; did you mean"),
+    (["train", "--env", "CartPol-v1"], "--env 'CartPol-v1': unknown environment; did you mean"),
     (["train", "--learning-rate", "1e-3,3e-4"], "use `jaxppo sweep`"),
-    (["train", "--clip-eps", "-1"], "clip_eps"),
+    (["train", "--clip-eps", "-1"], "--clip-eps -1.0 is invalid: must be > 0"),
+    # Negative numbers in scientific notation are values, not flags.
+    (["train", "--learning-rate", "-1e-3"], "--learning-rate -0.001 is invalid: must be > 0"),
+    (["train", "--init-log-std", "-inf"], "--init-log-std -inf is invalid: must be finite"),
+    # Not "must be > 0": the reason is that it is not finite.
+    (["train", "--learning-rate", "inf"], "--learning-rate inf is invalid: must be finite"),
+    (["train", "--gamma", "nan"], "--gamma nan is invalid: must be finite"),
+    (["train", "--hidden-sizes", "64,,64"], "--hidden-sizes '64,,64': expected a "
+     "comma-separated list of integers, e.g. 64,64 (an empty item)"),
+    (["train", "--hidden-sizes", ""], "--hidden-sizes '': expected a comma-separated list"),
+    (["train", "--env", ""], "--env '': unknown environment"),  # not CartPole-v1's preset
+    (["train", "--activation", "gelu"], "--activation 'gelu' is invalid: must be one of"),
+    (["train", "--action-dist", "gaussian"], "--action-dist 'gaussian' is invalid: "
+     "CartPole-v1 has a discrete action space"),
+    (["train", "--seeds", "0"], "--seeds 0: expected an integer >= 1"),
+    (["sweep", "--chunk-updates", "-2"], "--chunk-updates -2: expected an integer >= 1"),
+    (["train", "--checkpoint-every", "0"], "--checkpoint-every 0: expected an integer >= 1"),
+    (["sweep", "--clip-eps", "0.1,-2e-1"], "--clip-eps -0.2 is invalid: must be > 0"),
+    # argparse's own mistakes: one line and a pointer to the help, not 27 lines of usage.
+    (["train", "--learning-rate"], "jaxppo train: error: argument --learning-rate: expected "
+     "one argument; see `jaxppo train --help`"),
+    (["train", "--seeds", "many"], "argument --seeds: invalid int value: 'many'"),
+    # Python 3.11's argparse turned this into an empty list, a TypeError later on.
+    (["train", "--num-envs=--"], "argument --num-envs: expected one argument, got '--'"),
+    (["train", "--normalize-obs=yes"], "--no-normalize-obs: ignored explicit argument 'yes'"),
+    (["eval"], "jaxppo eval: error: the following arguments are required: run_dir"),
+    (["fly"], "jaxppo: error: argument COMMAND: invalid choice: 'fly'"),
+    (["train", "two\nlines"], "unrecognized arguments: two\\nlines; see"),
     (["sweep", "--num-envs", "2,4"], "cannot sweep --num-envs: num_envs is a static field"),
     (["sweep", "--clip-eps", "0.1,,0.2"], "malformed list"),
     (["eval", "/nonexistent/run"], "run directory /nonexistent/run does not exist"),
@@ -166,7 +220,24 @@ def test_mistakes_exit_2_with_one_line(capsys, argv, message):
     _, err = capsys.readouterr()
     assert code == 2
     assert message in err
+    assert err.count("\n") == 1 and err.endswith("\n"), err  # one line
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("text, value", [
+    ("-1e-3", -1e-3), ("-1E+2", -100.0), ("-.5", -0.5), ("-2.", -2.0), ("-3", -3.0),
+    ("-inf", -np.inf), ("-1_000.5", -1000.5),
+])
+def test_negative_numbers_are_values_not_flags(text, value):
+    config, _ = config_of("--init-log-std", text)
+    assert config.init_log_std == value
+    config, _ = config_of(f"--init-log-std={text}")  # the form that always worked
+    assert config.init_log_std == value
+
+
+def test_a_hidden_size_list_parses_to_a_tuple():
+    config, _ = config_of("--hidden-sizes", "32, 16")
+    assert config.hidden_sizes == (32, 16)
 
 
 def test_existing_run_is_not_overwritten(trained, capsys):

@@ -7,6 +7,7 @@ one run's envs (`FAULT`), set in that run's env state after `init`.
 
 import functools
 import importlib
+import json
 
 import chex
 import jax
@@ -164,3 +165,32 @@ def test_divergence_cause_names_the_first_non_finite_quantity(loss, grad_norm, p
         mean=jnp.array([0.0, statistic], jnp.float32)))
     got = train_lib.divergence_cause(_info(loss, grad_norm), params, normalizers)
     assert int(got) == cause, train_lib.DIVERGENCE[int(got)]
+
+
+def test_the_runner_reports_a_diverged_setting_and_leaves_it_out(tmp_path, capsys):
+    """A learning rate of 1e30 throws the params far out within update 0: that setting's
+    runs are reported by name, their final return is None, and the aggregate is the others'."""
+    from jaxppo import cli, experiment
+
+    config = jaxppo.Config(num_envs=4, num_steps=16, total_timesteps=4 * 16 * 6,
+                           update_epochs=2, num_minibatches=2)
+    result = experiment.run(config, seeds=2, out=tmp_path / "run", progress=False,
+                            plots=False, space={"learning_rate": [2.5e-4, 1e30]})
+    assert [(d["setting"], d["seed"], d["update"]) for d in result.divergences()] == [
+        (1, 0, 0), (1, 1, 0)]
+    final = result.final_returns()
+    assert np.isfinite(final[0]).all() and np.isnan(final[1]).all()
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["runs_diverged"] == 2
+    cause = result.divergences()[0]["cause"]
+    assert cause in train_lib.DIVERGENCE[1:]
+    assert summary["diverged"][0] == (
+        f"setting 1 (learning_rate=1e+30), seed 0: diverged at update 0 ({cause})")
+    healthy, lost = summary["settings"]
+    assert healthy["runs_diverged"] == 0 and "aggregate" in healthy
+    assert lost["runs_diverged"] == 2 and lost["final_returns"] == [None, None]
+    assert "aggregate" not in lost
+    cli._print_run_table(result)
+    printed = capsys.readouterr().out
+    assert "2 of 4 runs diverged" in printed
+    assert "every run diverged" in printed

@@ -182,11 +182,94 @@ def test_resume_errors(finished_run, tmp_path):
     (bad / "config.json").write_text("{not json")
     with pytest.raises(experiment.RunError, match="not valid JSON"):
         experiment.resume(bad)
+    a_file = tmp_path / "README.md"
+    a_file.write_text("# not a run")
+    with pytest.raises(experiment.RunError, match="README.md is not a run directory: it is a "
+                       "file"):
+        experiment.resume(a_file)
     no_ckpt = tmp_path / "no_ckpt"
     no_ckpt.mkdir()
     (no_ckpt / "config.json").write_text((finished_run.run_dir / "config.json").read_text())
-    with pytest.raises(experiment.RunError, match="holds no checkpoint"):
-        experiment.resume(no_ckpt)
+    with pytest.raises(experiment.RunError, match="holds no checkpoint yet; `resume` trains"):
+        experiment.restore(no_ckpt)  # what eval and load read
+
+
+def _files(run_dir):
+    """Every file under ``run_dir`` but the lock (it names the last process to hold it):
+    relative path -> (bytes, mtime in ns)."""
+    return {str(p.relative_to(run_dir)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(run_dir.rglob("*")) if p.is_file() and p.name != rundir.LOCK_FILE}
+
+
+def test_resume_without_a_checkpoint_starts_from_the_beginning(finished_run, tmp_path):
+    """What a kill before the first checkpoint leaves (config.json, rows of metrics.csv, an
+    empty checkpoints/ with a temporary folder of an unfinished save): resume trains from
+    update 0, ends as the uninterrupted run bit for bit, and metrics.csv holds each row once."""
+    run_dir = tmp_path / "killed_early"
+    (run_dir / "checkpoints" / "3.orbax-checkpoint-tmp-1").mkdir(parents=True)
+    shutil.copy(finished_run.run_dir / "config.json", run_dir / "config.json")
+    rows = (finished_run.run_dir / "metrics.csv").read_text().splitlines(keepends=True)
+    (run_dir / "metrics.csv").write_text("".join(rows[:4]))  # header, half of chunk 1
+    assert rundir.latest_checkpoint(run_dir) is None
+    resumed = experiment.resume(run_dir, progress=False, plots=False)
+    assert resumed.finished and resumed.updates_run == 7
+    assert_same_run(resumed, finished_run)
+    assert (run_dir / "metrics.csv").read_bytes() == (
+        finished_run.run_dir / "metrics.csv").read_bytes()
+    # The writer deleted the unfinished save.
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["6", "7"]
+
+
+def test_ctrl_c_while_compiling_stops_before_the_first_chunk(finished_run, tmp_path,
+                                                             monkeypatch, capsys):
+    """A real SIGINT while the chunk compiles: it is acknowledged at once on stderr, no chunk
+    runs, the run returns interrupted with config.json and an empty metrics.csv (no
+    checkpoint: update 0 is config.json's); resume gives the uninterrupted run."""
+    compiled = experiment._compiled_chunk
+
+    def interrupt_then_compile(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return compiled(*args, **kwargs)
+
+    monkeypatch.setattr(experiment, "_compiled_chunk", interrupt_then_compile)
+    out = tmp_path / "compiling"
+    result = experiment.run(RUNNER_CONFIG, RUNNER_SEEDS, out, chunk_updates=RUNNER_CHUNK,
+                            checkpoint_every=1, progress=False, plots=False)
+    assert result.interrupted and result.updates_done == 0 and result.updates_run == 0
+    assert "Ctrl-C: stopping after the chunk (or the compile) running" in capsys.readouterr().err
+    assert rundir.latest_checkpoint(out) is None
+    assert rundir.read_metrics(out) == []
+    monkeypatch.setattr(experiment, "_compiled_chunk", compiled)
+    assert_same_run(experiment.resume(out, progress=False, plots=False), finished_run)
+    assert (out / "metrics.csv").read_bytes() == (
+        finished_run.run_dir / "metrics.csv").read_bytes()
+
+
+def test_resume_of_a_finished_run_changes_nothing(finished_run, tmp_path):
+    run_dir = _copy_run(finished_run.run_dir, tmp_path / "finished")
+    before = _files(run_dir)
+    result = experiment.resume(run_dir, progress=False)
+    assert result.finished and result.updates_done == 7 and result.updates_run == 0
+    assert not result.interrupted and result.paths == {}
+    assert_same_run(result, finished_run)
+    assert _files(run_dir) == before
+
+
+def test_config_json_edited_in_a_dynamic_field_is_refused(finished_run, tmp_path):
+    """learning_rate changed by hand: the checkpoint was written with another, and resuming
+    would not be the run that began; refused by name, nothing written."""
+    run_dir = _copy_run(finished_run.run_dir, tmp_path / "edited_lr")
+    shutil.rmtree(run_dir / "checkpoints" / "7")  # so that resume would train
+    data = json.loads((run_dir / "config.json").read_text())
+    written = data["config"]["learning_rate"]
+    data["config"]["learning_rate"] = 0.01
+    (run_dir / "config.json").write_text(json.dumps(data))
+    before = _files(run_dir)
+    with pytest.raises(experiment.RunError, match=(
+            f"config.json of .* says learning_rate=0.01 but checkpoint 6 was written with "
+            f"learning_rate={written!r}: a run resumes only with the config it began with")):
+        experiment.resume(run_dir, progress=False)
+    assert _files(run_dir) == before
 
 
 def _copy_run(src, dst):
@@ -250,7 +333,9 @@ def test_corrupt_checkpoint_is_refused(finished_run, tmp_path):
     for path in state_dir.rglob("*"):
         if path.is_file() and path.name != "commit_success.txt":
             path.write_bytes(b"garbage")
-    with pytest.raises(experiment.RunError, match="cannot (read|restore) checkpoint"):
+    with pytest.raises(experiment.RunError, match=(
+            "checkpoint 7 of .* is damaged or not a jaxppo checkpoint \\(.*\\); checkpoint 6 "
+            "may be intact: move .*checkpoints/7 away to resume from it")):
         experiment.resume(run_dir, progress=False)
 
 
@@ -371,7 +456,8 @@ def test_metrics_csv_columns_and_row_order(finished_run):
     assert header == ["setting", "seed", "update", "env_steps", "episode_return",
                       "episode_length", "episode_count", "total_loss", "policy_loss",
                       "value_loss", "entropy", "approx_kl", "clip_fraction", "grad_norm",
-                      "explained_variance", "ent_coef", "gradient_steps", "learning_rate"]
+                      "explained_variance", "ent_coef", "gradient_steps", "learning_rate",
+                      "divergence"]
     rows = rundir.read_metrics(finished_run.run_dir)
     order = [(r["setting"], r["seed"], r["update"]) for r in rows]
     chunks = [(0, 3), (3, 6), (6, 7)]
@@ -388,12 +474,7 @@ def test_metrics_csv_columns_and_row_order(finished_run):
         assert all(row[name] != "" for name in header if not name.startswith("episode_"))
 
 
-def test_no_finished_checkpoint_and_a_file_as_run_dir_are_refused(finished_run, tmp_path):
-    empty = tmp_path / "empty_checkpoints"
-    (empty / "checkpoints").mkdir(parents=True)
-    (empty / "config.json").write_text((finished_run.run_dir / "config.json").read_text())
-    with pytest.raises(experiment.RunError, match="checkpoints holds no finished checkpoint"):
-        experiment.resume(empty, progress=False)
+def test_a_file_as_run_dir_is_refused(finished_run, tmp_path):
     a_file = tmp_path / "a_file"
     a_file.write_text("not a directory")
     with pytest.raises(experiment.RunError, match="a_file exists and is not a directory"):
@@ -427,7 +508,8 @@ def test_summary_json_of_the_finished_run(finished_run):
     and the 2000 resamples hold (a, a) and (b, b), so the 95% interval is [min, max]."""
     summary = json.loads((finished_run.run_dir / "summary.json").read_text())
     assert {k: v for k, v in summary.items() if k != "settings"} == {
-        "updates_done": 7, "num_updates": 7, "env_steps_per_run": 112, "finished": True}
+        "updates_done": 7, "num_updates": 7, "env_steps_per_run": 112, "finished": True,
+        "runs_diverged": 0, "diverged": []}
     (entry,) = summary["settings"]
     assert (entry["setting"], entry["label"]) == (0, "config")
     a, b = finished_run.final_returns()[0]

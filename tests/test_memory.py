@@ -95,8 +95,9 @@ def test_cnn_counts_image_observations_and_conv_activations():
     # 8*3+3 = 27 and 8*1+1 = 9 -> 2 * (592 + 8200) + 36 = 17620 floats = 70480 B; Adam mu and
     # nu 140960 + its int32 count 4. Env states: 7 int32, brick_map 10x10 floats, 2 bools,
     # episode return and length: 28 + 400 + 2 + 8 = 438 B x 2 envs = 876. obs [2, 10, 10, 4]
-    # 3200; key 8; update_step, divergence, diverged_at 12; normalizers: obs mean/var [10, 10, 4] 800 + count 1, reward
-    # and value mean/var/count 6, discounted return [2] = 809 floats = 3236.
+    # 3200; key 8; update_step, divergence, diverged_at 12; normalizers: obs mean/var
+    # [10, 10, 4] 800 + count 1, reward and value mean/var/count 6, discounted return [2] =
+    # 809 floats = 3236.
     assert est.train_state == 70480 + 140964 + 876 + 3200 + 8 + 12 + 3236 == 218776
     # Transition per step and env: obs, final_obs 2 x 400 floats 3200, action 4, 4 floats 16,
     # terminated, truncated 2, episode_length 4 = 3226 B x 16 = 51616; GAE arrays 320; Batch

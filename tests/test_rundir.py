@@ -1,8 +1,13 @@
 """The run directory: file names, config.json, metrics.csv and summary.json by hand, the
-overwrite check. (Checkpoints and TensorBoard files are pinned with a real run in
-test_experiment.py.)"""
+overwrite check, the lock, writes that fail. (Checkpoints and TensorBoard files are pinned with
+a real run in test_experiment.py, faults in real processes in test_faults.py.)"""
 
+import errno
 import json
+import os
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -83,6 +88,27 @@ def _hand_metrics(shape, episode_return):
     return metrics
 
 
+def test_summary_names_a_diverged_run_and_leaves_it_out():
+    """Setting 1, seed 2 goes non-finite at update 2 (cause 2, the gradient): its final
+    return is null, its setting aggregates the other two seeds, its curve ends at update 2."""
+    spec = spec_lib.make_spec(RUNNER_CONFIG, {"learning_rate": [1e-3, 1e-2]}, seeds=3)
+    metrics = _hand_metrics((2, 3, 4), np.full((2, 3, 4), 3.0))
+    metrics["divergence"] = np.zeros((2, 3, 4), np.int32)
+    metrics["divergence"][1, 2, 2:] = 2
+    content = rundir.summary(spec, metrics, 4)
+    assert content["runs_diverged"] == 1
+    assert content["diverged"] == [
+        "setting 1 (learning_rate=0.01), seed 2: diverged at update 2 (non-finite gradient)"]
+    first, second = content["settings"]
+    assert first["runs_diverged"] == 0 and first["final_returns"] == [3.0, 3.0, 3.0]
+    assert second["final_returns"] == [3.0, 3.0, None]
+    assert second["diverged"] == [{"seed": 2, "update": 2, "cause": "non-finite gradient"}]
+    assert second["aggregate"] == stats.aggregate([3.0, 3.0])
+    curves = rundir.healthy_returns(metrics)
+    np.testing.assert_array_equal(np.isnan(curves[1, 2]), [False, False, True, True])
+    assert not np.isnan(curves[0]).any()
+
+
 def test_metrics_rows_of_a_sweep_by_hand(tmp_path):
     """2 settings x 2 seeds, updates [1, 3) of 4: rows setting, config.<field>, seed, update,
     env_steps = (update + 1) x 16, then the metrics; a NaN is an empty cell."""
@@ -111,12 +137,13 @@ def test_summary_of_a_partial_sweep_by_hand(tmp_path):
     nan = np.nan
     returns = np.array([[[1.0, 2.0, 3.0, 4.0], [2.0, 2.0, 2.0, 2.0], [nan, nan, 6.0, nan]],
                         [[nan, nan, nan, nan], [0.0, 1.0, nan, 3.0], [5.0, 5.0, 5.0, 5.0]]])
-    metrics = _hand_metrics((2, 3, 4), returns)
+    metrics = {**_hand_metrics((2, 3, 4), returns), "divergence": np.zeros((2, 3, 4), np.int32)}
     path = rundir.write_summary(tmp_path, rundir.summary(spec, metrics, 4))
     assert path == tmp_path / "summary.json"
     summary = json.loads(path.read_text())
     assert {k: v for k, v in summary.items() if k != "settings"} == {
-        "updates_done": 4, "num_updates": 7, "env_steps_per_run": 4 * 16, "finished": False}
+        "updates_done": 4, "num_updates": 7, "env_steps_per_run": 4 * 16, "finished": False,
+        "runs_diverged": 0, "diverged": []}
     first, second = summary["settings"]
     assert (first["setting"], first["label"], first["learning_rate"]) == (
         0, "learning_rate=0.001", 0.001)
@@ -149,3 +176,103 @@ def test_reliability_needs_every_final_return_and_two_updates():
     # Worst of 2 final scores (CVaR 5%, at least one run): 3.
     report = rundir.reliability(curves, np.array([4.0, 3.0]))
     assert report["risk_across_runs"] == 3.0
+
+
+def test_a_file_or_a_mistyped_config_json_is_refused_by_name(tmp_path):
+    (tmp_path / "README.md").write_text("# notes")
+    with pytest.raises(spec_lib.RunError, match="README.md is not a run directory: it is a "
+                       "file"):
+        rundir.read_spec(tmp_path / "README.md")
+    data = spec_lib.make_spec(RUNNER_CONFIG, seeds=2).to_json()
+    for edit, message in (([1, 2], "holds a JSON list, not an object"),
+                          ({**data, "config": [1]}, "config=\\[1\\] is invalid: must be an "
+                           "object"),
+                          ({**data, "seeds": "x"}, "seeds='x' is invalid: must be an integer"),
+                          ({**data, "seed": 1.5}, "seed=1.5 is invalid: must be an integer")):
+        (tmp_path / "config.json").write_text(json.dumps(edit))
+        with pytest.raises(spec_lib.RunError, match=message):
+            rundir.read_spec(tmp_path)
+
+
+def test_lock_refuses_a_second_holder_and_outlives_no_process(tmp_path):
+    """While one holder has the lock, another (here a second open of the file, as another
+    process does) is refused naming the holder's pid, and `check_new` refuses the directory
+    even with overwrite; released, it is free again. A lock file left by a dead process
+    (its pid in the file, no kernel lock) is taken over."""
+    run_dir = tmp_path / "run"
+    with rundir.locked(run_dir):
+        assert (run_dir / ".lock").read_text() == f"{os.getpid()}\n"
+        assert rundir.lock_holder(run_dir) == f"process {os.getpid()}"
+        with pytest.raises(spec_lib.RunError, match=f"run is in use by process {os.getpid()} "
+                           "\\(its lock .*\\.lock\\); wait for it to end or stop it"), \
+                rundir.locked(run_dir):
+            pass
+        with pytest.raises(spec_lib.RunError, match="in use by process"):
+            rundir.check_new(run_dir, overwrite=True)
+    assert rundir.lock_holder(run_dir) is None
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    (run_dir / ".lock").write_text(f"{dead}\n")
+    assert rundir.lock_holder(run_dir) is None
+    rundir.check_new(run_dir, overwrite=False)  # the lock file alone is not "files"
+    with rundir.locked(run_dir):
+        assert (run_dir / ".lock").read_text() == f"{os.getpid()}\n"
+
+
+def test_prepare_keeps_the_lock_file(tmp_path):
+    out = tmp_path / "run"
+    with rundir.locked(out):
+        (out / "old.csv").write_text("x")
+        rundir.prepare(out, overwrite=True)
+        assert [p.name for p in out.iterdir()] == [".lock"]
+
+
+def _disk_full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_failed_replace_keeps_the_previous_file(tmp_path, monkeypatch):
+    """summary.json (config.json, eval.json and a rewritten metrics.csv alike) is replaced
+    whole: a disk that fills while writing it leaves the previous file and no temporary
+    one, and the error is one line naming the file."""
+    path = rundir.write_summary(tmp_path, {"updates_done": 3})
+    monkeypatch.setattr(os, "fsync", _disk_full)
+    with pytest.raises(rundir.WriteError, match=(
+            "^cannot write .*summary.json: OSError: \\[Errno 28\\] No space left on device$")):
+        rundir.write_summary(tmp_path, {"updates_done": 6})
+    assert json.loads(path.read_text()) == {"updates_done": 3}
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_a_failed_append_leaves_whole_rows(tmp_path, monkeypatch):
+    """An append to metrics.csv that fails after writing part of its rows (a full disk) is
+    cut back: the file holds the rows it held, whole."""
+    spec = spec_lib.make_spec(RUNNER_CONFIG, seeds=2)
+    metrics = _hand_metrics((1, 2, 4), np.full((1, 2, 4), 7.5))
+    rundir.write_metrics(tmp_path, spec, metrics, 0, 2, fresh=True)
+    before = (tmp_path / "metrics.csv").read_bytes()
+    real_open = pathlib.Path.open
+
+    class HalfFull:
+        """A file that takes 10 bytes and then reports a full disk."""
+
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, text):
+            self.f.write(text[:10])
+            self.f.flush()
+            _disk_full()
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(pathlib.Path, "open", lambda self, mode="r", **kw: HalfFull(
+        real_open(self, mode, **kw)) if "a" in mode else real_open(self, mode, **kw))
+    with pytest.raises(rundir.WriteError, match="cannot write .*metrics.csv: OSError: "
+                       "\\[Errno 28\\]"):
+        rundir.write_metrics(tmp_path, spec, metrics, 2, 4)
+    assert (tmp_path / "metrics.csv").read_bytes() == before
