@@ -425,3 +425,14 @@ def test_multi_categorical_action_without_component_axis_raises():
     message = "action [..., 4] does not match nvec (3, 2): expected [..., 2]"
     with pytest.raises(ValueError, match=re.escape(message)):
         dist.log_prob(jnp.zeros(4, dtype=jnp.int32))
+
+
+def test_multi_categorical_accepts_a_component_with_one_action():
+    # nvec (1, 3): the first component has one action, p = 1, so log p = 0 and H = 0; the
+    # joint is the second component alone: logits [0, 0, ln 2] -> p = [1/4, 1/4, 1/2],
+    # log p(0, 2) = -ln 2, H = 2 * 1/4 ln 4 + 1/2 ln 2 = 1.5 ln 2 = 1.03972077.
+    dist = distributions.MultiCategorical.from_logits(
+        jnp.float32([5.0, 0.0, 0.0, math.log(2.0)]), (1, 3))
+    chex.assert_trees_all_close(dist.log_prob(jnp.int32([0, 2])), -math.log(2.0), rtol=1e-6)
+    chex.assert_trees_all_close(dist.entropy(), 1.5 * math.log(2.0), rtol=1e-6)
+    chex.assert_trees_all_equal(dist.mode(), jnp.int32([0, 2]))

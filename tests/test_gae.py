@@ -201,3 +201,21 @@ def test_two_dimensional_input_raises():
 def test_mismatched_lengths_raise():
     with pytest.raises(AssertionError):
         _gae([1.0, 2.0], [0.0, 0.0, 0.0], [0.0, 0.0], [0, 0], [0, 0])
+
+
+@pytest.mark.parametrize("flag_dtype", [bool, jnp.float32], ids=["bool", "float32"])
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16], ids=["float16", "bfloat16"])
+def test_half_precision_values_keep_their_dtype_with_any_flags(dtype, flag_dtype):
+    # The flags are cast to the values' dtype: a float32 or bool flag would otherwise promote
+    # the deltas to float32 and the scan's carry would change dtype (a trace error).
+    rewards, values, next_values, terminated, truncated = _random_trajectory(0)
+    assert terminated.any() and truncated.any()
+    half = [jnp.asarray(x, dtype) for x in (rewards, values, next_values)]
+    flags = [jnp.asarray(x, flag_dtype) for x in (terminated, truncated)]
+    # gamma and lambda as Python floats (weakly typed when traced), as a Config passes them.
+    advantages, returns = jax.jit(gae.gae)(*half, *flags, 0.97, 0.9)
+    assert advantages.dtype == dtype and returns.dtype == dtype
+    # Against the float64 loop on the half-precision inputs (8 to 11 significant bits).
+    ref_advantages, _ = _reference_gae(*[np.float64(np.float32(x)) for x in half],
+                                       terminated, truncated, 0.97, 0.9)
+    np.testing.assert_allclose(np.float32(advantages), ref_advantages, rtol=5e-2, atol=5e-2)

@@ -209,3 +209,34 @@ def test_normalize_advantages_mean_zero_std_one():
         np.float64(advantages)
     )
     chex.assert_trees_all_close(normalized, expected.astype(np.float32), rtol=1e-4, atol=1e-5)
+
+
+def test_normalize_advantages_of_a_constant_minibatch_is_zero_not_nan():
+    # std 0: (A - mean) / (0 + eps) = 0 / 1e-8 = 0; without eps it would be 0 / 0 = NaN.
+    normalized = losses.normalize_advantages(jnp.full(8, 3.0))
+    np.testing.assert_array_equal(normalized, np.zeros(8))
+
+
+def test_normalize_advantages_adds_eps_to_the_std():
+    # A = (0, 2e-8): mean 1e-8, std 1e-8, so (A - mean) / (1e-8 + 1e-8) = (-0.5, 0.5);
+    # eps left out gives (-1, 1), eps subtracted divides by 0.
+    normalized = losses.normalize_advantages(jnp.float32([0.0, 2e-8]))
+    chex.assert_trees_all_close(normalized, jnp.float32([-0.5, 0.5]), rtol=1e-5)
+
+
+def test_explained_variance_with_target_variance_below_one():
+    # t = (0, 1): Var(t) = 0.25 (in (0, 1], a number, not NaN); p = 0.5 t:
+    # Var(t - p) = Var(0.5 t) = 0.0625, so 1 - 0.0625 / 0.25 = 0.75.
+    targets = jnp.float32([0.0, 1.0])
+    chex.assert_trees_all_close(
+        losses.explained_variance(0.5 * targets, targets), 0.75, rtol=1e-6
+    )
+
+
+def test_clip_fraction_counts_only_ratios_strictly_outside_the_range():
+    # Ratios 1.25, 1 and 2 with eps = |1.25 - 1| computed by the same float32 ops, so the
+    # first sits exactly on the boundary: |r - 1| > eps for the last one only, 1 / 3.
+    log_prob = jnp.log(jnp.float32([1.25, 1.0, 2.0]))
+    boundary = jnp.abs(jnp.exp(log_prob[0]) - 1.0)
+    _, info = losses.policy_loss(log_prob, jnp.zeros(3), jnp.ones(3), boundary)
+    chex.assert_trees_all_close(info.clip_fraction, 1.0 / 3.0, rtol=1e-6)

@@ -173,3 +173,23 @@ def test_denormalize_is_x_times_std_plus_mean_and_inverts_normalize():
     np.testing.assert_allclose(normalize.denormalize(per_feature,
                                                      normalize.normalize(per_feature, x)),
                                x, rtol=1e-5, atol=1e-5)
+
+
+def test_a_constant_feature_normalizes_to_finite_values():
+    # Feature 1 is 0 in every sample: mean 0, var 0, std = sqrt(0 + 1e-8) = 1e-4. Its samples
+    # normalize to 0 and x = 1e-4 to 1e-4 / 1e-4 = 1 (var + 0 would give 0 / 0 and 1 / 0,
+    # var - 1e-8 the square root of a negative number).
+    samples = jnp.float32([[1.0, 0.0], [3.0, 0.0], [5.0, 0.0]])
+    stats = _merge(normalize.RunningStats.create((2,)), samples)
+    np.testing.assert_array_equal(stats.var[1], 0.0)
+    np.testing.assert_allclose(stats.std, [np.sqrt(8.0 / 3.0), 1e-4], rtol=1e-6)
+    out = normalize.normalize(stats, jnp.concatenate([samples, jnp.float32([[3.0, 1e-4]])]))
+    np.testing.assert_array_equal(out[:3, 1], [0.0, 0.0, 0.0])
+    np.testing.assert_allclose(out[3], [0.0, 1.0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(normalize.denormalize(stats, out)[3], [3.0, 1e-4], rtol=1e-5)
+
+
+def test_scale_rewards_with_zero_return_variance_stays_finite():
+    # Var[R] = 0: r / sqrt(0 + 1e-8) = r / 1e-4, so 2e-4 -> 2 and 0 -> 0.
+    scaled = normalize.scale_rewards(_stats(1.0, 0.0, 10.0), jnp.float32([2e-4, 0.0]))
+    np.testing.assert_allclose(scaled, [2.0, 0.0], rtol=1e-5)

@@ -47,14 +47,18 @@ def _run_optimizer(config, grads, rates=None):
     return params
 
 
-def _reference(grads, learning_rates, max_grad_norm, eps, clip=True):
-    """Global-norm clip then bias-corrected Adam, by hand in float64 numpy."""
+def _reference(grads, learning_rates, max_grad_norm, eps, clip=True, norm_type="l2"):
+    """Global-norm clip (L2, or the largest |entry| with norm_type "max") then
+    bias-corrected Adam, by hand in float64 numpy."""
     params = {k: np.float64(v) for k, v in _params().items()}
     m = {k: np.zeros_like(v) for k, v in params.items()}
     v = {k: np.zeros_like(p) for k, p in params.items()}
     for t, (g, lr) in enumerate(zip(grads, learning_rates, strict=True), start=1):
         g = {k: np.float64(x) for k, x in g.items()}
-        norm = np.sqrt(sum(np.sum(x**2) for x in g.values()))
+        if norm_type == "max":
+            norm = max(np.max(np.abs(x)) for x in g.values())
+        else:
+            norm = np.sqrt(sum(np.sum(x**2) for x in g.values()))
         if clip and norm >= max_grad_norm:
             g = {k: x / norm * max_grad_norm for k, x in g.items()}
         for k in params:
@@ -82,6 +86,24 @@ def test_make_optimizer_is_global_norm_clip_then_adam(scale, clipped):
     # The clip changes the result exactly when some norm exceeds max_grad_norm.
     unclipped = _reference(grads, [0.1] * 3, max_grad_norm=0.5, eps=1e-5, clip=False)
     differs = not all(np.allclose(expected[k], unclipped[k], rtol=1e-5) for k in expected)
+    assert differs == clipped
+
+
+@pytest.mark.parametrize(("scale", "clipped"), [(3.0, True), (0.02, False)])
+def test_make_optimizer_with_max_norm_clips_the_largest_entry_then_adam(scale, clipped):
+    grads = _grads(scale)
+    # Largest |entries| are about 2 * 3 * k for scale 3 and 2 * 0.02 * k for scale 0.02;
+    # each clipped step is scaled by 0.5 / its own largest |entry|.
+    largest = [max(np.max(np.abs(x)) for x in g.values()) for g in grads]
+    assert all((n > 0.5) == clipped for n in largest)
+    config = jaxppo.Config(anneal_lr=False, learning_rate=0.1, max_grad_norm=0.5,
+                           adam_eps=1e-5, grad_norm_type="max")
+    params = _run_optimizer(config, grads)
+    expected = _reference(grads, [0.1] * 3, 0.5, 1e-5, norm_type="max")
+    chex.assert_trees_all_close(params, expected, rtol=1e-5, atol=1e-6)
+    # Not the L2 clip: with the same gradients it ends elsewhere exactly when clipping.
+    l2 = _reference(grads, [0.1] * 3, 0.5, 1e-5)
+    differs = not all(np.allclose(expected[k], l2[k], rtol=1e-5) for k in expected)
     assert differs == clipped
 
 

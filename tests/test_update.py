@@ -23,6 +23,7 @@ from jax.flatten_util import ravel_pytree
 
 import jaxppo
 from jaxppo import envs, gae, losses, networks, normalize, rollout, update
+from jaxppo import policy as policy_lib
 
 train_lib = importlib.import_module("jaxppo.train")  # the module; jaxppo.train is the function
 
@@ -129,6 +130,38 @@ def test_total_loss_weights_the_value_loss_by_vf_coef(net):
     np.testing.assert_allclose(info.total_loss, total, rtol=1e-7)
 
 
+def test_entropy_bonus_is_the_mean_entropy_over_the_minibatch(net):
+    # B = 8 samples, ratio 1, A = 2, V = R, and the update's ent_coef 0.5 (not the config's
+    # 0.01): total = -2 + 0 - 0.5 * mean(H), each H at most ln 2 = 0.693 (two actions); a sum
+    # over the minibatch would be 8 times the mean.
+    batch = _minibatch(net, jnp.ones(8), 2.0)
+    total, info = update.loss(net[1], net[0], PLAIN, batch, jnp.float32(0.5))
+    dist, _ = networks.apply(net[0], net[1], PLAIN, batch.obs)
+    per_sample = np.asarray(dist.entropy(), np.float64)
+    assert per_sample.shape == (8,) and np.ptp(per_sample) > 0
+    assert per_sample.max() <= np.log(2)
+    np.testing.assert_allclose(info.entropy, per_sample.mean(), rtol=1e-5)
+    np.testing.assert_allclose(total, -2.0 - 0.5 * per_sample.mean(), rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [
+        # ent_coef 0.04 -> 0.01 over U = 4 updates (8 x 16 env steps, 16 per update), f = k / 4.
+        ("constant", [0.04, 0.04, 0.04, 0.04]),
+        ("linear", [0.04, 0.0325, 0.025, 0.0175]),  # 0.04 + (0.01 - 0.04) * f
+        ("exponential", [0.04, 0.04 * 0.25**0.25, 0.02, 0.04 * 0.25**0.75]),  # 0.04 * 0.25^f
+    ],
+)
+def test_entropy_coefficient_of_each_update(schedule, expected):
+    config = CONFIG.replace(total_timesteps=64, ent_schedule=schedule, ent_coef=0.04,
+                            ent_coef_end=0.01)
+    assert config.num_updates == 4
+    got = [update.entropy_coefficient(config, k) for k in range(4)]
+    assert all(g.dtype == jnp.float32 for g in got)
+    np.testing.assert_allclose(np.float64(got), expected, rtol=1e-6)
+
+
 # --- One minibatch step: KL early stop and the gradient-norm metric -------------------------
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -183,6 +216,21 @@ def test_kl_early_stop_is_sticky(net):
     carry, out, _, taken = _step(net, config, batch, False)
     assert bool(taken) and not bool(out.stopped)
     assert not np.allclose(out.params, carry.params)
+
+
+def test_kl_early_stop_takes_a_step_whose_kl_equals_target_kl(net):
+    # Stop when approx_kl > target_kl, strictly: at target_kl equal to this program's own
+    # float32 approx_kl the step is taken; one float32 below it, skipped.
+    batch = _minibatch(net, KL_RATIOS, [1.0, -1.0, 0.5, 2.0])
+    config = PLAIN.replace(kl_early_stop=True, learning_rate=1e-2)
+    _, _, info, _ = _step(net, config.replace(target_kl=0.1), batch, False)
+    kl = np.float32(info.approx_kl)
+    np.testing.assert_allclose(kl, KL, rtol=1e-5)
+    _, out, _, taken = _step(net, config.replace(target_kl=float(kl)), batch, False)
+    assert bool(taken) and not bool(out.stopped)
+    below = float(np.nextafter(kl, np.float32(0.0)))
+    _, out, _, taken = _step(net, config.replace(target_kl=below), batch, False)
+    assert not bool(taken) and bool(out.stopped)
 
 
 def test_grad_norm_is_the_raw_gradients_norm(net):
@@ -246,6 +294,110 @@ def test_update_info_averages_only_the_steps_taken(net):
     np.testing.assert_allclose(info.grad_norm, optax.tree.norm(grads), rtol=1e-5)
 
 
+def _update(config, net, batch, key=3, learning_rate=None):
+    """`update.update` from ``net``'s params and a fresh Adam state; (carry out, info)."""
+    data = update.UpdateData(_transitions(net), jnp.zeros((4, 4)), _normalizers())
+    optimizer = update.make_optimizer(config)
+    carry = update.OptCarry(net[1], optimizer.init(net[1]), jnp.array(False))
+    return update.update(config, net[0], optimizer, carry, data, batch, jax.random.key(key),
+                         learning_rate=learning_rate)
+
+
+def test_update_info_is_the_mean_over_several_steps_taken(net):
+    # Learning rate 0, so every step sees the same params: 2 epochs x 2 minibatches of 8, each
+    # epoch a partition of the 16 transitions. Ratio 1 and A_i = i (no normalization): a
+    # step's policy loss is -mean(A) over its minibatch and the mean over the 4 steps
+    # -mean(0..15) = -7.5 (a sum: -30). V - R = 1 or 2, half each: a step's value loss is
+    # 0.5 * mean((V - R)^2) over its samples, the mean over the steps 0.5 * 2.5 = 1.25.
+    advantage = jnp.arange(16.0).reshape(4, 4)
+    shift = jnp.tile(jnp.float32([-1.0, -2.0]), (4, 2))
+    batch = _minibatch(net, jnp.ones((4, 4)), advantage, target_shift=shift)
+    config = PLAIN.replace(ent_coef=0.01)
+    out, info = _update(config, net, batch, learning_rate=jnp.float32(0.0))
+    assert int(info.gradient_steps) == 4
+    chex.assert_trees_all_equal(out.params, net[1])  # the rate given, not the config's
+    np.testing.assert_allclose(info.policy_loss, -7.5, rtol=1e-5)
+    np.testing.assert_allclose(info.value_loss, 1.25, rtol=1e-5)
+    # The steps' own values differ (else any one of them would pass for the mean).
+    keys = jax.random.split(jax.random.key(3), 2)
+    steps = [jax.tree.map(lambda x, m=m: x[m], update.shuffle_minibatches(batch, k, config))
+             for k in keys for m in range(2)]
+    per_step = [jax.grad(update.loss, has_aux=True)(net[1], net[0], config, mb) for mb in steps]
+    policy_losses = [float(i.policy_loss) for _, i in per_step]
+    assert np.ptp(policy_losses) > 0.1
+    # Entropy, KL and clip fraction are means of the same kind; grad_norm the mean of the
+    # four gradients' norms, and total = -7.5 + 0.5 * 1.25 - 0.01 * entropy.
+    dist, _ = networks.apply(net[0], net[1], config, batch.obs)
+    np.testing.assert_allclose(info.entropy, np.mean(np.float64(dist.entropy())), rtol=1e-5)
+    np.testing.assert_allclose(info.approx_kl, 0.0, atol=1e-6)
+    assert float(info.clip_fraction) == 0.0
+    np.testing.assert_allclose(info.grad_norm,
+                               np.mean([float(optax.tree.norm(g)) for g, _ in per_step]),
+                               rtol=1e-5)
+    np.testing.assert_allclose(info.total_loss, -7.5 + 0.5 * 1.25 - 0.01 * info.entropy,
+                               rtol=1e-5)
+
+
+def test_update_info_is_zero_not_nan_when_no_step_is_taken(net):
+    # The first minibatch's approx_kl is already over target_kl, and the stop is sticky:
+    # 0 steps taken, so the means over them are 0 / max(0, 1) = 0 and the params stay.
+    config = PLAIN.replace(kl_early_stop=True, target_kl=1e-3, learning_rate=1e-2)
+    batch = _minibatch(net, jnp.tile(jnp.float32(KL_RATIOS), (4, 1)) ** 2, 1.0)
+    out, info = _update(config, net, batch)
+    assert int(info.gradient_steps) == 0
+    for name in ("total_loss", "policy_loss", "value_loss", "entropy", "approx_kl",
+                 "clip_fraction", "grad_norm"):
+        assert float(getattr(info, name)) == 0.0, name
+    chex.assert_trees_all_equal(out.params, net[1])
+
+
+def _update_by_hand(config, net, data, batch, key, recompute_first):
+    """`update.update`'s epochs as a Python loop over `minibatch_step`; the batch of every
+    epoch after the first (and of the first with ``recompute_first``) is `training_batch`
+    from the params at the epoch's start. Returns the final params."""
+    network, params = net
+    optimizer = update.make_optimizer(config)
+    flat, unravel = ravel_pytree(params)
+    carry = update.OptCarry(flat, optimizer.init(flat), jnp.array(False))
+    step = jax.jit(functools.partial(update.minibatch_step, unravel=unravel, network=network,
+                                     config=config, optimizer=optimizer,
+                                     ent_coef=config.ent_coef,
+                                     learning_rate=config.learning_rate))
+    for epoch, epoch_key in enumerate(jax.random.split(key, config.update_epochs)):
+        if epoch > 0 or recompute_first:
+            batch = update.training_batch(config, network, unravel(carry.params), data)
+        minibatches = update.shuffle_minibatches(batch, epoch_key, config)
+        for m in range(config.num_minibatches):
+            carry, _ = step(carry, jax.tree.map(lambda x, m=m: x[m], minibatches))
+    return unravel(carry.params)
+
+
+def test_update_recomputes_advantages_after_the_first_epoch_only(net):
+    # The rollout's batch has GAE from its own stored values (random here), so it differs
+    # from what the critic gives: the first epoch must train on it, the second on the batch
+    # recomputed from the critic after the first.
+    network, params = net
+    config = CONFIG.replace(recompute_advantages=True, learning_rate=1e-2)
+    tr = _transitions(net)
+    data = update.UpdateData(tr, tr.reward, _normalizers())
+    policy = policy_lib.Policy(params, data.normalizers)
+    batch = update.make_batch(config, data,
+                              *update.advantages(config, network, policy, data, tr.value))
+    from_critic = update.training_batch(config, network, params, data)
+    assert not np.allclose(batch.advantage, from_critic.advantage, atol=1e-2)
+    optimizer = update.make_optimizer(config)
+    carry = update.OptCarry(params, optimizer.init(params), jnp.array(False))
+    key = jax.random.key(4)
+    out, info = update.update(config, network, optimizer, carry, data, batch, key)
+    assert int(info.gradient_steps) == 4
+    expected = _update_by_hand(config, net, data, batch, key, recompute_first=False)
+    chex.assert_trees_all_close(out.params, expected, rtol=1e-5, atol=1e-6)
+    # Recomputing in the first epoch too would end elsewhere: the check above can fail.
+    every = _update_by_hand(config, net, data, batch, key, recompute_first=True)
+    gap = np.abs(ravel_pytree(every)[0] - ravel_pytree(expected)[0]).max()
+    assert gap > 1e-4, gap
+
+
 # --- Building the batch: per-epoch GAE, normalized values -----------------------------------
 
 def _normalizers(value_mean=0.0, value_var=1.0):
@@ -254,11 +406,11 @@ def _normalizers(value_mean=0.0, value_var=1.0):
                                                       jnp.float32(value_var), jnp.float32(10)))
 
 
-def _transitions(net, key=11):
+def _transitions(net, key=11, obs_size=4):
     """A hand-made rollout [T=4, N=4] with random rewards, one termination, one truncation."""
     keys = jax.random.split(jax.random.key(key), 4)
-    obs = jax.random.normal(keys[0], (4, 4, 4))
-    final_obs = jax.random.normal(keys[1], (4, 4, 4))
+    obs = jax.random.normal(keys[0], (4, 4, obs_size))
+    final_obs = jax.random.normal(keys[1], (4, 4, obs_size))
     zeros = jnp.zeros((4, 4))
     terminated = zeros.astype(bool).at[1, 0].set(True)
     truncated = zeros.astype(bool).at[2, 3].set(True)
@@ -283,6 +435,35 @@ def test_training_batch_recomputes_gae_from_the_scaled_rewards(net):
     unscaled, _ = gae.batched_gae(tr.reward, value, next_value, tr.terminated, tr.truncated,
                                   CONFIG.gamma, CONFIG.gae_lambda)
     assert not np.allclose(got.advantage, unscaled, atol=1e-3)
+
+
+def test_recurrent_advantages_continue_from_the_carries_given():
+    """A recurrent critic reads V(final_obs_t) from the carry after obs_t: the rollout's own
+    (transitions.core) by default, the caller's when given (an epoch's recompute passes the
+    latest critic's)."""
+    config = jaxppo.Config(env_id="ProbeMemory-v0", core="gru", core_size=8,
+                           hidden_sizes=(16,), shuffle="trajectories", num_envs=4,
+                           num_steps=4, num_minibatches=2, total_timesteps=32)
+    env = envs.make(config.env_id)
+    network = networks.make(config, env)
+    params = networks.init(config, env, jax.random.key(0))
+    carry = networks.initial_carry(network, (4,))
+    own, other = (jax.tree.map(lambda x, k=k: jax.random.normal(k, (4, *x.shape)), carry)
+                  for k in jax.random.split(jax.random.key(1)))
+    tr = _transitions(None, obs_size=2).replace(start=jnp.zeros((4, 4), bool), core=own)
+    data = update.UpdateData(tr, tr.reward, _normalizers(), carry)
+    policy = policy_lib.Policy(params, data.normalizers)
+
+    def by_hand(core):
+        next_value = policy_lib.critic_value(config, network, policy, tr.final_obs, core)
+        return gae.batched_gae(tr.reward, tr.value, next_value, tr.terminated, tr.truncated,
+                               config.gamma, config.gae_lambda)
+
+    default = update.advantages(config, network, policy, data, tr.value)
+    chex.assert_trees_all_close(default, by_hand(own), rtol=1e-5, atol=1e-6)
+    given = update.advantages(config, network, policy, data, tr.value, other)
+    chex.assert_trees_all_close(given, by_hand(other), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(given[0], default[0], atol=1e-3)
 
 
 def test_make_batch_normalizes_old_values_and_targets(net):
@@ -349,6 +530,34 @@ def test_trajectory_shuffle_permutes_the_envs():
         first_envs |= set(envs_[0])
     assert len(orders) > 1  # different keys, different env orders
     assert first_envs == {0, 1, 2, 3}  # every env reaches the first minibatch
+
+
+def test_recurrent_shuffle_keeps_whole_sequences_with_their_carries():
+    # With start and core set the batch [T=3, N=4] is cut into [M=2, T, N / M = 2, ...]
+    # sequences whatever config.shuffle says: obs hold (t, n), and env n's carries (a pair,
+    # as an actor-critic GRU keeps, width 5) hold n and -n.
+    config = CONFIG.replace(num_minibatches=2, shuffle="transitions")
+    env_ids = jnp.tile(jnp.arange(4.0)[:, None], (1, 5))
+    batch = _index_batch(3, 4).replace(start=jnp.zeros((3, 4), bool).at[0, 1].set(True),
+                                       core=(env_ids, -env_ids))
+    orders = set()
+    for k in range(6):
+        out = update.shuffle_minibatches(batch, jax.random.key(k), config)
+        chex.assert_shape([out.obs, out.action_mask], (2, 3, 2, 2))
+        chex.assert_shape([out.action, out.start, out.advantage], (2, 3, 2))
+        chex.assert_shape(list(out.core), (2, 2, 5))
+        obs = np.asarray(out.obs).astype(int)
+        envs_ = obs[:, 0, :, 1]  # [M, N / M]: the env of each sequence
+        assert sorted(envs_.ravel().tolist()) == [0, 1, 2, 3]
+        orders.add(tuple(envs_.ravel().tolist()))
+        # Each sequence is one env in time order, its start flags and carries its own.
+        np.testing.assert_array_equal(obs[..., 1], np.broadcast_to(envs_[:, None], (2, 3, 2)))
+        np.testing.assert_array_equal(obs[..., 0],
+                                      np.broadcast_to(np.arange(3)[:, None], (2, 3, 2)))
+        np.testing.assert_array_equal(out.start, (obs[..., 1] == 1) & (obs[..., 0] == 0))
+        np.testing.assert_array_equal(out.core[0], np.repeat(envs_[..., None], 5, axis=-1))
+        np.testing.assert_array_equal(out.core[1], -np.repeat(envs_[..., None], 5, axis=-1))
+    assert len(orders) > 1  # the envs are permuted, differently per key
 
 
 @pytest.mark.parametrize("shuffle", ["transitions", "trajectories"])
