@@ -122,6 +122,27 @@ EQUIVALENT: dict[str, str] = {
     "distributions.MultiCategorical.mode: drop `.astype(...)` at `return «jnp.stack(modes, "
     "axis=-1).astype(jnp.int32)»`":
         "jnp.argmax already returns int32 (jax_enable_x64 off)",
+    "update.learning_rate_at: drop `asarray(...)` at `fraction = «jnp.asarray(update_step, "
+    "jnp.float32)» / config.num_updates`":
+        "the train loop's step is an int32 array, which / divides in float32 just the same; "
+        "a Python int step gives k / U in float64, the same rate to float32 rounding",
+    "update.entropy_coefficient: drop `asarray(...)` at `fraction = «jnp.asarray(update_step, "
+    "jnp.float32)» / config.num_updates`":
+        "as in learning_rate_at: an int32 step divides in float32 just the same, a Python int "
+        "step gives the same coefficient to float32 rounding",
+    "update.clip_by_global_max_norm.update_fn: `1e-12` -> `0.0` at `scale = jnp.minimum(1.0, "
+    "max_norm / jnp.maximum(norm, «1e-12»))`":
+        "max_grad_norm > 0 (Config refuses others): at norm 0, max_norm / 0 = inf and "
+        "min(1, inf) = 1, as with the guard; above 1e-12 nothing changes",
+    "update.shuffle_minibatches: `or` -> `and` at `if «batch.core is not None or batch.start "
+    "is not None»:`":
+        "start and core are set together (a recurrent policy's batch) or both None "
+        "(`Batch`), so `or` and `and` agree",
+    "update.shuffle_minibatches.split: `1` -> `2` at `return jnp.swapaxes(x, 0, «1»).reshape(m, "
+    "steps * (envs_ // m), *x.shape[3:])`":
+        "it regroups the shuffled envs in another fixed order, still N / M whole trajectories "
+        "in time order per minibatch; after a uniform random permutation the minibatches "
+        "have the same law (per key they differ)",
     "distributions.DiagGaussian.sample: `+` -> `-` at `return «self.mean + "
     "jnp.exp(self._log_std()) * noise»`":
         "N(0, I) noise is symmetric: mean - std * eps has the same law as mean + std * eps "

@@ -107,6 +107,19 @@ def test_make_optimizer_with_max_norm_clips_the_largest_entry_then_adam(scale, c
     assert differs == clipped
 
 
+def test_max_norm_clip_takes_the_largest_entry_over_every_leaf():
+    # The largest |entry| of the whole tree is |-4| in the second leaf: scale 2 / 4 = 0.5 for
+    # every entry (the first leaf's own largest, 0.3, would leave the tree as it is).
+    clip = update.clip_by_global_max_norm(2.0)
+    grads = {"w": jnp.float32([[0.3, -0.1]]), "b": jnp.float32([-4.0, 1.0])}
+    out, _ = clip.update(grads, clip.init(grads))
+    chex.assert_trees_all_close(out, {"w": jnp.float32([[0.15, -0.05]]),
+                                      "b": jnp.float32([-2.0, 0.5])}, rtol=1e-6)
+    # At or under the bound nothing changes: scale min(1, 2 / 2) = 1.
+    within = {"w": jnp.float32([[2.0, -0.1]]), "b": jnp.float32([-1.0, 1.0])}
+    chex.assert_trees_all_equal(clip.update(within, clip.init(within))[0], within)
+
+
 def test_adam_eps_is_taken_from_config():
     # Gradients ~1e-6: the first Adam step is -lr * g / (|g| + eps), about -0.09 lr with
     # eps = 1e-5 and about -0.99 lr with eps = 1e-8.
@@ -126,15 +139,18 @@ def test_adam_eps_is_taken_from_config():
 def test_learning_rate_anneals_linearly_over_updates():
     config = jaxppo.Config(anneal_lr=True, learning_rate=0.1, **SMALL)
     assert config.num_updates == 10  # 320 // 32
-    rates = [float(update.learning_rate_at(config, k)) for k in (0, 1, 5, 9)]
+    rates = [update.learning_rate_at(config, k) for k in (0, 1, 5, 9)]
+    assert all(rate.dtype == jnp.float32 for rate in rates)  # the metric's dtype
     # 0.1 * (1 - k / 10): the first update's rate is the config's, the last one's 0.1 / 10.
-    np.testing.assert_allclose(rates, [0.1, 0.09, 0.05, 0.01], rtol=1e-6)
+    np.testing.assert_allclose(np.float64(rates), [0.1, 0.09, 0.05, 0.01], rtol=1e-6)
 
 
 def test_learning_rate_constant_without_annealing():
     config = jaxppo.Config(anneal_lr=False, learning_rate=0.1, **SMALL)
     for k in (0, 5, 9):
-        np.testing.assert_allclose(update.learning_rate_at(config, k), 0.1, rtol=1e-6)
+        rate = update.learning_rate_at(config, k)
+        assert rate.dtype == jnp.float32  # an array like the annealed rate, not a Python float
+        np.testing.assert_allclose(rate, 0.1, rtol=1e-6)
 
 
 def test_optimizer_steps_by_the_rate_it_is_given():

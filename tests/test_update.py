@@ -336,6 +336,7 @@ def test_update_info_is_the_mean_over_several_steps_taken(net):
                                rtol=1e-5)
     np.testing.assert_allclose(info.total_loss, -7.5 + 0.5 * 1.25 - 0.01 * info.entropy,
                                rtol=1e-5)
+    assert info.ent_coef.dtype == jnp.float32 and float(info.ent_coef) == np.float32(0.01)
 
 
 def test_update_info_is_zero_not_nan_when_no_step_is_taken(net):
