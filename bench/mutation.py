@@ -17,7 +17,7 @@ the original's or another mutant's is left out.
 The library is never touched: every module runs in a copy of jaxppo/ and the module's test
 files (with tests/conftest.py and pyproject.toml) in a temporary directory, imported through
 PYTHONPATH. A mutant is killed when its tests fail (pytest -x: the first failure stops it),
-fail to import, or run past the timeout (default 4 x the unmutated run, at least 60 s).
+fail to import, or run past the timeout (default 5 x the unmutated run, at least 120 s).
 Compiled XLA programs are kept in a persistent JAX cache shared by the mutants (keyed by the
 program, so a mutant that changes what is traced compiles afresh). A survivor is listed with
 whether it is judged equivalent (`EQUIVALENT`, with the reason) or a hole in the tests.
@@ -143,6 +143,10 @@ EQUIVALENT: dict[str, str] = {
         "it regroups the shuffled envs in another fixed order, still N / M whole trajectories "
         "in time order per minibatch; after a uniform random permutation the minibatches "
         "have the same law (per key they differ)",
+    "update.update: `1` -> `0` at `weights = taken / jnp.maximum(count, «1»)`":
+        "taken is bool, and XLA simplifies convert(taken) / y to select(taken, 1 / y, 0): "
+        "with no step taken the weights are 0, not 0 / 0 (test_update_info_is_zero_not_nan_"
+        "when_no_step_is_taken pins them)",
     "distributions.DiagGaussian.sample: `+` -> `-` at `return «self.mean + "
     "jnp.exp(self._log_std()) * noise»`":
         "N(0, I) noise is symmetric: mean - std * eps has the same law as mean + std * eps "
@@ -414,7 +418,7 @@ def run_module(module: str, selected: list[Mutant], timeout: float | None,
         baseline = run_tests(workdir, tests, 1800, cache)
         if baseline["status"] != "passed":
             raise SystemExit(f"mutation: {module}'s tests fail without a mutant: {baseline}")
-        limit = timeout or max(60.0, 4 * baseline["seconds"])
+        limit = timeout or max(120.0, 5 * baseline["seconds"])
         log(f"{module}: unmutated tests pass in {baseline['seconds']} s; "
             f"{len(selected)} mutants, {limit:.0f} s each at most")
         rows = []
@@ -490,8 +494,9 @@ def markdown(result: dict) -> list[str]:
         "",
         "Each mutant is one small change to one site of `jaxppo/<module>.py`, run against the "
         "module's own test files (`pytest -x` on a copy; `bench/mutation.py` lists the "
-        "operators). Score: killed / mutants; a survivor judged equivalent cannot be told "
-        "apart from the original by any test, the reason given.",
+        "operators). Score: killed / mutants. A survivor judged equivalent gives the "
+        "original's results on every input the library can pass it (a sampler: the same "
+        "law), the reason given; the others are holes in the tests.",
         "",
         "Commands: " + "; ".join(sorted({f"`{s['command']}`" for s in
                                          result["modules"].values()})) + ".",
@@ -514,6 +519,14 @@ def markdown(result: dict) -> list[str]:
             f"{s['survived']} | {s['equivalent']} | {100 * s['score']:.1f}% | "
             f"{100 * s['score_without_equivalent']:.1f}% | {s['run_s'] / 60:.1f} min | "
             f"{', '.join(s.get('loadavg', ['-']))} | {s.get('revision', '-')} |")
+    again = [r for name in MODULES for r in modules.get(name, {}).get("rows", [])
+             if r.get("rechecked")]
+    if again:
+        lines += ["", "Survivors rerun alone once a test was added for them (`--mutant ID "
+                  "--recheck`): " + "; ".join(
+                      f"{r['id']} on {r['rechecked']}: "
+                      + (f"killed by `{r['failed']}`" if r["killed"] else "survived")
+                      for r in again) + "."]
     lines += ["", "## Survivors", "",
               "| mutant | line | function | code | mutation | equivalent | why |",
               "|---|---:|---|---|---|---|---|"]
@@ -534,8 +547,11 @@ def main() -> None:
     parser.add_argument("--list", action="store_true", help="list the mutants, run nothing")
     parser.add_argument("--mutant", nargs="+", default=None,
                         help="run only these ids (module:NNN); prints, writes nothing")
+    parser.add_argument("--recheck", action="store_true",
+                        help="with --mutant: store each rerun in place of its row, marked "
+                             "with the code it ran on (a survivor a new test kills)")
     parser.add_argument("--timeout", type=float, default=None,
-                        help="seconds per mutant (default 4 x the unmutated run, >= 60)")
+                        help="seconds per mutant (default 5 x the unmutated run, >= 120)")
     parser.add_argument("--cache-dir", default=str(pathlib.Path(tempfile.gettempdir())
                                                    / "jaxppo-mutation-jax-cache"),
                         help="persistent JAX compilation cache shared by the mutants")
@@ -574,6 +590,20 @@ def main() -> None:
             f"{s['run_s'] / 60:.1f} min")
         if args.mutant is None:
             write(pathlib.Path(args.out), {name: s})  # each module as it finishes
+    if args.recheck and args.mutant:
+        recheck(pathlib.Path(args.out), summaries)
+
+
+def recheck(out: pathlib.Path, summaries: dict) -> None:
+    """Replace the stored rows of the rerun mutants by their reruns, each marked with the
+    code it ran on; the module's run time and load stay those of its full run."""
+    result = json.loads((out / "mutation.json").read_text())
+    for name, s in summaries.items():
+        stored = result["modules"][name]
+        for row in s["rows"]:
+            row["rechecked"] = s["revision"]
+            stored["rows"] = [row if r["id"] == row["id"] else r for r in stored["rows"]]
+    write(out, {name: result["modules"][name] for name in summaries})
 
 
 def write(out: pathlib.Path, summaries: dict) -> None:
