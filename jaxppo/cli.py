@@ -382,7 +382,7 @@ def _report(result) -> int:
 
 def _train(args, sweep: bool) -> int:
     from jaxppo import config as config_lib
-    from jaxppo import experiment, rundir
+    from jaxppo import experiment, memory, rundir
     from jaxppo import spec as spec_lib
 
     config, space = _config_from_args(args, sweep)
@@ -400,6 +400,7 @@ def _train(args, sweep: bool) -> int:
         raise ValueError(f"{_flag(error.field)} {config_lib.shown(error.value)} is invalid: "
                          f"{error.allowed}") from None
     rundir.check_new(out, args.overwrite)  # refused before "compiling..."
+    memory.check_fits(spec.config)
     plural = f"{seeds} seed{'' if seeds == 1 else 's'}"
     what = f"{spec.num_settings} settings x {plural}" if space else plural
     print(f"PPO on {config.env_id}: {what} x {config.num_updates} updates x "

@@ -314,8 +314,23 @@ def device_bytes(device=None) -> int:
     return host_available_bytes() // max(sharing, 1)
 
 
+@functools.lru_cache(maxsize=16)
+def _per_run(config: Config) -> int:
+    # The runner asks before compiling and again when it plans the calls: trace once.
+    return estimate(config).per_run
+
+
+def per_run_bytes(config: Config) -> int:
+    """``estimate(config).per_run``, remembered for the last few configs."""
+    try:
+        return _per_run(config)
+    except TypeError:  # a stacked config holds arrays, which do not hash
+        return estimate(config).per_run
+
+
 def runs_that_fit(config: Config, device=None, fraction: float = 0.8) -> int:
-    """How many runs of ``config`` one device holds in one call (at least 1).
+    """How many runs of ``config`` one device holds in one call (at least 1; `check_fits`
+    refuses a config of which not even one run fits).
 
     Args:
         config: one run's config.
@@ -323,7 +338,30 @@ def runs_that_fit(config: Config, device=None, fraction: float = 0.8) -> int:
         fraction: the share of the device's memory to plan for, leaving room for the
             program, other buffers and the estimate's error.
     """
-    return max(1, int(device_bytes(device) * fraction) // estimate(config).per_run)
+    return max(1, int(device_bytes(device) * fraction) // per_run_bytes(config))
+
+
+class TooLarge(ValueError):
+    """One run of a config needs more memory than a device has."""
+
+
+def _gib(count: int) -> str:
+    return f"{count / 2**30:,.1f} GiB" if count >= 2**30 else f"{count / 2**20:,.1f} MiB"
+
+
+def check_fits(config: Config, device=None) -> None:
+    """Refuse, before anything is built or compiled, a config of which one run needs more
+    memory than ``device`` has (`TooLarge`, one line naming the sizes that set it): a
+    mistyped width or batch would otherwise stall allocating, or die out of memory."""
+    device = jax.local_devices()[0] if device is None else device
+    need, have = per_run_bytes(config), device_bytes(device)
+    if need > have:
+        raise TooLarge(
+            f"one run of this config needs an estimated {_gib(need)} of memory, more than "
+            f"the {_gib(have)} {device} has free (hidden_sizes={tuple(config.hidden_sizes)}, "
+            f"num_envs={config.num_envs}, num_steps={config.num_steps}, "
+            f"num_minibatches={config.num_minibatches}); make the network or the batch "
+            f"smaller")
 
 
 class ChunkWarning(UserWarning):

@@ -116,6 +116,7 @@ def runs_per_call(config: Config, runs: int, devices: Sequence[Any],
     `memory.runs_that_fit` on each device, or ``max_runs_per_call``), rounded down to a
     multiple of the device count and never below one run per device."""
     count = len(devices)
+    memory.check_fits(config, local_device(devices))
     if max_runs_per_call is None:
         max_runs_per_call = memory.runs_that_fit(config, local_device(devices)) * count
     per_call = min(max_runs_per_call, -(-runs // count) * count)
@@ -133,7 +134,7 @@ def plan_calls(config: Config, runs: int, devices: Sequence[Any],
     if calls > 1:
         warnings.warn(
             f"{runs} runs do not fit in one call on {len(devices)} device(s) (estimated "
-            f"{memory.estimate(config).per_run / 2**20:.1f} MiB per run); running them in "
+            f"{memory.per_run_bytes(config) / 2**20:.1f} MiB per run); running them in "
             f"{calls} sequential calls of {per_call} runs", memory.ChunkWarning, stacklevel=3)
     return per_call, calls
 

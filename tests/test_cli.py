@@ -131,6 +131,17 @@ def test_an_env_whose_download_fails_exits_2_with_one_line(monkeypatch, capsys):
                    "or choose another env\n")
 
 
+def test_a_network_too_large_for_memory_exits_2_with_one_line_before_compiling(capsys,
+                                                                             tmp_path):
+    out_dir = tmp_path / "huge"
+    code, out, err = run_cli(capsys, "train", "--hidden-sizes", "99999999999",
+                             "--out", str(out_dir))
+    assert code == 2 and "compiling" not in out and not out_dir.exists()
+    assert err.count("\n") == 1
+    assert err.startswith("jaxppo train: error: one run of this config needs an estimated ")
+    assert "hidden_sizes=(99999999999,)" in err
+
+
 def test_version(capsys):
     """``jaxppo --version`` prints the package's version, in-process and as
     ``python -m jaxppo``."""

@@ -2,6 +2,7 @@
 chunked sweeps equal one call."""
 
 import importlib
+import re
 import warnings
 
 import jax
@@ -11,6 +12,7 @@ import pytest
 import jaxppo
 
 memory = importlib.import_module("jaxppo.memory")
+placement = importlib.import_module("jaxppo.placement")
 sweep_lib = importlib.import_module("jaxppo.sweep")  # the module; jaxppo.sweep is the function
 
 TINY = jaxppo.Config(num_envs=2, num_steps=8, total_timesteps=64, num_minibatches=2,
@@ -213,6 +215,25 @@ def test_runs_that_fit_uses_the_device_memory(monkeypatch):
     assert memory.runs_that_fit(LARGE) == 1  # at least one run, even when none fits
     monkeypatch.undo()
     assert memory.runs_that_fit(LARGE) >= 1
+
+
+def test_a_config_of_which_one_run_does_not_fit_is_refused_by_its_sizes(monkeypatch):
+    per_run = memory.estimate(LARGE).per_run
+    monkeypatch.setattr(memory, "device_bytes", lambda device=None: per_run)
+    memory.check_fits(LARGE)  # exactly the device's memory: fits
+    monkeypatch.setattr(memory, "device_bytes", lambda device=None: per_run - 1)
+    with pytest.raises(memory.TooLarge, match=r"^one run of this config needs an estimated "
+                       rf"[\d.,]+ MiB of memory, more than .* \(hidden_sizes="
+                       rf"{re.escape(str(tuple(LARGE.hidden_sizes)))}, num_envs="
+                       rf"{LARGE.num_envs},"):
+        memory.check_fits(LARGE)
+    # The sweep path asks before it lays anything out.
+    with pytest.raises(memory.TooLarge):
+        placement.runs_per_call(LARGE, 2, jax.devices()[:1])
+    monkeypatch.undo()
+    # A mistyped width: 10^11 units, 4 x 10^11 float32 weights in the first layer alone.
+    with pytest.raises(memory.TooLarge, match=r"needs an estimated [\d,]+\.\d GiB"):
+        memory.check_fits(TINY.replace(hidden_sizes=(10**11,)))
 
 
 @pytest.fixture(scope="module")
