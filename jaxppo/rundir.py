@@ -165,11 +165,11 @@ def _in_use(run_dir: pathlib.Path, holder: str) -> str:
 
 def _flock(fd: int, shared: bool = False) -> bool:
     """Take an advisory lock on ``fd`` without waiting; False when another process holds
-    one. Where fcntl is missing (Windows) nothing is locked."""
+    one. The kernel's flock where there is fcntl, else (Windows) `_msvcrt_lock`."""
     try:
         import fcntl
     except ImportError:
-        return True
+        return _msvcrt_lock(fd)
     try:
         fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -177,6 +177,57 @@ def _flock(fd: int, shared: bool = False) -> bool:
     except OSError:  # a filesystem without locks (some network mounts): run unlocked
         return True
     return True
+
+
+# Windows locks byte ranges, and a locked byte cannot be read by another process: the lock
+# sits far past the pid that .lock holds, so a refused process can still name the holder.
+_MSVCRT_LOCK_OFFSET = 2**30
+
+
+def _msvcrt_lock(fd: int) -> bool:
+    """One byte of ``fd`` locked with msvcrt, without waiting; False when another process
+    holds it. Windows has no shared lock, so `lock_holder`'s probe locks it for an instant
+    and lets it go (`_take_lock` retries over such an instant); Windows drops the lock of a
+    process that dies, as the kernel's flock does."""
+    try:
+        import msvcrt
+    except ImportError:  # neither fcntl nor msvcrt: run unlocked
+        return True
+    position = os.lseek(fd, 0, os.SEEK_CUR)
+    os.lseek(fd, _MSVCRT_LOCK_OFFSET, os.SEEK_SET)
+    try:
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+    except PermissionError:  # EACCES: another process holds the byte
+        return False
+    except OSError:  # a filesystem without locks: run unlocked
+        return True
+    finally:
+        os.lseek(fd, position, os.SEEK_SET)
+    return True
+
+
+def _msvcrt_unlock(fd: int) -> None:
+    import msvcrt
+
+    position = os.lseek(fd, 0, os.SEEK_CUR)
+    os.lseek(fd, _MSVCRT_LOCK_OFFSET, os.SEEK_SET)
+    try:
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+    finally:
+        os.lseek(fd, position, os.SEEK_SET)
+
+
+def _windows_locks() -> bool:
+    """Whether `_flock` locks with msvcrt (no fcntl here, and msvcrt is)."""
+    try:
+        import fcntl  # noqa: F401
+    except ImportError:
+        try:
+            import msvcrt  # noqa: F401
+        except ImportError:
+            return False
+        return True
+    return False
 
 
 def _take_lock(fd: int) -> bool:
@@ -204,7 +255,11 @@ def lock_holder(run_dir) -> str | None:
         return None
     try:
         # A shared lock for a moment: `locked` retries, so this probe never refuses it.
-        return None if _flock(fd, shared=True) else _holder_text(path)
+        if not _flock(fd, shared=True):
+            return _holder_text(path)
+        if _windows_locks():
+            _msvcrt_unlock(fd)  # its lock is exclusive: let it go at once
+        return None
     finally:
         os.close(fd)
 

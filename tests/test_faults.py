@@ -313,3 +313,58 @@ def test_an_existing_run_directory_is_refused_before_compiling(finished_run, cap
     assert err == (f"jaxppo train: error: {out} already holds files; pass overwrite=True "
                    "(--overwrite) to replace them, `resume` to continue that run, or choose "
                    "another directory\n")
+
+
+# Windows' msvcrt.locking, played by POSIX byte-range locks (fcntl.lockf): a locked range is
+# exclusive to one process (shared for a read-only probe), released when the process dies;
+# and `import fcntl` fails, as on Windows.
+_FAKE_MSVCRT = """
+import fcntl, os, sys, types
+
+def locking(fd, mode, nbytes):
+    at = os.lseek(fd, 0, os.SEEK_CUR)
+    if mode == 0:
+        fcntl.lockf(fd, fcntl.LOCK_UN, nbytes, at)
+        return
+    read_only = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY
+    try:
+        fcntl.lockf(fd, (fcntl.LOCK_SH if read_only else fcntl.LOCK_EX) | fcntl.LOCK_NB,
+                    nbytes, at)
+    except OSError:
+        raise PermissionError(13, "Permission denied") from None
+
+msvcrt = types.SimpleNamespace(LK_UNLCK=0, LK_NBLCK=2, locking=locking)
+"""
+_AS_ON_WINDOWS = 'sys.modules["msvcrt"] = msvcrt\nsys.modules["fcntl"] = None\n'
+
+
+
+def test_without_fcntl_the_run_directory_is_locked_with_msvcrt(tmp_path, monkeypatch):
+    """Where there is no fcntl (Windows), a run directory held by a live process is refused
+    naming its pid, which a refused process can read beside the locked byte; once the holder
+    is killed the directory is free."""
+    out = tmp_path / "run"
+    # jaxppo first: subprocess, which jax imports, takes a module named msvcrt for Windows.
+    holder = ("from jaxppo import rundir\nimport sys, time\n" + _FAKE_MSVCRT + _AS_ON_WINDOWS
+              + f"with rundir.locked({str(out)!r}):\n"
+              "    print('held', flush=True)\n    time.sleep(120)\n")
+    pytest.importorskip("fcntl")  # the stand-in for msvcrt is built on it
+    proc = subprocess.Popen([sys.executable, "-c", holder],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        fake = {}
+        exec(_FAKE_MSVCRT, fake)
+        monkeypatch.setitem(sys.modules, "msvcrt", fake["msvcrt"])
+        monkeypatch.setitem(sys.modules, "fcntl", None)
+        assert rundir._windows_locks()
+        assert rundir.lock_holder(out) == f"process {proc.pid}"
+        with (pytest.raises(rundir.RunError, match=f"is in use by process {proc.pid} "),
+              rundir.locked(out)):
+            pass
+    finally:
+        proc.kill()
+        proc.wait()
+    assert rundir.lock_holder(out) is None
+    with rundir.locked(out):
+        assert (out / ".lock").read_text() == f"{os.getpid()}\n"
