@@ -4,9 +4,9 @@
     python bench/guard.py --rounds 5 --cases cartpole-s8
 
 Every update ends with a finite-check of the loss, the gradient's norm, the new params and the
-normalizers, and a select that freezes a run that went non-finite (`train._guarded`). The
-unguarded program is the same `jaxppo.train` traced with the check replaced by "finite" and
-the select by the new state, so nothing else differs. Both are compiled first, then called in
+normalizers, and a select that freezes a run that went non-finite (`train.freeze_diverged`). The
+unguarded program is the same `jaxppo.train` traced with the check replaced by "finite" and the
+select by the new state, so nothing else differs. Both are compiled first, then called in
 alternating rounds (guarded, unguarded, guarded, ...) so that load on a shared machine falls on
 both alike; the figure is the ratio of their median run times. Compile time is recorded too.
 """
@@ -41,13 +41,13 @@ CASES = {
 def unguarded():
     """Trace `jaxppo.train` without the guard: every update counts as finite and keeps its
     new state."""
-    cause, guarded = train_lib.divergence_cause, train_lib._guarded
+    cause, guarded = train_lib.divergence_cause, train_lib.freeze_diverged
     train_lib.divergence_cause = lambda *args: jnp.zeros((), jnp.int32)
-    train_lib._guarded = lambda state, new, cause: new
+    train_lib.freeze_diverged = lambda state, new, cause: new
     try:
         yield
     finally:
-        train_lib.divergence_cause, train_lib._guarded = cause, guarded
+        train_lib.divergence_cause, train_lib.freeze_diverged = cause, guarded
 
 
 def compiled(config: jaxppo.Config, seeds: int, guard: bool):

@@ -4,11 +4,13 @@
     jaxppo eval runs/cartpole --episodes 100
     jaxppo resume runs/cartpole
     jaxppo sweep --env CartPole-v1 --learning-rate 1e-3,3e-4 --clip-eps 0.1,0.2 --seeds 4
+    jaxppo train --env CartPole-v1 --env-param gravity=12.0 --env-param masspole=0.2
     jaxppo envs
     jaxppo --version
 
 Every Config field is a flag (``--learning-rate``, ``--num-envs``, ``--normalize-obs`` /
-``--no-normalize-obs``, ...) with the field's documentation as help. A run starts from
+``--no-normalize-obs``, ...) with the field's documentation as help; ``env_params`` is
+``--env-param NAME=X``, once per parameter (``NAME=X,X...`` in a sweep). A run starts from
 `jaxppo.preset` of its env. Mistakes (an unknown flag, a bad value, a missing run directory, a
 checkpoint of another program) print one clear line, naming the flag or the value, and exit
 with status 2; a Ctrl-C saves a checkpoint and the metrics so far and exits with status 130.
@@ -121,6 +123,9 @@ def _add_config_flags(parser: argparse.ArgumentParser, sweep: bool) -> None:
     dynamic = set(config_lib.dynamic_fields())
     for field in dataclasses.fields(Config):
         name = field.name
+        if name == "env_params":
+            _add_env_param_flag(group, docs, sweep)
+            continue
         default = getattr(defaults, name)
         help_text = docs.get(name, "").replace("%", "%%")
         flags = [_flag(name)] + (["--env"] if name == "env_id" else [])
@@ -137,6 +142,49 @@ def _add_config_flags(parser: argparse.ArgumentParser, sweep: bool) -> None:
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         group.add_argument(*flags, dest=name, default=None, metavar=metavar,
                            help=f"{help_text} (default: {shown})")
+
+
+ENV_PARAM_FLAG = "--env-param"
+
+
+def _add_env_param_flag(group, docs: dict[str, str], sweep: bool) -> None:
+    group.add_argument(ENV_PARAM_FLAG, dest="env_param", action="append", default=None,
+                       metavar="NAME=X[,X...]" if sweep else "NAME=X",
+                       help=docs.get("env_params", "").replace("%", "%%") + "; once per "
+                       "parameter, e.g. --env-param gravity=12.0" + (
+                           " (a comma-separated list sweeps it)" if sweep else ""))
+
+
+def _env_params_from_args(texts: Sequence[str], sweep: bool
+                          ) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """(env params set, env params swept as "env_params.NAME" -> values) from the
+    ``--env-param NAME=X[,X...]`` flags; a ValueError naming the flag and its text."""
+    from jaxppo import config as config_lib
+
+    single: dict[str, float] = {}
+    swept: dict[str, list[float]] = {}
+    for text in texts:
+        name, equals, values = (part.strip() for part in text.partition("="))
+        where = f"{ENV_PARAM_FLAG} {text!r}"
+        if not equals or not name or not values:
+            raise ValueError(f"{where}: expected NAME=VALUE, e.g. gravity=12.0")
+        if name in single or name in swept:
+            raise ValueError(f"{where}: {name} is given twice")
+        parts = [p.strip() for p in values.split(",")]
+        if len(parts) > 1 and not sweep:
+            raise ValueError(f"{where}: one value expected; use `jaxppo sweep` to train a list "
+                             "of values")
+        if any(not p for p in parts):
+            raise ValueError(f"{where}: a malformed list (an empty item)")
+        try:
+            numbers = [float(p) for p in parts]
+        except ValueError:
+            raise ValueError(f"{where}: expected a number after '='") from None
+        if len(numbers) > 1:
+            swept[config_lib.ENV_PARAM_PREFIX + name] = numbers
+        else:
+            single[name] = numbers[0]
+    return single, swept
 
 
 def _parse_field(name: str, text: str, default):
@@ -167,7 +215,10 @@ def _config_from_args(args, sweep: bool):
     from jaxppo.config import Config
 
     env_id = "CartPole-v1" if args.env_id is None else args.env_id
-    if env_id not in jaxppo.envs.registered():
+    if not jaxppo.envs.is_known(env_id):
+        suite = env_id.partition("/")[0]
+        if "/" in env_id and suite in jaxppo.envs.SUITES:
+            jaxppo.envs.make(env_id)  # its own line: the extra to install, or suite's ids
         close = jaxppo.envs.closest_ids(env_id)
         hint = f"; did you mean {', '.join(close)}?" if close else "; `jaxppo envs` lists them"
         raise ValueError(f"--env {env_id!r}: unknown environment{hint}")
@@ -198,7 +249,10 @@ def _config_from_args(args, sweep: bool):
             space[name] = [_parse_field(name, p, default) for p in parts]
         else:
             overrides[name] = _parse_field(name, value, default)
-    return config.replace(**overrides), space
+    params, swept = _env_params_from_args(getattr(args, "env_param", None) or [], sweep)
+    if params:
+        overrides["env_params"] = {**config.env_params, **params}
+    return config.replace(**overrides), {**space, **swept}
 
 
 def _common_run_flags(parser: argparse.ArgumentParser) -> None:
@@ -397,8 +451,7 @@ def _train(args, sweep: bool) -> int:
                                   chunk_updates=args.chunk_updates,
                                   checkpoint_every=args.checkpoint_every)
     except config_lib.FieldError as error:  # named by its flag: what the user typed
-        raise ValueError(f"{_flag(error.field)} {config_lib.shown(error.value)} is invalid: "
-                         f"{error.allowed}") from None
+        raise ValueError(f"{_flag_text(error)} is invalid: {error.allowed}") from None
     rundir.check_new(out, args.overwrite)  # refused before "compiling..."
     memory.check_fits(spec.config)
     plural = f"{seeds} seed{'' if seeds == 1 else 's'}"
@@ -412,6 +465,17 @@ def _train(args, sweep: bool) -> int:
                             chunk_updates=args.chunk_updates,
                             checkpoint_every=args.checkpoint_every, output=output)
     return _report(result)
+
+
+def _flag_text(error) -> str:
+    """A bad field as the flag and value that set it: ``--gamma 1.5``, ``--env-param
+    gravity=nan``."""
+    from jaxppo import config as config_lib
+
+    if error.field == "env_params" and isinstance(error.value, dict) and len(error.value) == 1:
+        (name, value), = error.value.items()
+        return f"{ENV_PARAM_FLAG} {name}={config_lib.shown(value)}"
+    return f"{_flag(error.field)} {config_lib.shown(error.value)}"
 
 
 def _devices_text() -> str:
@@ -514,9 +578,15 @@ def _envs() -> int:
     import jaxppo
 
     print("environments (any of them works with --env):")
-    for env_id in jaxppo.envs.registered():
-        download = jaxppo.envs.DOWNLOADS.get(env_id)
-        print(f"  {env_id}" + (f"  (downloads {download} on first use)" if download else ""))
+    for suite, ids, extra in jaxppo.envs.catalog():
+        if ids is None:
+            print(f"{suite}: not installed; pip install \"jaxppo[{extra}]\" brings it")
+            continue
+        print(f"{suite}:")
+        for env_id in ids:
+            download = jaxppo.envs.DOWNLOADS.get(env_id)
+            print(f"  {env_id}" + (f"  (downloads {download} on first use)" if download
+                                   else ""))
     return 0
 
 

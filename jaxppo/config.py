@@ -6,18 +6,22 @@ the tree structure, so two configs that differ in one of them are two programs. 
 fields are float leaves (learning rate, discount, clip range, ...): they reach the jitted
 program as traced values, so changing one never recompiles, and a config whose dynamic leaves
 are stacked along a leading axis (`stack_configs`) is how one vmaps over hyperparameters.
+``env_params`` is dynamic too: a mapping (`EnvParams`) whose parameter names are structure
+(static) and whose values are float leaves, so an environment's parameters are vmapped and swept
+like the other dynamic fields.
 
 Validation is the explicit function `validate`, called in Python before tracing; it is never
 run from ``__post_init__`` because JAX rebuilds pytrees through ``__init__`` (with traced
 leaves). ``__post_init__`` only turns a list of hidden sizes into the tuple a static field must
-be (hashable); it checks nothing.
+be (hashable), and a dict of env params into an `EnvParams`; it checks nothing.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -33,10 +37,74 @@ GRAD_NORM_TYPES = ("l2", "max")
 MATMUL_DTYPES = ("float32", "bfloat16")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 MAX_BATCH = 2**31  # prng.bijective_permutation's limit
+# A sweep's column for one env parameter: "env_params.gravity" (`with_values`).
+ENV_PARAM_PREFIX = "env_params."
 
 
 def _static(default):
     return struct.field(pytree_node=False, default=default)
+
+
+class EnvParams(Mapping):
+    """An environment's parameters by name (name -> number): the type of `Config.env_params`.
+
+    Immutable and hashable (as a Config must be), and a pytree: the names, sorted, are its
+    static structure and the values its leaves. Configs that set the same names are one
+    program, their values traced (vmapped, swept); another set of names is another program.
+    Values are kept as given (Python numbers, a stacked config's numpy arrays, tracers); the
+    env receives them as float32 (`jaxppo.envs.make_for`). Nothing is checked here:
+    `validate` checks the values, `jaxppo.envs.check_params` the names against the env.
+
+        EnvParams({"gravity": 12.0, "masspole": 0.2})
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, values: Mapping[str, Any] | Sequence[tuple[str, Any]] = (), /,
+                 **named: Any) -> None:
+        items = dict(values, **named)
+        object.__setattr__(self, "_items", {name: items[name] for name in sorted(items)})
+
+    @classmethod
+    def _of(cls, names: tuple[str, ...], values) -> EnvParams:
+        # JAX rebuilds pytrees with any leaves (tracers, None, sentinels): no conversion.
+        params = object.__new__(cls)
+        object.__setattr__(params, "_items", dict(zip(names, values, strict=True)))
+        return params
+
+    def __getitem__(self, name: str):
+        return self._items[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._items.items()))
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Mapping) and dict(self._items) == dict(other.items())
+
+    def __setattr__(self, name: str, value) -> None:
+        raise AttributeError(f"EnvParams is immutable; build a new one, e.g. "
+                             f"EnvParams({{**params, {name!r}: ...}})")
+
+    def __repr__(self) -> str:
+        return f"EnvParams({self._items!r})"
+
+    def __reduce__(self):  # copy and pickle through __init__ (attributes are not settable)
+        return EnvParams, (self._items,)
+
+
+def _flatten_with_keys(params: EnvParams):
+    return tuple((jax.tree_util.DictKey(k), v) for k, v in params.items()), tuple(params)
+
+
+jax.tree_util.register_pytree_with_keys(
+    EnvParams, _flatten_with_keys, lambda names, values: EnvParams._of(names, values),
+    lambda params: (tuple(params.values()), tuple(params)))
 
 
 class Config(struct.PyTreeNode):
@@ -54,7 +122,8 @@ class Config(struct.PyTreeNode):
     Dynamic fields (float leaves, traced, vmappable): ``learning_rate``, ``gamma``,
     ``gae_lambda``, ``clip_eps``, ``dual_clip_c``, ``vf_coef``, ``vf_clip``, ``ent_coef``,
     ``max_grad_norm``, ``adam_eps``, ``init_log_std``, ``obs_clip``, ``ent_coef_end``,
-    ``target_kl``, ``temperature``, ``fourier_scale`` (`dynamic_fields`).
+    ``target_kl``, ``temperature``, ``fourier_scale`` (`float_fields`), and ``env_params``
+    (one leaf per parameter set; its names are structure) (`dynamic_fields`).
 
     Attributes:
         env_id: a gymnax environment id or a jaxppo probe id (`jaxppo.envs.registered`).
@@ -124,6 +193,12 @@ class Config(struct.PyTreeNode):
         target_kl: the approx_kl threshold of kl_early_stop, > 0.
         temperature: discrete policies are softmax(logits / temperature), > 0.
         fourier_scale: standard deviation of the Fourier feature frequencies, > 0.
+        env_params: environment parameters by name (`EnvParams`; a dict is accepted), e.g.
+            {"gravity": 12.0} for CartPole-v1: gymnax's env params replaced for this run. Only
+            the env's float parameters that neither its spaces nor its program's structure
+            read (`jaxppo.envs.make(env_id).tunable_params()`); time limits, integer and
+            bool params are refused. Empty (the default): the env's defaults. Swept as
+            "env_params.NAME" (`jaxppo.sweep`).
     """
 
     env_id: str = _static("CartPole-v1")
@@ -172,6 +247,7 @@ class Config(struct.PyTreeNode):
     target_kl: float = 0.02
     temperature: float = 1.0
     fourier_scale: float = 1.0
+    env_params: EnvParams = EnvParams()
 
     def __post_init__(self) -> None:
         # config.json and users give a list; a static field is hashed into the treedef.
@@ -180,6 +256,11 @@ class Config(struct.PyTreeNode):
             sizes = sizes.tolist()
         if isinstance(sizes, Sequence) and not isinstance(sizes, str | bytes | tuple):
             object.__setattr__(self, "hidden_sizes", tuple(sizes))
+        # config.json and users give a dict, which neither hashes nor names its leaves' order.
+        params = self.env_params
+        if isinstance(params, Mapping) and not isinstance(params, EnvParams) and all(
+                isinstance(name, str) for name in params):
+            object.__setattr__(self, "env_params", EnvParams(params))
 
     @property
     def batch_size(self) -> int:
@@ -210,8 +291,27 @@ def static_fields() -> tuple[str, ...]:
 
 
 def dynamic_fields() -> tuple[str, ...]:
-    """Names of the dynamic (float leaf) fields, in declaration order."""
+    """Names of the dynamic (float leaf) fields, in declaration order: `float_fields`, then
+    ``env_params``."""
     return tuple(f.name for f in dataclasses.fields(Config) if f.metadata.get("pytree_node", True))
+
+
+def float_fields() -> tuple[str, ...]:
+    """Names of the dynamic fields that hold one number each: all but ``env_params``."""
+    return tuple(name for name in dynamic_fields() if name != "env_params")
+
+
+def with_values(config: Config, values: Mapping[str, Any]) -> Config:
+    """``config`` with dynamic fields replaced (a sweep's setting, one row of its table): a
+    field by its name, one env parameter by ``"env_params.NAME"`` (set in ``env_params``,
+    beside the names it already has)."""
+    fields = {k: v for k, v in values.items() if not k.startswith(ENV_PARAM_PREFIX)}
+    params = {k[len(ENV_PARAM_PREFIX):]: v for k, v in values.items()
+              if k.startswith(ENV_PARAM_PREFIX)}
+    base = fields.get("env_params", config.env_params)
+    if params and isinstance(base, EnvParams):  # else validate refuses what is there
+        fields["env_params"] = EnvParams({**base, **params})
+    return config.replace(**fields)
 
 
 def shown(value) -> str:
@@ -275,25 +375,40 @@ def is_real(value) -> bool:
     return isinstance(value, numbers.Real)
 
 
-def _concrete(name: str, value) -> np.ndarray | None:
+def _concrete(name: str, value, param: str | None = None) -> np.ndarray | None:
     """A dynamic leaf as a finite float64 numpy array, or None while it is being traced;
-    a `FieldError` for anything but real finite numbers."""
+    a `FieldError` for anything but real finite numbers (for the value of env parameter
+    ``param``, the error's value is ``{param: value}``)."""
+    def refuse(bad, allowed: str) -> None:
+        fail(name, bad if param is None else {param: bad}, allowed)
+
     if isinstance(value, jax.core.Tracer):
         return None
     if not is_real(value):
         got = f"dtype {value.dtype}" if hasattr(value, "dtype") else type(value).__name__
-        fail(name, value, f"must be a real number (an array of them for a stacked config), "
-             f"got {got}")
+        refuse(value, f"must be a real number (an array of them for a stacked config), "
+               f"got {got}")
     fits = f"must fit a float32 (|x| <= {FLOAT32_MAX:.4g}): the jitted program computes in float32"
     try:
         array = np.asarray(value, dtype=np.float64)
     except OverflowError:  # an int beyond float64
-        fail(name, value, fits)
+        refuse(value, fits)
     for ok, allowed in ((np.isfinite(array), "must be finite"),
                         (np.abs(array) <= FLOAT32_MAX, fits)):
         if not np.all(ok):
-            fail(name, float(array if array.ndim == 0 else array[~ok][0]), allowed)
+            refuse(float(array if array.ndim == 0 else array[~ok][0]), allowed)
     return array
+
+
+def _check_env_params(config: Config) -> None:
+    """env_params is an `EnvParams` of real finite numbers (its names are the env's to
+    check: `jaxppo.envs.check_params`)."""
+    params = config.env_params
+    if not isinstance(params, EnvParams):
+        fail("env_params", params, "must be a mapping of parameter name (a string) -> number, "
+             "e.g. {'gravity': 12.0}")
+    for name, value in params.items():
+        _concrete("env_params", value, param=name)
 
 
 def check_range(config: Config, name: str, low: float, high: float, allowed: str, *,
@@ -362,8 +477,9 @@ def _validate_static(config: Config) -> None:
 
 def _validate_dynamic(config: Config) -> None:
     # Every leaf is a real finite number, used by this config or not (a typo stays visible).
-    for name in dynamic_fields():
+    for name in float_fields():
         _concrete(name, getattr(config, name))
+    _check_env_params(config)
     check_range(config, "learning_rate", 0.0, np.inf, "must be > 0", open_low=True)
     check_range(config, "gamma", 0.0, 1.0, "must lie in [0, 1]")
     check_range(config, "gae_lambda", 0.0, 1.0, "must lie in [0, 1]")
@@ -427,7 +543,8 @@ def stack_configs(configs: Sequence[Config]) -> Config:
         A config whose dynamic leaves have a leading axis of length ``len(configs)``.
 
     Raises:
-        ValueError: if ``configs`` is empty or two configs differ in a static field (named).
+        ValueError: if ``configs`` is empty, two configs differ in a static field (named) or
+            set different env parameters (their names are structure).
     """
     configs = list(configs)
     if not configs:
@@ -444,4 +561,11 @@ def stack_configs(configs: Sequence[Config]) -> Config:
                 )
     for config in configs:
         _validate_dynamic(config)
+    for index, other in enumerate(configs[1:], start=1):
+        if tuple(other.env_params) != tuple(first.env_params):
+            raise ValueError(
+                f"stack_configs: configs[{index}].env_params sets {list(other.env_params)} but "
+                f"configs[0].env_params sets {list(first.env_params)}; every config must set "
+                "the same env parameters (their names shape the program, their values are "
+                "stacked)")
     return jax.tree.map(lambda *xs: np.stack([np.asarray(x, np.float32) for x in xs]), *configs)

@@ -104,7 +104,7 @@ def _episodes(config: Config, policy: policy_lib.Policy, key: jax.Array, *, num_
               deterministic: bool, max_steps: int):
     """E episodes of one run's policy in E parallel envs (frozen once an episode ends); a
     recurrent policy starts each from a zero carry."""
-    env = envs.make(config.env_id)
+    env = envs.make_for(config)
     network = networks.make(config, env)
     reset_key, key = jax.random.split(backend.rollout_key(key))
     obs, env_state = jax.vmap(env.reset)(jax.random.split(reset_key, num_episodes))

@@ -31,7 +31,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxppo import config as config_lib
 from jaxppo import placement, rundir
 from jaxppo import progress as progress_lib
 from jaxppo import spec as spec_lib
@@ -153,7 +152,7 @@ class Result:
 
 
 # ---------------------------------------------------------------------------------------------
-# The compiled chunk, cached per program (static config, run count, devices, chunk length),
+# The compiled chunk, cached per program (config treedef, run count, devices, chunk length),
 # so that a notebook or a test session compiles each once.
 
 
@@ -168,10 +167,15 @@ def _chunk(configs: Config, state: train_lib.TrainState, active: jax.Array, *, l
 _COMPILED: dict[tuple, Callable] = {}
 
 
-def _compiled_chunk(config: Config, devices: tuple, length: int, configs: Config, state):
+def clear_compiled() -> None:
+    """Forget the compiled chunks (an env id re-registered with another env)."""
+    _COMPILED.clear()
+
+
+def _compiled_chunk(devices: tuple, length: int, configs: Config, state):
     """The chunk compiled for these configs [P] and states [P] (placed on ``devices``)."""
-    static = tuple(getattr(config, name) for name in config_lib.static_fields())
-    key = (static, jax.tree.leaves(state)[0].shape[0], devices, length)
+    # The configs' treedef holds the static fields and the names of env_params: the program.
+    key = (jax.tree.structure(configs), jax.tree.leaves(state)[0].shape[0], devices, length)
     if key not in _COMPILED:
         fn = jax.jit(_chunk, static_argnames=("length",), donate_argnums=(1,))
         _COMPILED[key] = fn.lower(configs, state, jnp.asarray(length, jnp.int32),
@@ -360,8 +364,8 @@ def _execute(spec: Spec, run_dir: pathlib.Path, output: Output, execution: Execu
     with progress_lib.interrupt_flag() as flag:
         layout = _layout(spec, execution)
         loop = _start(spec, layout, restored)
-        chunk = _compiled_chunk(spec.config, layout.devices, spec.chunk_updates,
-                                layout.configs[0], loop.states[0])
+        chunk = _compiled_chunk(layout.devices, spec.chunk_updates, layout.configs[0],
+                                loop.states[0])
         loop.compile_s = time.perf_counter() - start
         try:
             return _train_and_write(spec, run_dir, output, execution, layout, chunk, loop, flag)

@@ -126,7 +126,7 @@ class _UpdateArrays(struct.PyTreeNode):
 def _update_arrays(config: Config, key: jax.Array) -> _UpdateArrays:
     """`train.step`'s path up to the minibatches, by the same functions (for `eval_shape`)."""
     state = train_lib.init(config, key)
-    env = envs.make(config.env_id)
+    env = envs.make_for(config)
     network = networks.make(config, env)
     policy = policy_lib.Policy(state.params, state.normalizers)
     _, transitions = rollout.rollout(
@@ -318,6 +318,11 @@ def device_bytes(device=None) -> int:
 def _per_run(config: Config) -> int:
     # The runner asks before compiling and again when it plans the calls: trace once.
     return estimate(config).per_run
+
+
+def clear_estimates() -> None:
+    """Forget the remembered estimates (an env id re-registered with another env)."""
+    _per_run.cache_clear()
 
 
 def per_run_bytes(config: Config) -> int:

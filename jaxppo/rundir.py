@@ -713,12 +713,14 @@ def _check_meta(meta: Mapping[str, Any], spec: Spec, run_dir: pathlib.Path, step
 def _spec_difference(written: Mapping[str, Any], now: Mapping[str, Any]
                      ) -> tuple[str, Any, Any] | None:
     """The first entry (a Config field by its name) where two `Spec.to_json` differ, as
-    (name, written value, current value); None when they are equal."""
+    (name, written value, current value); None when they are equal. A field the written
+    spec lacks (from a jaxppo before the field) counts as its default."""
+    defaults = spec_lib.config_to_dict(config_lib.Config())
     for key in sorted(set(written) | set(now)):
         a, b = written.get(key), now.get(key)
         if key == "config" and isinstance(a, dict) and isinstance(b, dict):
             for name in sorted(set(a) | set(b)):
-                if a.get(name) != b.get(name):
+                if a.get(name, defaults.get(name)) != b.get(name, defaults.get(name)):
                     return name, a.get(name), b.get(name)
         elif a != b:
             return key, a, b

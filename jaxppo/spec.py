@@ -31,11 +31,13 @@ class RunError(ValueError):
 
 def plain(value: Any) -> Any:
     """``value`` as a JSON value: numpy scalars and arrays as Python numbers and lists,
-    tuples as lists."""
+    tuples as lists, mappings (env_params) as objects."""
     if isinstance(value, np.generic | np.ndarray):
         return value.tolist()
     if isinstance(value, tuple):
         return [plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
     return value
 
 
@@ -66,7 +68,8 @@ class Spec:
 
     Attributes:
         config: the base Config; its static fields hold for every setting.
-        settings: swept field -> H values (an empty mapping means one setting: ``config``).
+        settings: swept field (or "env_params.NAME") -> H values (an empty mapping means one
+            setting: ``config``).
         seeds: S, seeds per setting; seed s of every setting uses the same PRNG key.
         seed: the base seed; the run keys are ``jax.random.split(jax.random.key(seed), S)``.
         chunk_updates: updates per compiled chunk.
@@ -90,7 +93,8 @@ class Spec:
 
     def configs(self) -> list[Config]:
         """The H configs, setting by setting."""
-        return [self.config.replace(**{k: float(v[h]) for k, v in self.settings.items()})
+        return [config_lib.with_values(self.config,
+                                       {k: float(v[h]) for k, v in self.settings.items()})
                 for h in range(self.num_settings)]
 
     def to_json(self) -> dict[str, Any]:

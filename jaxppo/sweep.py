@@ -9,6 +9,12 @@
 
 Only dynamic Config fields (float leaves) can be swept: they are stacked and vmapped, so the
 whole grid is one program. A static field changes the program itself and is refused.
+
+Env parameters (`Config.env_params`) are swept by name, as ``"env_params.NAME"`` columns:
+
+    jaxppo.sweep(config, {"env_params": [{"gravity": 9.8}, {"gravity": 12.0}]})  # one axis
+    jaxppo.sweep(config, {"env_params.gravity": [9.8, 12.0]})                   # the same
+    jaxppo.random_search({"env_params.gravity": (8.0, 14.0)}, 16)      # domain randomization
 """
 
 from __future__ import annotations
@@ -54,18 +60,26 @@ def table_rows(table: Mapping[str, np.ndarray]) -> int:
     return len(next(iter(table.values()))) if table else 1
 
 
-def _check_names(names: Sequence[str]) -> None:
+def _check_names(names: Sequence[str], mappings: bool = False) -> None:
+    """Each name a sweepable column: a float field or ``"env_params.NAME"``; with
+    ``mappings`` (a grid) also ``"env_params"``, whose values are mappings."""
     dynamic, static = config_lib.dynamic_fields(), config_lib.static_fields()
+    sweepable = (f"sweepable fields: {', '.join(dynamic)}, or one env parameter as "
+                 "'env_params.NAME'")
     for name in names:
+        if isinstance(name, str) and name.startswith(config_lib.ENV_PARAM_PREFIX) and (
+                name != config_lib.ENV_PARAM_PREFIX):
+            continue
         if name in static:
             raise ValueError(
                 f"cannot sweep Config.{name}: it is a static field, and each value would "
-                "compile a different program; run one sweep per value of it instead "
-                f"(sweepable fields: {', '.join(dynamic)})"
+                f"compile a different program; run one sweep per value of it instead ({sweepable})"
             )
+        if name == "env_params" and not mappings:
+            raise ValueError("cannot sweep 'env_params' here: give each env parameter its own "
+                             "entry, 'env_params.NAME' (e.g. 'env_params.gravity')")
         if name not in dynamic:
-            raise ValueError(f"cannot sweep {name!r}: not a Config field (sweepable fields: "
-                             f"{', '.join(dynamic)})")
+            raise ValueError(f"cannot sweep {name!r}: not a Config field ({sweepable})")
 
 
 def _check_space(space) -> None:
@@ -88,6 +102,48 @@ def _check_values(name: str, values) -> None:
                          f"and fit a float32 (|x| <= {config_lib.FLOAT32_MAX:.4g})")
 
 
+def _check_env_params(values) -> list[str]:
+    """The values of a grid's "env_params" axis: a non-empty list of mappings of parameter
+    name -> number, all of the same names; their names, sorted."""
+    example = "e.g. [{'gravity': 9.8}, {'gravity': 12.0}]"
+    listed = isinstance(values, Sequence) and not isinstance(values, str | bytes)
+    if not listed or len(values) == 0 or not all(
+            isinstance(v, Mapping) and v and all(isinstance(k, str) and k for k in v)
+            for v in values):
+        raise ValueError(f"grid['env_params']={config_lib.shown(values)}: expected a non-empty "
+                         f"list of mappings of parameter name -> number, {example}")
+    names = sorted(values[0])
+    for index, setting in enumerate(values):
+        if sorted(setting) != names:
+            raise ValueError(f"grid['env_params'][{index}] sets {sorted(setting)} but "
+                             f"grid['env_params'][0] sets {names}: every setting must set the "
+                             f"same env parameters, {example}")
+    for name in names:
+        _check_values(config_lib.ENV_PARAM_PREFIX + name, [v[name] for v in values])
+    return names
+
+
+def _columns(space: Mapping[str, Sequence]) -> dict[str, list]:
+    """A grid's rows (every combination, the first field slowest) as columns; an
+    "env_params" axis gives one column per parameter, "env_params.NAME"."""
+    names = {name: _check_env_params(values) if name == "env_params" else None
+             for name, values in space.items()}
+    for name, values in space.items():
+        if names[name] is None:
+            _check_values(name, values)
+    picks = []  # (column, its axis in the rows, the parameter it takes or None)
+    for axis, (name, params) in enumerate(names.items()):
+        picks += [(name, axis, None)] if params is None else [
+            (config_lib.ENV_PARAM_PREFIX + p, axis, p) for p in params]
+    keys = [key for key, _, _ in picks]
+    twice = [key for key in keys if keys.count(key) > 1]
+    if twice:
+        raise ValueError(f"grid sets {twice[0]!r} twice: in 'env_params' and on its own")
+    rows = list(itertools.product(*space.values()))
+    return {key: [row[axis] if p is None else row[axis][p] for row in rows]
+            for key, axis, p in picks}
+
+
 def _fits_float32(value) -> bool:
     """A finite number a float32 holds: what a swept value becomes."""
     try:
@@ -99,6 +155,9 @@ def _fits_float32(value) -> bool:
 def grid(space: Mapping[str, Sequence[float]]) -> dict[str, np.ndarray]:
     """Every combination of the listed values, the first field varying slowest.
 
+    An "env_params" entry is one axis of settings of env parameters (a list of mappings of
+    the same names), which becomes one column per parameter, "env_params.NAME".
+
     Raises:
         ValueError: for an empty space, an empty list, or a field that cannot be swept.
     """
@@ -106,12 +165,8 @@ def grid(space: Mapping[str, Sequence[float]]) -> dict[str, np.ndarray]:
     if not space:
         raise ValueError("grid needs at least one field to sweep, got an empty mapping (to "
                          "train the config alone over seeds, pass space=None to jaxppo.sweep)")
-    _check_names(list(space))
-    for name, values in space.items():
-        _check_values(name, values)
-    rows = list(itertools.product(*space.values()))
-    return {name: np.asarray([row[i] for row in rows], np.float32)
-            for i, name in enumerate(space)}
+    _check_names(list(space), mappings=True)
+    return {name: np.asarray(column, np.float32) for name, column in _columns(space).items()}
 
 
 def random_search(space: Mapping[str, tuple], num_settings: int, seed: int = 0
@@ -239,7 +294,8 @@ def sweep(config: Config,
         space: a grid (field -> list of values; every combination is run), a table of
             settings (field -> numpy array [H], as `grid` and `random_search` return; run
             row by row), or None: the config alone (H = 1), its seeds spread over the devices
-            as a grid's runs are.
+            as a grid's runs are. An env parameter is a field "env_params.NAME"; a grid also
+            takes "env_params": a list of mappings (name -> number), one axis.
         seeds: S, seeds per setting; every setting uses the same S keys.
         key: PRNG key (default ``jax.random.key(0)``).
         devices: the devices to spread the runs over (default: all, up to one per run).
@@ -252,7 +308,7 @@ def sweep(config: Config,
     seeds = config_lib.checked_int("seeds", seeds)
     table = {} if space is None else settings_table(space)
     settings = table_rows(table)
-    configs = [config.replace(**{k: float(v[h]) for k, v in table.items()})
+    configs = [config_lib.with_values(config, {k: float(v[h]) for k, v in table.items()})
                for h in range(settings)]
     for c in configs:
         train_lib.validate(c)

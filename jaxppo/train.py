@@ -108,13 +108,14 @@ class Metrics(update.UpdateInfo):
 
 def validate(config: Config) -> Config:
     """Check every field (`jaxppo.config.validate`), then the config against its environment
-    (`jaxppo.envs.check`, `jaxppo.networks.check`); a `ValueError` names the bad field, its
-    value and what is allowed.
+    (`jaxppo.envs.check`, `jaxppo.envs.check_params`, `jaxppo.networks.check`); a `ValueError`
+    names the bad field, its value and what is allowed.
 
     Runs in Python before tracing; returns the config, unchanged, so calls can be chained.
     """
     config_lib.validate(config)
     envs.check(config)
+    envs.check_params(config)
     networks.check(config, envs.make(config.env_id))
     return config
 
@@ -125,7 +126,7 @@ def init(config: Config, key: jax.Array) -> TrainState:
     The key is split per purpose (network init, env resets, the rest of the run).
     """
     validate(config)
-    env = envs.make(config.env_id)
+    env = envs.make_for(config)
     net_key, env_key, run_key = jax.random.split(key, 3)
     params = networks.init(config, env, net_key)
     opt_state = update.make_optimizer(config).init(params)
@@ -180,7 +181,7 @@ def divergence_cause(info: update.UpdateInfo, params, normalizers: normalize.Nor
     return jnp.where(finite.all(), 0, jnp.argmin(finite) + 1).astype(jnp.int32)
 
 
-def _guarded(state: TrainState, new: TrainState, cause: jax.Array) -> TrainState:
+def freeze_diverged(state: TrainState, new: TrainState, cause: jax.Array) -> TrainState:
     """``new``, or, for a run that is or goes non-finite, ``state`` frozen with the cause and
     update recorded (a select, so one run of a vmapped batch freezes alone)."""
     diverges = (state.divergence == 0) & (cause > 0)
@@ -222,7 +223,7 @@ def _merged(config: Config, normalizers: normalize.Normalizers, transitions: rol
 
 
 def _step(config: Config, state: TrainState) -> tuple[TrainState, Metrics]:
-    env = envs.make(config.env_id)
+    env = envs.make_for(config)
     network = networks.make(config, env)
     key, rollout_key, update_key = jax.random.split(state.key, 3)
     policy = policy_lib.Policy(state.params, state.normalizers)
@@ -254,7 +255,7 @@ def _step(config: Config, state: TrainState) -> tuple[TrainState, Metrics]:
         core=carry.core,
         start=carry.start,
     )
-    new_state = _guarded(state, new_state,
+    new_state = freeze_diverged(state, new_state,
                          divergence_cause(info, new_state.params, new_state.normalizers))
     return new_state, _metrics(config, state.update_step, transitions, info, learning_rate,
                                new_state.divergence)

@@ -106,10 +106,21 @@ def test_no_bench_script_uses_a_private_name():
         assert _private_uses(path, own=None) == [], path.name
 
 
+ENVS = {name for name in MODULES if name == "jaxppo.envs" or name.startswith("jaxppo.envs.")}
+
+
 @pytest.mark.parametrize(("library", "owners"), [
     ("flax.linen", {"jaxppo.networks"}),
-    ("gymnax", {"jaxppo.envs", "jaxppo.envs.core", "jaxppo.envs.probes"}),
+    # gymnax is jaxppo's own env format: the envs package reads it, nothing outside it.
+    ("gymnax", ENVS - {"jaxppo.envs." + suite for suite in ("brax", "craftax", "jumanji",
+                                                             "navix", "playground")}),
     ("orbax", {"jaxppo.rundir"}),
+    # Each suite beyond gymnax is imported by its own adapter only.
+    ("navix", {"jaxppo.envs.navix"}),
+    ("jumanji", {"jaxppo.envs.jumanji"}),
+    ("craftax", {"jaxppo.envs.craftax"}),
+    ("brax", {"jaxppo.envs.brax", "jaxppo.envs.playground"}),
+    ("mujoco_playground", {"jaxppo.envs.playground"}),
 ])
 def test_each_library_boundary_has_one_owner(library, owners):
     users = {name for name in MODULES

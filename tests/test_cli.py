@@ -107,6 +107,13 @@ def test_envs_lists_ids(capsys):
     assert ("  MNISTBandit-bsuite  (downloads the MNIST data set (to /tmp/mnist) on first use)"
             in text.splitlines())
     assert "  CartPole-v1" in text.splitlines()
+    # Every suite is listed: its ids under its name, or the extra that installs it.
+    from jaxppo import envs
+
+    lines = text.splitlines()
+    for suite, entry in envs.SUITES.items():
+        assert (f"{suite}:" in lines) != (
+            f'{suite}: not installed; pip install "jaxppo[{entry.extra}]" brings it' in lines)
 
 
 def test_an_env_whose_download_fails_exits_2_with_one_line(monkeypatch, capsys):

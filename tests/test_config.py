@@ -13,19 +13,23 @@ from jaxppo import config as config_lib
 
 
 def _distinct_dynamic_config():
-    """A config whose dynamic fields all differ (0.01, 0.02, ...), so order errors show."""
-    values = {name: 0.01 * (i + 1) for i, name in enumerate(config_lib.dynamic_fields())}
+    """A config whose float fields all differ (0.01, 0.02, ...), so order errors show."""
+    values = {name: 0.01 * (i + 1) for i, name in enumerate(config_lib.float_fields())}
     return jaxppo.Config(**values)
 
 
 def test_leaves_are_the_dynamic_fields_in_order():
     config = _distinct_dynamic_config()
     leaves = jax.tree.leaves(config)
-    assert len(leaves) == len(config_lib.dynamic_fields()) == 16
-    assert leaves == [getattr(config, name) for name in config_lib.dynamic_fields()]
+    assert len(leaves) == len(config_lib.float_fields()) == 16
+    assert leaves == [getattr(config, name) for name in config_lib.float_fields()]
     assert jax.tree.leaves(jaxppo.Config()) == [
-        getattr(jaxppo.Config(), name) for name in config_lib.dynamic_fields()
+        getattr(jaxppo.Config(), name) for name in config_lib.float_fields()
     ]
+    # Then env_params' values, by sorted name (gravity before masspole), whatever the order given.
+    params = config.replace(env_params={"masspole": 0.2, "gravity": 12.0})
+    assert jax.tree.leaves(params) == leaves + [12.0, 0.2]
+    assert config_lib.dynamic_fields() == (*config_lib.float_fields(), "env_params")
 
 
 def test_static_fields_live_in_the_treedef():
@@ -145,7 +149,7 @@ def test_unknown_env_id_lists_known_ids():
         jaxppo.validate(jaxppo.Config(env_id="NoSuchEnv-v0"))
     message = str(info.value)
     assert "known environments:" in message
-    for known in ("CartPole-v1", "Pendulum-v1", *jaxppo.envs.registered()):
+    for known in ("CartPole-v1", "Pendulum-v1", *jaxppo.envs.builtin_ids()):
         assert known in message
 
 
@@ -317,7 +321,7 @@ def test_infinite_values_are_rejected(value):
             learning_rate=value)
 
 
-@pytest.mark.parametrize("name", config_lib.dynamic_fields())
+@pytest.mark.parametrize("name", config_lib.float_fields())
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
 def test_every_dynamic_field_must_be_finite_even_where_unused(name, value):
     # vf_clip is unused without clip_value_loss, dual_clip_c without dual_clip, ...: a
@@ -339,7 +343,7 @@ def _raises_for(config, message):
         jaxppo.validate(config)
 
 
-@pytest.mark.parametrize("name", config_lib.dynamic_fields())
+@pytest.mark.parametrize("name", config_lib.float_fields())
 @pytest.mark.parametrize("value, got", [
     ("3e-4", "str"), (None, "NoneType"), (True, "bool"), (np.bool_(True), "dtype bool"),
     ([0.1, 0.2], "list"), (1j, "complex"), (np.array(["0.1"]), "dtype <U3"),
@@ -455,7 +459,7 @@ def test_stack_configs_rejects_every_differing_static_field(name):
                "the compiled program and must agree (only dynamic fields can be stacked: "
                "learning_rate, gamma, gae_lambda, clip_eps, dual_clip_c, vf_coef, vf_clip, "
                "ent_coef, max_grad_norm, adam_eps, init_log_std, obs_clip, ent_coef_end, "
-               "target_kl, temperature, fourier_scale)")
+               "target_kl, temperature, fourier_scale, env_params)")
     with pytest.raises(ValueError, match=re.escape(message)):
         config_lib.stack_configs(configs)
 
@@ -464,7 +468,7 @@ def test_stack_configs_leaves_are_float32():
     # Python floats would stack as float64 (and be cast by jit, x64 off); the stack is float32.
     stacked = config_lib.stack_configs([jaxppo.Config(), jaxppo.Config(gamma=0.9),
                                         jaxppo.Config(gamma=0.5)])
-    for name in config_lib.dynamic_fields():
+    for name in config_lib.float_fields():
         leaf = getattr(stacked, name)
         assert isinstance(leaf, np.ndarray) and leaf.dtype == np.float32, name
         assert leaf.shape == (3,), name

@@ -71,7 +71,7 @@ def test_probe_ids_known_without_gymnax_match_the_probes():
     from jaxppo.envs import probes
 
     assert tuple(probes.PROBES) == envs.PROBE_IDS
-    assert envs.registered()[-len(envs.PROBE_IDS):] == envs.PROBE_IDS
+    assert envs.builtin_ids()[-len(envs.PROBE_IDS):] == envs.PROBE_IDS
 
 
 @pytest.mark.layout

@@ -27,8 +27,9 @@ def test_unknown_id_suggests_the_closest_ones():
 
 
 def test_every_listed_id_is_made_offline_but_the_marked_downloads():
-    assert set(envs.DOWNLOADS) <= set(envs.registered())
-    for env_id in envs.registered():
+    # The other suites' ids are made by their own tests (tests/test_suite_*.py).
+    assert set(envs.DOWNLOADS) <= set(envs.builtin_ids())
+    for env_id in envs.builtin_ids():
         if env_id not in envs.DOWNLOADS:
             assert envs.make(env_id).env_id == env_id
 
@@ -242,3 +243,76 @@ def test_a_rendering_module_that_is_not_installed_gets_no_stand_in():
     assert envs._installed("seaborn")
     assert not envs._installed("no_such_package")
     assert not envs._installed("no_such_package.pyplot")
+
+
+class _Countdown(envs.SuiteEnv):
+    """A suite env without auto-reset: observation [t, start], start drawn from the key;
+    action 1 at t >= 2 terminates (reward 10), else reward 1; cut at 4 steps by `SuiteEnv`."""
+
+    env_id = "test/Countdown"
+    action_space = envs.ActionSpace(discrete=True, num_actions=2)
+    time_limit = 4
+
+    def _reset(self, key):
+        start = jax.random.uniform(key)
+        return {"t": jnp.zeros(()), "start": start}, (jnp.zeros((), jnp.int32), start)
+
+    def _step(self, key, state, action):
+        t, start = state
+        t = t + 1
+        terminated = (action == 1) & (t >= 2)
+        reward = jnp.where(terminated, 10.0, 1.0)
+        return {"t": t.astype(jnp.float32), "start": start}, (t, start), reward, terminated, \
+            jnp.zeros((), jnp.bool_)
+
+
+def test_a_suite_env_resets_keeping_the_final_observation_and_cuts_at_its_limit():
+    env = _Countdown()
+    # A dict observation is its leaves flattened in key order: [start, t].
+    assert env.observation_shape == (2,) and env.max_episode_steps == 4
+    steps = _run(env, [0, 0, 0, 0, 0, 0, 1, 0], jax.random.key(3))
+    # Never terminating, the first episode is cut at its 4th step: truncated, not terminated;
+    # the second (steps 5 to 7) ends at its 3rd step by action 1: terminated.
+    np.testing.assert_array_equal(steps.truncated, [0, 0, 0, 1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(steps.terminated, [0, 0, 0, 0, 0, 0, 1, 0])
+    np.testing.assert_array_equal(steps.episode_length, [1, 2, 3, 4, 1, 2, 3, 1])
+    np.testing.assert_array_equal(steps.episode_return, [1, 2, 3, 4, 1, 2, 12, 1])
+    # final_obs is what the step reached (t = 4 and t = 3); obs there is a fresh reset's
+    # (t = 0, a new start); elsewhere the two are the same.
+    np.testing.assert_array_equal(steps.final_obs[:, 1], [1, 2, 3, 4, 1, 2, 3, 1])
+    np.testing.assert_array_equal(steps.obs[:, 1], [1, 2, 3, 0, 1, 2, 0, 1])
+    ended = np.asarray(steps.done)
+    np.testing.assert_array_equal(steps.obs[~ended], steps.final_obs[~ended])
+    starts = np.asarray(steps.obs[:, 0])
+    assert starts[3] != starts[2] and starts[4] == starts[3] and starts[6] != starts[5]
+    assert steps.reward.dtype == jnp.float32 and steps.terminated.dtype == jnp.bool_
+
+
+def test_a_suite_env_trains_like_a_gymnax_env(monkeypatch):
+    import jaxppo
+
+    env = _Countdown()
+    monkeypatch.setattr(envs, "_USER", {"test/Countdown": env})
+    envs.make.cache_clear()
+    try:
+        config = jaxppo.Config(env_id="test/Countdown", num_envs=4, num_steps=16,
+                               total_timesteps=128, num_minibatches=2, update_epochs=1,
+                               hidden_sizes=(16,))
+        _, metrics = jax.jit(jaxppo.train)(config, jax.random.key(0))
+    finally:
+        envs.make.cache_clear()
+    assert np.isfinite(np.asarray(metrics.total_loss)).all()
+    # Every episode ends by step 4: at least 4 envs x 16 steps / 4 = 16 ends per update.
+    assert (np.asarray(metrics.episode_count) >= 16).all()
+
+
+def test_a_suite_that_is_not_installed_names_its_extra(monkeypatch):
+    monkeypatch.setitem(envs.SUITES, "nosuch", envs.Suite("jaxppo.envs.nosuch",
+                                                          "jaxppo_no_such_package", "nosuch"))
+    envs.make.cache_clear()
+    message = ("env_id 'nosuch/Thing-v0' is from nosuch, which is not installed; install it "
+               'with: pip install "jaxppo[nosuch]"')
+    with pytest.raises(ValueError, match=re.escape(message)):
+        envs.make("nosuch/Thing-v0")
+    assert not envs.is_known("nosuch/Thing-v0")
+    assert ("nosuch", None, "nosuch") in envs.catalog()

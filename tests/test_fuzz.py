@@ -25,7 +25,7 @@ CHOICES = (config_lib.ACTIVATIONS + config_lib.ACTION_DISTS + config_lib.ENCODER
            + config_lib.CORES + config_lib.SHUFFLE_MODES + config_lib.ENT_SCHEDULES
            + config_lib.GRAD_NORM_TYPES + config_lib.MATMUL_DTYPES)
 # Not the envs that download data on first use: the fuzz must not need a network.
-ENV_IDS = tuple(e for e in jaxppo.envs.registered() if e not in jaxppo.envs.DOWNLOADS)
+ENV_IDS = tuple(e for e in jaxppo.envs.builtin_ids() if e not in jaxppo.envs.DOWNLOADS)
 RUN_FLAGS = ("--seeds", "--seed", "--chunk-updates", "--checkpoint-every", "--cpu-devices")
 
 # Moderate counts keep the module to a few seconds (a command line takes ~20 ms to parse);
@@ -73,7 +73,11 @@ ODD = st.one_of(
     st.lists(st.text(max_size=3), min_size=1, max_size=2).map(np.asarray),
     st.sampled_from(CHOICES + ENV_IDS), st.sampled_from(CHOICES).map(lambda c: [c]),
 )
-OVERRIDES = st.dictionaries(st.sampled_from(FIELDS), st.one_of(NUMBERS, ODD),
+# env_params: names of CartPole-v1's (tunable or not), of no env, of another env's.
+ENV_PARAM_NAMES = ("gravity", "masspole", "gravit", "max_steps_in_episode", "g", "")
+ENV_PARAMS = st.dictionaries(st.sampled_from(ENV_PARAM_NAMES), st.one_of(NUMBERS, ODD),
+                             max_size=2)
+OVERRIDES = st.dictionaries(st.sampled_from(FIELDS), st.one_of(NUMBERS, ODD, ENV_PARAMS),
                             min_size=1, max_size=3)
 
 
@@ -93,8 +97,8 @@ def test_every_config_is_valid_or_refused_naming_a_field(overrides):
         return
     # Accepted: usable by jit (static fields hashable) and every leaf a finite float32.
     hash(jax.tree.structure(config))
-    for name in config_lib.dynamic_fields():
-        assert np.all(np.isfinite(np.float32(getattr(config, name)))), name
+    for leaf in jax.tree.leaves(config):
+        assert np.all(np.isfinite(np.float32(leaf))), leaf
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,7 +119,8 @@ def _no_run(config, seeds, out, **kwargs):
 
 def _flag_names(field: str) -> tuple[str, ...]:
     """How an error may name the field of a flag: the flag, its alias, the field."""
-    return (cli._flag(field), field) + (("--env",) if field == "env_id" else ())
+    return (cli._flag(field), field) + (("--env",) if field == "env_id" else ()) + (
+        (cli.ENV_PARAM_FLAG,) if field == "env_params" else ())
 
 
 def _number_texts():
@@ -130,7 +135,11 @@ def _number_texts():
     )
 
 
-TEXTS = st.one_of(_number_texts(), st.text(max_size=12), st.sampled_from(CHOICES + ENV_IDS))
+ENV_PARAM_TEXTS = st.one_of(
+    st.tuples(st.sampled_from(ENV_PARAM_NAMES), _number_texts()).map("=".join),
+    st.sampled_from(["gravity=9.8,12", "=1", "gravity=", "gravity", "a=b=c", "gravity= 12 "]))
+TEXTS = st.one_of(_number_texts(), st.text(max_size=12), st.sampled_from(CHOICES + ENV_IDS),
+                  ENV_PARAM_TEXTS)
 CONFIG_FLAGS = st.sampled_from(FIELDS)
 PAIRS = st.lists(st.tuples(st.one_of(CONFIG_FLAGS, st.sampled_from(RUN_FLAGS)), TEXTS,
                            st.booleans()), min_size=1, max_size=2)
@@ -144,7 +153,9 @@ def _argv(command: str, pairs) -> tuple[list[str], list[str]]:
         if flag_or_field.startswith("--"):
             flag, field_names = flag_or_field, (flag_or_field,)
         else:
-            flag, field_names = cli._flag(flag_or_field), _flag_names(flag_or_field)
+            field_names = _flag_names(flag_or_field)
+            flag = (cli.ENV_PARAM_FLAG if flag_or_field == "env_params"
+                    else cli._flag(flag_or_field))
         names.extend(field_names)
         if isinstance(getattr(DEFAULTS, flag_or_field, None), bool):
             argv.append(f"{flag}={text}" if joined else (flag if text else f"--no-{flag[2:]}"))
@@ -157,6 +168,10 @@ def _check_parsed(config, flag_or_field: str, text: str) -> None:
     """An accepted train flag's field holds what its text says (64,,64 is not (64, 64))."""
     default = getattr(DEFAULTS, flag_or_field, None)
     if flag_or_field not in FIELDS or isinstance(default, bool):
+        return
+    if flag_or_field == "env_params":  # --env-param NAME=X
+        name, _, value = text.partition("=")
+        assert dict(config.env_params) == {name.strip(): float(value)}
         return
     if isinstance(default, tuple):
         items = text.split(",")

@@ -1,8 +1,14 @@
-"""Environments: the only package that knows gymnax.
+"""Environments: the only package that imports an environment suite.
 
-`make(env_id)` returns a jaxppo env (see `core.GymnaxEnv`) for any id of the gymnax registry
-or of jaxppo's probe environments (`probes`). Envs are cached per id, so the same object (a
+`make(env_id)` returns a jaxppo env for any id of the gymnax registry (bare ids, as
+"CartPole-v1"; `core.GymnaxEnv`), of jaxppo's probe environments (`probes`), of another suite
+("suite/Name", as "navix/Navix-Empty-5x5-v0"; one adapter module per suite in `SUITES`, each
+built on `core.SuiteEnv` and imported on first use), or registered by the user (`register`,
+or a package's ``jaxppo.envs`` entry point). Envs are cached per id, so the same object (a
 static value for jit) comes back every time.
+
+A suite that is not installed is one line naming the extra that brings it
+(``pip install "jaxppo[navix]"``).
 
 gymnax is imported on first use, not with jaxppo: importing it runs a JAX operation, which
 fixes JAX's CPU device count, and `jaxppo.use_cpu_cores` must be able to run after
@@ -17,15 +23,37 @@ import importlib.machinery
 import importlib.util
 import sys
 import types
+import typing
 
 import jax
 
 from jaxppo import config as config_lib
 from jaxppo.envs import core
-from jaxppo.envs.core import ActionSpace, GymnaxEnv, Step
+from jaxppo.envs.core import ActionSpace, GymnaxEnv, Step, SuiteEnv
 
-__all__ = ["DOWNLOADS", "ActionSpace", "GymnaxEnv", "Step", "check", "closest_ids", "make",
-           "registered"]
+
+class Suite(typing.NamedTuple):
+    """One suite beyond gymnax: its adapter module, the module it imports (to tell whether
+    it is installed) and the extra that installs it."""
+
+    adapter: str
+    package: str
+    extra: str
+
+
+# The id prefix "suite/" -> how to reach the suite. Each adapter module gives
+# ``ids() -> tuple[str, ...]`` (names after the prefix) and ``make(name) -> SuiteEnv``.
+SUITES: dict[str, Suite] = {
+    "playground": Suite("jaxppo.envs.playground", "mujoco_playground", "playground"),
+    "brax": Suite("jaxppo.envs.brax", "brax", "brax"),
+    "jumanji": Suite("jaxppo.envs.jumanji", "jumanji", "jumanji"),
+    "craftax": Suite("jaxppo.envs.craftax", "craftax", "craftax"),
+    "navix": Suite("jaxppo.envs.navix", "navix", "navix"),
+}
+
+__all__ = ["DOWNLOADS", "SUITES", "ActionSpace", "GymnaxEnv", "Step", "SuiteEnv", "catalog",
+           "builtin_ids", "check", "check_params", "closest_ids", "is_known", "make", "make_for",
+           "register", "registered", "unregister"]
 
 # The ids of `probes.PROBES`, known without importing gymnax (a test checks they agree).
 PROBE_IDS = ("ProbeValue-v0", "ProbeDiscount-v0", "ProbeTruncation-v0", "ProbePolicy-v0",
@@ -80,25 +108,175 @@ def _installed(name: str) -> bool:
         return False
 
 
+def _suite_module(suite: str, env_id: str):
+    """The adapter module of ``suite``; a ValueError naming the extra when the suite's
+    package is not installed."""
+    entry = SUITES[suite]
+    if not _installed(entry.package):
+        raise ValueError(f"env_id {env_id!r} is from {suite}, which is not installed; "
+                         f"install it with: pip install \"jaxppo[{entry.extra}]\"")
+    return importlib.import_module(entry.adapter)
+
+
+def installed_suites() -> tuple[str, ...]:
+    """The suites of `SUITES` whose package is installed."""
+    return tuple(suite for suite, entry in SUITES.items() if _installed(entry.package))
+
+
+def catalog() -> list[tuple[str, tuple[str, ...] | None, str | None]]:
+    """(suite, its ids or None when not installed, the extra that installs it or None) per
+    suite: "gymnax" (with the probes), each of `SUITES`, then "registered" (`register` and
+    entry points) when there are any."""
+    rows = [("gymnax", builtin_ids(), None)]
+    for suite, entry in SUITES.items():
+        ids = tuple(f"{suite}/{name}" for name in _suite_module(suite, suite).ids()) \
+            if _installed(entry.package) else None
+        rows.append((suite, ids, entry.extra))
+    user = _user_ids()
+    if user:
+        rows.append(("registered", user, None))
+    return rows
+
+
+def builtin_ids() -> tuple[str, ...]:
+    """gymnax's registry, then the probe environments: the ids known without another suite."""
+    return tuple(_gymnax().registered_envs) + PROBE_IDS
+
+
 def registered() -> tuple[str, ...]:
-    """Every env id `make` accepts: gymnax's registry, then the probe environments."""
-    gymnax = _gymnax()
+    """Every env id `make` accepts: gymnax's registry, the probe environments, the installed
+    suites' ids, then the ids registered by the user or by entry points."""
+    return tuple(env_id for _, ids, _ in catalog() for env_id in ids or ())
 
-    return tuple(gymnax.registered_envs) + PROBE_IDS
+
+def is_known(env_id: str) -> bool:
+    """Whether `make` knows ``env_id``, importing at most the one suite it names (a suite
+    that is not installed: False)."""
+    if env_id in _user_ids():
+        return True
+    suite, slash, name = env_id.partition("/")
+    if slash and suite in SUITES:
+        return suite in installed_suites() and name in _suite_module(suite, env_id).ids()
+    return env_id in PROBE_IDS or env_id in _gymnax().registered_envs
 
 
-def closest_ids(env_id: str) -> list[str]:
-    """Up to 3 known ids closest to ``env_id`` (difflib), best first: for "did you mean"."""
-    return difflib.get_close_matches(env_id, registered(), n=3)
+# Envs registered by `register` (id -> env), and the ``jaxppo.envs`` entry points
+# (id -> entry point), read once on first use.
+_USER: dict[str, object] = {}
+ENTRY_POINT_GROUP = "jaxppo.envs"
 
 
 @functools.cache
-def make(env_id: str) -> core.GymnaxEnv:
-    """The env for ``env_id`` with its default parameters.
+def _entry_points() -> dict:
+    from importlib.metadata import entry_points
+
+    return {point.name: point for point in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _user_ids() -> tuple[str, ...]:
+    return tuple(_USER) + tuple(name for name in _entry_points() if name not in _USER)
+
+
+def as_env(env_id: str, made):
+    """What a user's factory made, as a jaxppo env: an adapter-shaped env (reset, step,
+    action_space as `ActionSpace`, observation_shape) as it is; a gymnax-style env with its
+    ``default_params``, or a pair (env, params), through `core.GymnaxEnv`."""
+    if isinstance(made, tuple) and len(made) == 2:
+        env, params = made
+        return core.GymnaxEnv(env_id, env, params)
+    if isinstance(getattr(made, "action_space", None), ActionSpace):
+        return made
+    if hasattr(made, "default_params") and callable(getattr(made, "step", None)):
+        return core.GymnaxEnv(env_id, made, made.default_params)
+    raise ValueError(f"the factory for env_id {env_id!r} returned {type(made).__name__}: "
+                     "expected a gymnax-style environment (with default_params), a pair "
+                     "(env, params), or an adapter-shaped env (a jaxppo.envs.SuiteEnv)")
+
+
+def register(env_id: str, factory, *, overwrite: bool = False, check: bool = True):
+    """Make ``env_id`` trainable by id, from Python and (in a process that registered it,
+    or through a package's ``jaxppo.envs`` entry point) the command line.
+
+    Args:
+        env_id: the new id: not a gymnax, probe or suite id.
+        factory: a callable of no arguments returning a gymnax-style environment (with
+            ``default_params``), a pair (env, params), or an adapter-shaped env (see
+            `core.SuiteEnv`).
+        overwrite: replace an id registered before (here or by an entry point).
+        check: run `checker.check_env` first (shapes, dtypes, flags, final observations,
+            jit and vmap); a ValueError lists every problem found, one per line.
+
+    Returns:
+        The env, as `make(env_id)` will return it.
+    """
+    if not isinstance(env_id, str) or not env_id.strip() or env_id != env_id.strip():
+        raise ValueError(f"env_id {env_id!r}: expected a non-empty name without surrounding "
+                         "spaces")
+    replaces = env_id in _USER or env_id in _entry_points()
+    if replaces and not overwrite:
+        raise ValueError(f"env_id {env_id!r} is already registered; pass overwrite=True to "
+                         "replace it")
+    suite = env_id.partition("/")[0]
+    if env_id not in _USER and (env_id in PROBE_IDS or suite in SUITES
+                                or env_id in _gymnax().registered_envs):
+        raise ValueError(f"env_id {env_id!r} is taken by jaxppo's own environments; choose "
+                         "another id")
+    if not callable(factory):
+        raise ValueError(f"factory for env_id {env_id!r}: expected a callable of no "
+                         f"arguments, got {type(factory).__name__}")
+    with jax.ensure_compile_time_eval():
+        env = as_env(env_id, factory())
+    if check:
+        from jaxppo.envs import checker
+
+        checker.check_env(env, env_id)
+    _USER[env_id] = env
+    make.cache_clear()
+    if replaces:
+        _forget_programs()
+    return env
+
+
+def unregister(env_id: str) -> None:
+    """Forget an id `register` added (a KeyError for any other), and every program traced
+    with its env (`jax.clear_caches`)."""
+    del _USER[env_id]
+    make.cache_clear()
+    _forget_programs()
+
+
+def _forget_programs() -> None:
+    """Drop what was traced or estimated with an env an id no longer names: jit keys its
+    traces by the config, hence by the id, not the env; so do the runner's compiled chunks
+    and the memory estimate."""
+    jax.clear_caches()
+    for module, clear in (("jaxppo.experiment", "clear_compiled"), ("jaxppo.memory",
+                                                                    "clear_estimates")):
+        if module in sys.modules:
+            getattr(sys.modules[module], clear)()
+
+
+def closest_ids(env_id: str) -> list[str]:
+    """Up to 3 known ids closest to ``env_id`` (difflib), best first: for "did you mean".
+    Among gymnax's, the probes' and the registered ids, or the one suite ``env_id`` names
+    (other suites are not imported: some take seconds)."""
+    suite, slash, _ = env_id.partition("/")
+    if slash and suite in installed_suites():
+        ids = tuple(f"{suite}/{name}" for name in _suite_module(suite, env_id).ids())
+    else:
+        ids = builtin_ids() + _user_ids()
+    return difflib.get_close_matches(env_id, ids, n=3)
+
+
+@functools.cache
+def make(env_id: str):
+    """The env for ``env_id`` with its default parameters (a `core.GymnaxEnv`, a
+    `core.SuiteEnv`, or a registered env).
 
     Raises:
         ValueError: for an unknown id (the message suggests the closest ids and lists
-            the known ones), or an env whose data could not be downloaded (`DOWNLOADS`).
+            the known ones), a suite that is not installed (naming its extra), or an env
+            whose data could not be downloaded (`DOWNLOADS`).
     """
     gymnax = _gymnax()
 
@@ -110,15 +288,35 @@ def make(env_id: str) -> core.GymnaxEnv:
         return _make(gymnax, probes, env_id)
 
 
-def _make(gymnax, probes, env_id: str) -> core.GymnaxEnv:
+def _make(gymnax, probes, env_id: str):
+    if env_id in _USER:
+        return _USER[env_id]
+    suite, slash, name = env_id.partition("/")
+    if slash and suite in SUITES:
+        module = _suite_module(suite, env_id)
+        if name not in module.ids():
+            ids = [f"{suite}/{known}" for known in module.ids()]
+            close = difflib.get_close_matches(env_id, ids, n=3)
+            hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+            raise ValueError(f"unknown env_id {env_id!r}; {hint}{suite}'s environments: "
+                             f"{', '.join(ids)}")
+        return module.make(name)
+    if env_id in _entry_points() and env_id not in PROBE_IDS \
+            and env_id not in gymnax.registered_envs:  # jaxppo's own ids are not shadowed
+        from jaxppo.envs import checker
+
+        env = as_env(env_id, _entry_points()[env_id].load()())
+        checker.check_env(env, env_id)  # as `register` checks, once per process
+        return env
     if env_id in probes.PROBES:
         env = probes.PROBES[env_id]()
         return core.GymnaxEnv(env_id, env, env.default_params)
     if env_id not in gymnax.registered_envs:
         close = closest_ids(env_id)
         hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
-        known = ", ".join(registered())
-        raise ValueError(f"unknown env_id {env_id!r}; {hint}known environments: {known}")
+        known = ", ".join(builtin_ids() + _user_ids())
+        raise ValueError(f"unknown env_id {env_id!r}; {hint}known environments: {known}; and "
+                         f"those of the suites {', '.join(SUITES)} (`jaxppo envs` lists them)")
     try:
         env, params = gymnax.make(env_id)
     except (OSError, EOFError) as error:  # a failed or cut download (URLError is an OSError)
@@ -173,3 +371,39 @@ def _check_masks(config, env) -> None:
         config_lib.fail("action_masking", True,
                         f"{config.env_id}'s action_mask gives shape {list(shape)}, but its "
                         f"action space needs one flag per action, {list(expected)}")
+
+
+def check_params(config) -> None:
+    """Check ``config.env_params``' names against its environment (after
+    `jaxppo.config.validate`, which checks their values); a `FieldError` of ``env_params``
+    names the parameter, why it cannot be set and the env's numeric parameters."""
+    params = config.env_params
+    if not params:
+        return
+    env = make(config.env_id)
+    if not callable(getattr(env, "param_error", None)):
+        name = next(iter(params))
+        config_lib.fail("env_params", {name: params[name]},
+                        f"{config.env_id} takes no env params (only gymnax envs do, for now)")
+    for name, value in params.items():
+        error = env.param_error(name)
+        if error:
+            config_lib.fail("env_params", {name: value}, error)
+
+
+def make_for(config):
+    """The env a run of ``config`` steps: `make(config.env_id)`, with ``config.env_params``
+    set (`GymnaxEnv.with_params`). Call it where the env is reset or stepped, inside the
+    traced program (the values may be tracers; the env is built anew, not cached); spaces and
+    shapes are those of `make(config.env_id)`.
+
+    Raises:
+        ValueError: env_params for an env that takes none (`check_params` says which).
+    """
+    env = make(config.env_id)
+    if not config.env_params:
+        return env
+    if not callable(getattr(env, "with_params", None)):
+        raise ValueError(f"Config.env_params: {config.env_id} takes no env params (only gymnax "
+                         "envs do, for now)")
+    return env.with_params(config.env_params)

@@ -13,6 +13,11 @@ truncation apart and exposes that observation as `Step.final_obs`.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import difflib
+import numbers
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -110,7 +115,8 @@ class GymnaxEnv:
 
     Observations are float32 in the env's own shape (``observation_shape``; a scalar becomes
     [1]), so a grid reaches a CNN as a grid; the MLP encoder flattens them. Episode return
-    and length are tracked in the state.
+    and length are tracked in the state. `with_params` gives the env with some params
+    replaced (``Config.env_params``).
     """
 
     def __init__(self, env_id: str, env, params) -> None:
@@ -123,6 +129,7 @@ class GymnaxEnv:
         obs_shape = tuple(int(d) for d in env.observation_space(params).shape)
         self.observation_shape = obs_shape or (1,)
         self.observation_size = int(np.prod(self.observation_shape))
+        self._problems: dict[str, str | None] | None = None  # see _param_problems
 
     def __repr__(self) -> str:
         return f"GymnaxEnv({self.env_id!r})"
@@ -132,6 +139,54 @@ class GymnaxEnv:
         """The env's time limit (gymnax's ``max_steps_in_episode``), or None without one."""
         limit = getattr(self._params, "max_steps_in_episode", None)
         return None if limit is None else int(limit)
+
+    def with_params(self, values: Mapping[str, Any]) -> GymnaxEnv:
+        """This env with some params replaced: ``params.replace(**values)``, as float32.
+
+        Called inside the traced program (`jaxppo.envs.make_for`), so values may be tracers:
+        new values never recompile. Spaces, observation shape and time limit stay this env's.
+
+        Raises:
+            ValueError: for a name that is not one of `tunable_params` (saying why).
+        """
+        for name in values:
+            error = self.param_error(name)
+            if error:
+                raise ValueError(f"env_params: {error}")
+        return self._replaced(values)
+
+    def _replaced(self, values: Mapping[str, Any]) -> GymnaxEnv:
+        env = copy.copy(self)
+        env._params = self._params.replace(
+            **{name: jnp.asarray(value, jnp.float32) for name, value in values.items()})
+        return env
+
+    def tunable_params(self) -> tuple[str, ...]:
+        """The params `with_params` takes, sorted: the float scalars of the env's params that
+        neither its spaces nor its program's structure (shapes, Python branches) read."""
+        return tuple(sorted(n for n, why in self._param_problems().items() if why is None))
+
+    def param_error(self, name: str) -> str | None:
+        """Why ``name`` cannot be replaced by `with_params` (one line naming the env's
+        tunable params), or None when it can."""
+        problems = self._param_problems()
+        if problems.get(name, "") is None:
+            return None
+        tunable = self.tunable_params()
+        known = (f"its numeric parameters: {', '.join(tunable)}" if tunable else
+                 f"{self.env_id} has no numeric parameters")
+        if name in problems:
+            return f"{name!r} cannot be set: {problems[name]}; {known}"
+        close = difflib.get_close_matches(str(name), list(problems), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"{name!r} is not a parameter of {self.env_id}{hint}; {known}"
+
+    def _param_problems(self) -> dict[str, str | None]:
+        """Every param of the env -> why `with_params` refuses it, or None; worked out once
+        per env (tracing the env with the candidates traced)."""
+        if self._problems is None:
+            self._problems = _param_problems(self)
+        return self._problems
 
     def _shaped(self, obs: jax.Array) -> jax.Array:
         return jnp.reshape(obs, self.observation_shape).astype(jnp.float32)
@@ -182,4 +237,208 @@ class GymnaxEnv:
             episode_return=episode_return,
             episode_length=episode_length,
         )
+        return new_state, step
+
+
+def _param_kind(name: str, value) -> str | None:
+    """Why a param of this name and default value is not a float scalar, or None."""
+    if name == "max_steps_in_episode":
+        return ("it is the time limit, which jaxppo reads once per env id (the truncations it "
+                "reports, evaluation's step limit)")
+    if isinstance(value, bool | np.bool_):
+        return "it is a switch (a bool), which selects code, not a number"
+    if np.ndim(value) != 0:
+        return f"it is an array of shape {list(np.shape(value))}; only scalars can be set"
+    if isinstance(value, numbers.Integral) or np.issubdtype(np.asarray(value).dtype,
+                                                            np.integer):
+        return ("it is an integer (sizes, counts and intervals may shape the program), "
+                "refused rather than cast from a float")
+    if not isinstance(value, numbers.Real) and not np.issubdtype(np.asarray(value).dtype,
+                                                                 np.floating):
+        return f"it is a {type(value).__name__}, not a number"
+    return None
+
+
+def _spaces(env: GymnaxEnv, params) -> tuple:
+    """What jaxppo fixes per env id from its params: the action space and the observation
+    shape."""
+    space = _action_space(env._env.action_space(params))
+    return (space.discrete, space.num_actions, space.shape, space.nvec,
+            None if space.low is None else space.low.tolist(),
+            None if space.high is None else space.high.tolist(),
+            tuple(env._env.observation_space(params).shape))
+
+
+def _traces(env: GymnaxEnv, names: list[str]) -> bool:
+    """Whether reset, step (and action_mask) trace with the params ``names`` traced."""
+    def run(values):
+        one = env._replaced(dict(zip(names, values, strict=True)))
+        key = jax.random.key(0)
+        _, state = one.reset(key)
+        space = one.action_space
+        action = jnp.zeros(space.shape, jnp.int32 if space.discrete else jnp.float32)
+        one.step(key, state, action)
+        if one.has_action_mask:
+            one.action_mask(state)
+
+    try:
+        jax.eval_shape(run, [jax.ShapeDtypeStruct((), jnp.float32)] * len(names))
+    except (TypeError, ValueError, IndexError):  # a tracer met a shape or a Python branch
+        return False
+    return True
+
+
+def _param_problems(env: GymnaxEnv) -> dict[str, str | None]:
+    params = env._params
+    if not dataclasses.is_dataclass(params):
+        return {}
+    problems = {f.name: _param_kind(f.name, getattr(params, f.name))
+                for f in dataclasses.fields(params)}
+    fixed = _spaces(env, params)
+    for name in [n for n, why in problems.items() if why is None]:
+        value = float(getattr(params, name))
+        moved = params.replace(**{name: value + max(1.0, abs(value))})  # never the same
+        try:
+            changes = _spaces(env, moved) != fixed
+        except (TypeError, ValueError):
+            changes = True
+        if changes:
+            problems[name] = (f"it sets {env.env_id}'s action or observation space, which "
+                              "jaxppo fixes per env id")
+    candidates = [n for n, why in problems.items() if why is None]
+    if candidates and not _traces(env, candidates):
+        for name in candidates:  # one at a time, to name the ones the env cannot trace
+            if not _traces(env, [name]):
+                problems[name] = ("the env uses it in a shape or a Python branch (it cannot "
+                                  "be traced)")
+    return problems
+
+
+def observation_array(obs) -> jax.Array:
+    """A suite's observation as one float32 array: an array keeps its shape (a grid stays a
+    grid for the CNN), a dict or other pytree becomes the concatenation of its flattened
+    leaves, in the pytree's key order."""
+    leaves = jax.tree.leaves(obs)
+    if len(leaves) == 1:
+        return jnp.asarray(leaves[0]).astype(jnp.float32)
+    return jnp.concatenate([jnp.ravel(jnp.asarray(x)).astype(jnp.float32) for x in leaves])
+
+
+def default_keys(tree):
+    """``tree`` with its PRNG keys in JAX's default implementation (the same bits). The first
+    reset's keys are threefry2x32 and the rollout's, on CPU, `jaxppo.prng`'s: a suite that
+    keeps a key in its state would otherwise carry two key types, which `SuiteEnv.step`'s
+    select between a reset state and a stepped one refuses. Python scalars pass as they are."""
+
+    def default(x):
+        if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(jax.random.key_data(x))
+        return x
+
+    return jax.tree.map(default, tree)
+
+
+class SuiteEnv:
+    """The base of the adapters for suites beyond gymnax (`jaxppo.envs.<suite>`).
+
+    A subclass wraps a suite env that does NOT reset by itself (the suite's raw env, under
+    any auto-reset wrapper it ships) through two pure methods:
+
+        _reset(key)                -> (obs, suite_state)
+        _step(key, state, action)  -> (obs, suite_state, reward, terminated, truncated)
+
+    and sets ``env_id``, ``action_space`` (`ActionSpace`) and ``time_limit`` (steps after
+    which an episode is cut, counted here, or None where the suite cuts episodes itself and
+    says so through ``truncated``). This base resets a finished env, keeping the observation
+    the episode ended on as `Step.final_obs`, ends an episode at the time limit as a
+    truncation (never a termination), and counts the episode's return and length. A suite
+    with invalid actions overrides ``_action_mask(suite_state) -> [num_actions]`` and sets
+    ``has_action_mask``. Observations pass through ``_observe`` (`observation_array` unless
+    overridden).
+    """
+
+    env_id: str
+    action_space: ActionSpace
+    time_limit: int | None = None
+    has_action_mask: bool = False
+
+    def _reset(self, key: jax.Array):
+        raise NotImplementedError
+
+    def _step(self, key: jax.Array, state, action: jax.Array):
+        raise NotImplementedError
+
+    def _action_mask(self, state) -> jax.Array:
+        raise NotImplementedError
+
+    def _observe(self, obs) -> jax.Array:
+        return observation_array(obs)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.env_id!r})"
+
+    @property
+    def observation_shape(self) -> tuple[int, ...]:
+        shape = jax.eval_shape(lambda key: self._observe(self._reset(key)[0]),
+                               jax.random.key(0)).shape
+        return tuple(int(d) for d in shape) or (1,)
+
+    @property
+    def observation_size(self) -> int:
+        return int(np.prod(self.observation_shape))
+
+    @property
+    def max_episode_steps(self) -> int | None:
+        return self.time_limit
+
+    def _shaped(self, obs) -> jax.Array:
+        return jnp.reshape(self._observe(obs), self.observation_shape)
+
+    def _env_action(self, action: jax.Array) -> jax.Array:
+        space = self.action_space
+        if space.discrete:
+            return action
+        return jnp.clip(action, space.low, space.high)  # as `GymnaxEnv._env_action`
+
+    def action_mask(self, state: EpisodeState) -> jax.Array:
+        """Valid actions [K] (True = allowed); all True for a suite without masks."""
+        if self.has_action_mask:
+            return jnp.asarray(self._action_mask(state.env_state), jnp.bool_)
+        return jnp.ones((max(self.action_space.num_actions, 1),), jnp.bool_)
+
+    def _plain_reset(self, key: jax.Array):
+        obs, env_state = self._reset(default_keys(key))
+        return obs, default_keys(env_state)
+
+    def reset(self, key: jax.Array) -> tuple[jax.Array, EpisodeState]:
+        obs, env_state = self._plain_reset(key)
+        zero = jnp.zeros((), jnp.float32)
+        return self._shaped(obs), EpisodeState(env_state, zero, jnp.zeros((), jnp.int32))
+
+    def step(self, key: jax.Array, state: EpisodeState, action: jax.Array
+             ) -> tuple[EpisodeState, Step]:
+        step_key, reset_key = jax.random.split(key)
+        obs, env_state, reward, terminated, truncated = self._step(
+            default_keys(step_key), state.env_state, self._env_action(action))
+        env_state = default_keys(env_state)
+        reward = jnp.reshape(jnp.asarray(reward, jnp.float32), ())
+        terminated = jnp.reshape(jnp.asarray(terminated, jnp.bool_), ())
+        episode_length = state.episode_length + 1
+        truncated = jnp.reshape(jnp.asarray(truncated, jnp.bool_), ())
+        if self.time_limit is not None:
+            truncated = truncated | (episode_length >= self.time_limit)
+        truncated = truncated & ~terminated  # a terminal state ends the MDP, cut or not
+        done = terminated | truncated
+        final_obs = self._shaped(obs)
+        reset_obs, reset_state = self._plain_reset(reset_key)
+        episode_return = state.episode_return + reward
+        new_state = EpisodeState(
+            jax.tree.map(lambda fresh, old: jnp.where(done, fresh, old), reset_state,
+                         env_state),
+            jnp.where(done, 0.0, episode_return),
+            jnp.where(done, 0, episode_length),
+        )
+        step = Step(obs=jnp.where(done, self._shaped(reset_obs), final_obs), reward=reward,
+                    terminated=terminated, truncated=truncated, final_obs=final_obs,
+                    episode_return=episode_return, episode_length=episode_length)
         return new_state, step

@@ -1,0 +1,169 @@
+"""The brax adapter: the time limit a truncation with the final observation kept, brax's done a
+termination, spaces, eager and jit, vmap and loop, a tiny training run.
+
+Brax physics compiles slowly on CPU: every test uses inverted_pendulum, the batched episode is
+one compiled program, and the eager steps run the adapter's jitted raw reset and step (one
+compilation each, shared with the by-hand reference, which jits the same raw methods)."""
+
+import pytest
+
+pytest.importorskip("brax")
+
+import chex  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from brax import envs as brax_envs  # noqa: E402
+
+import jaxppo  # noqa: E402
+from jaxppo import envs  # noqa: E402
+from jaxppo.envs import brax as brax_adapter  # noqa: E402
+
+NAME = "inverted_pendulum"
+LIMIT = 5  # a short episode, so that the time limit is reached in a few steps
+# 3 envs x 6 small cart forces (a tenth of the range: the pole tilts by at most 0.08 rad in 6
+# steps, within brax's 0.2, so its own done stays 0); step 6 (index 5) starts a new episode.
+ACTIONS = 0.1 * jnp.asarray([[0.5, -1.0, 0.25, 1.0, -0.5, 0.0],
+                             [-0.3, 0.8, -1.0, 0.1, 0.6, 1.0],
+                             [1.0, 1.0, -0.2, -0.7, 0.0, 0.4]], jnp.float32)[..., None]
+
+
+def _by_hand(method):
+    """A raw brax env's ``method`` under jit, with NumPy's rank promotion (brax relies on it)
+    as the adapter runs it, so that both share one compilation."""
+    jitted = jax.jit(method)
+
+    def call(*args):
+        with jax.numpy_rank_promotion("allow"):
+            return jitted(*args)
+
+    return call
+
+
+def _episode(env, key, actions):
+    """``env.reset(key)`` then ``env.step`` over ``actions`` [T, 1], one key per step: the
+    reset observation, the Steps [T] and the step keys [T]."""
+    reset_key, steps_key = jax.random.split(key)
+    obs, state = env.reset(reset_key)
+    keys = jax.random.split(steps_key, actions.shape[0])
+
+    def body(state, inputs):
+        step_key, action = inputs
+        return env.step(step_key, state, action)
+
+    _, steps = jax.lax.scan(body, state, (keys, actions))
+    return obs, steps, keys
+
+
+def _episode_eagerly(env, key, actions):
+    reset_key, steps_key = jax.random.split(key)
+    obs, state = env.reset(reset_key)
+    keys = jax.random.split(steps_key, actions.shape[0])
+    steps = []
+    for step_key, action in zip(keys, actions, strict=True):
+        state, step = env.step(step_key, state, action)
+        steps.append(step)
+    return obs, jax.tree.map(lambda *xs: jnp.stack(xs), *steps), keys
+
+
+@pytest.fixture(scope="module")
+def env():
+    return brax_adapter.make(NAME, episode_length=LIMIT)
+
+
+@pytest.fixture(scope="module")
+def keys():
+    return jax.random.split(jax.random.key(11), 3)
+
+
+@pytest.fixture(scope="module")
+def batched(env, keys):
+    """`_episode` of 3 envs under jit(vmap): the one compiled program of the batched tests."""
+    return jax.jit(jax.vmap(_episode, in_axes=(None, 0, 0)), static_argnums=0)(env, keys,
+                                                                               ACTIONS)
+
+
+def test_ids_are_brax_physics_envs():
+    assert set(brax_adapter.ids()) == set(brax_envs._envs) - {"fast", "swimmer"}
+    assert len(brax_adapter.ids()) == 10  # brax 0.14.2's 12 less its test stub and swimmer
+    env = envs.make(f"brax/{NAME}")
+    assert env.env_id == f"brax/{NAME}"
+    assert env.max_episode_steps == 1000  # brax.envs.create's episode_length
+    assert env.suite_env.backend == "generalized"
+    assert env.observation_shape == (4,)  # cart position, pole angle, their 2 velocities
+    space = env.action_space
+    assert not space.discrete and space.shape == (1,)
+    np.testing.assert_array_equal(space.low, [-1.0])
+    np.testing.assert_array_equal(space.high, [1.0])
+
+
+def test_time_limit_is_a_truncation_with_the_suites_final_observation(env, keys, batched):
+    _, steps, step_keys = batched
+    suite_reset, suite_step = _by_hand(env.suite_env.reset), _by_hand(env.suite_env.step)
+    assert not steps.done[:, :LIMIT - 1].any()
+    assert steps.truncated[:, LIMIT - 1].all() and not steps.terminated[:, LIMIT - 1].any()
+    for i in range(3):
+        state = suite_reset(jax.random.split(keys[i])[0])  # `_episode`'s reset key
+        for action in ACTIONS[i, :LIMIT]:
+            state = suite_step(state, action)
+            assert float(state.done) == 0.0  # the pole is still up: brax's own flag says so
+        chex.assert_trees_all_close(steps.final_obs[i, LIMIT - 1], state.obs, rtol=1e-5,
+                                    atol=1e-6)
+        reset_key = jax.random.split(step_keys[i, LIMIT - 1])[1]  # the base class's reset key
+        chex.assert_trees_all_close(steps.obs[i, LIMIT - 1], suite_reset(reset_key).obs,
+                                    rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(steps.reward[:, :LIMIT], 1.0)  # +1 per upright step
+    np.testing.assert_array_equal(steps.episode_return[:, LIMIT - 1], LIMIT)  # 5 x 1
+    np.testing.assert_array_equal(steps.episode_length[:, LIMIT - 1], LIMIT)
+    np.testing.assert_array_equal(steps.episode_length[:, LIMIT], 1)  # a new episode
+
+
+def test_fallen_pole_is_a_termination_with_the_final_observation(env):
+    _, state = env.reset(jax.random.key(0))
+    pipeline = state.env_state.pipeline_state
+    # Tilt the pole to 0.5 rad: past brax's 0.2 rad (inverted_pendulum.py's done).
+    fallen = state.replace(env_state=state.env_state.replace(
+        pipeline_state=pipeline.replace(q=pipeline.q.at[1].set(0.5))))
+    action = jnp.zeros((1,), jnp.float32)
+    by_hand = _by_hand(env.suite_env.step)(fallen.env_state, action)
+    assert float(by_hand.done) == 1.0
+    new_state, step = env.step(jax.random.key(1), fallen, action)
+    assert bool(step.terminated) and not bool(step.truncated)
+    chex.assert_trees_all_close(step.final_obs, by_hand.obs)
+    assert abs(float(step.final_obs[1])) > 0.2
+    assert abs(float(step.obs[1])) <= 0.01  # a fresh reset: angle within brax's +-0.01 noise
+    assert int(new_state.episode_length) == 0
+
+
+def test_flags_are_bool_scalars_and_obs_keep_their_shape(env, batched):
+    obs, steps, _ = batched
+    assert obs.shape == (3, *env.observation_shape)
+    assert steps.obs.shape == steps.final_obs.shape == (3, 6, *env.observation_shape)
+    for flag in (steps.terminated, steps.truncated):
+        assert flag.shape == (3, 6) and flag.dtype == jnp.bool_
+    assert steps.reward.shape == (3, 6) and steps.reward.dtype == jnp.float32
+    assert obs.dtype == steps.obs.dtype == jnp.float32
+
+
+def test_eager_steps_of_each_env_equal_the_jitted_vmap(env, keys, batched):
+    # One comparison for both: each env alone, run eagerly (its physics through the adapter's
+    # jitted raw reset and step), against the three under jit(vmap).
+    for i in range(3):
+        obs, steps, step_keys = _episode_eagerly(env, keys[i], ACTIONS[i])
+        chex.assert_trees_all_close((obs, steps), jax.tree.map(lambda x, i=i: x[i], batched[:2]),
+                                    rtol=1e-5, atol=1e-6)
+        assert (jax.random.key_data(step_keys) == jax.random.key_data(batched[2][i])).all()
+        np.testing.assert_array_equal(steps.truncated, batched[1].truncated[i])
+
+
+@pytest.mark.slow  # a suite's physics or world compiled into a whole run
+def test_tiny_training_run_has_finite_metrics():
+    config = jaxppo.Config(env_id=f"brax/{NAME}", num_envs=4, num_steps=16,
+                           total_timesteps=128, num_minibatches=2, update_epochs=1,
+                           hidden_sizes=(16,))
+    _, metrics = jax.jit(jaxppo.train)(config, jax.random.key(0))
+    assert metrics.env_steps.shape == (2,)  # 128 steps / (4 envs x 16 steps) = 2 updates
+    for name, value in vars(metrics).items():
+        if name not in ("episode_return", "episode_length"):  # NaN where no episode ended
+            assert np.isfinite(np.asarray(value)).all(), name
+    assert (np.asarray(metrics.divergence) == 0).all()
