@@ -91,8 +91,11 @@ def minatar(run_dirs: list[str]) -> dict:
             if r["episode_return"] != "":
                 returns[int(r["seed"]), int(r["update"])] = float(r["episode_return"])
         final = stats.final_returns(returns)
-        curve = [stats.iqm(stats.final_returns(returns[:, :u + 1]))
-                 for u in range(9, updates, 10)]
+        # A point every 10 updates, from the first at which every seed has ended an episode
+        # (Freeway's episodes are 2,500 steps: the first updates end none).
+        points = [(u, stats.final_returns(returns[:, :u + 1])) for u in range(9, updates, 10)]
+        points = [(u, stats.iqm(r)) for u, r in points if not np.isnan(r).any()]
+        curve = [iqm for _, iqm in points]
         config = spec.config
         out[config.env_id] = {
             **_report(final), "run_dir": str(run_dir), "seeds": seeds,
@@ -101,7 +104,7 @@ def minatar(run_dirs: list[str]) -> dict:
                        "shared_encoder": config.shared_encoder,
                        "num_envs": config.num_envs, "num_steps": config.num_steps,
                        "learning_rate": float(config.learning_rate)},
-            "curve_env_steps": [(u + 1) * config.batch_size for u in range(9, updates, 10)],
+            "curve_env_steps": [(u + 1) * config.batch_size for u, _ in points],
             "curve_iqm": curve,
         }
         print(f"{config.env_id}: IQM {stats.format_ci(out[config.env_id]['iqm'])} at "
