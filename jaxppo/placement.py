@@ -114,10 +114,12 @@ def runs_per_call(config: Config, runs: int, devices: Sequence[Any],
                   max_runs_per_call: int | None = None) -> int:
     """Runs in one call: all of them when they fit in memory, else as many as fit (from
     `memory.runs_that_fit` on each device, or ``max_runs_per_call``), rounded down to a
-    multiple of the device count and never below one run per device."""
+    multiple of the device count and never below one run per device. Without
+    ``max_runs_per_call``, a config of which not even one run fits is refused
+    (`memory.TooLarge`)."""
     count = len(devices)
-    memory.check_fits(config, local_device(devices))
     if max_runs_per_call is None:
+        memory.check_fits(config, local_device(devices))  # not even one run fits: refused
         max_runs_per_call = memory.runs_that_fit(config, local_device(devices)) * count
     per_call = min(max_runs_per_call, -(-runs // count) * count)
     return max(count, per_call // count * count)
