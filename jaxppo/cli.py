@@ -110,16 +110,26 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _add_config_flags(parser: argparse.ArgumentParser, sweep: bool) -> None:
-    """One flag per Config field (values parsed later, so errors name the field)."""
+def _add_config_flags(parser: argparse.ArgumentParser, sweep: bool,
+                      env_id: str | None = None) -> None:
+    """One flag per Config field (values parsed later, so errors name the field); the
+    defaults shown are ``jaxppo.preset(env_id)``'s where an env is given, else Config's."""
+    import jaxppo
     from jaxppo import config as config_lib
     from jaxppo.config import Config
 
     docs = _field_docs()
+    try:
+        defaults = jaxppo.preset(env_id) if env_id else Config()
+    except ValueError:  # not an id Config takes: the mistake is reported when parsing
+        env_id, defaults = None, Config()
+    source = (f"jaxppo.preset({env_id!r})" + ("" if env_id in jaxppo.PRESETS else
+                                              ", Config's defaults for this env")
+              if env_id else "jaxppo.preset(env) (Config's defaults for most envs; "
+              "`--env ID --help` shows that env's)")
     group = parser.add_argument_group(
-        "Config fields", "default: jaxppo.preset(env) (Config's defaults for most envs)"
+        "Config fields", f"default: {source}"
         + ("; a dynamic field takes a comma-separated list of values to sweep" if sweep else ""))
-    defaults = Config()
     dynamic = set(config_lib.dynamic_fields())
     for field in dataclasses.fields(Config):
         name = field.name
@@ -292,7 +302,20 @@ def _jax_flags(parser: argparse.ArgumentParser) -> None:
                         "the compile)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _env_in(argv: Sequence[str]) -> str | None:
+    """The value of --env / --env-id in ``argv``, if any (for the defaults --help shows)."""
+    for i, arg in enumerate(argv):
+        for flag in ("--env", "--env-id"):
+            if arg == flag and i + 1 < len(argv):
+                return argv[i + 1]
+            if arg.startswith(flag + "="):
+                return arg.split("=", 1)[1]
+    return None
+
+
+def build_parser(env_id: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser; ``env_id``: the env whose preset the Config flags' help
+    shows as defaults."""
     import jaxppo
 
     parser = _Parser(prog="jaxppo", allow_abbrev=False,
@@ -306,12 +329,12 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Train S seeds of one Config in one compiled, "
                                 "chunked, checkpointed call.")
     _common_run_flags(train)
-    _add_config_flags(train, sweep=False)
+    _add_config_flags(train, sweep=False, env_id=env_id)
     sweep = commands.add_parser("sweep", help="train a grid of settings x seeds",
                                 description="Train every combination of the listed values of "
                                 "dynamic fields, x seeds, in one compiled call; rank them.")
     _common_run_flags(sweep)
-    _add_config_flags(sweep, sweep=True)
+    _add_config_flags(sweep, sweep=True, env_id=env_id)
     evaluate = commands.add_parser("eval", help="evaluate the policies of a run",
                                    description="Run the trained policies of a run directory "
                                    "for E episodes per run.")
@@ -577,21 +600,23 @@ def _print_eval_seeds(returns: np.ndarray, agg: dict) -> None:
 def _envs() -> int:
     import jaxppo
 
-    print("environments (any of them works with --env):")
+    print("environments (any of them works with --env; \"preset\": jaxppo.preset has its own "
+          "settings for it, `jaxppo train --env ID --help` shows them):")
     for suite, ids, extra in jaxppo.envs.catalog():
         if ids is None:
             print(f"{suite}: not installed; pip install \"jaxppo[{extra}]\" brings it")
             continue
         print(f"{suite}:")
         for env_id in ids:
-            download = jaxppo.envs.DOWNLOADS.get(env_id)
-            print(f"  {env_id}" + (f"  (downloads {download} on first use)" if download
-                                   else ""))
+            notes = (["preset"] if env_id in jaxppo.PRESETS else []) + (
+                [f"downloads {jaxppo.envs.DOWNLOADS[env_id]} on first use"]
+                if env_id in jaxppo.envs.DOWNLOADS else [])
+            print(f"  {env_id}" + (f"  ({'; '.join(notes)})" if notes else ""))
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(_env_in(sys.argv[1:] if argv is None else list(argv)))
     args, extra = parser.parse_known_args(argv)
     if extra:  # reported by the command's own parser, which knows its flags
         command = parser._subparsers._group_actions[0].choices.get(args.command, parser)

@@ -106,7 +106,8 @@ def test_envs_lists_ids(capsys):
     # The one env that needs a network on first use says so.
     assert ("  MNISTBandit-bsuite  (downloads the MNIST data set (to /tmp/mnist) on first use)"
             in text.splitlines())
-    assert "  CartPole-v1" in text.splitlines()
+    assert "  CartPole-v1  (preset)" in text.splitlines()
+    assert "  Acrobot-v1" in text.splitlines()  # no preset of its own
     # Every suite is listed: its ids under its name, or the extra that installs it.
     from jaxppo import envs
 
@@ -147,6 +148,24 @@ def test_a_network_too_large_for_memory_exits_2_with_one_line_before_compiling(c
     assert err.count("\n") == 1
     assert err.startswith("jaxppo train: error: one run of this config needs an estimated ")
     assert "hidden_sizes=(99999999999,)" in err
+
+
+def _help(capsys, *argv) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(list(argv))
+    assert exit_info.value.code == 0
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_help_shows_the_presets_values_for_the_chosen_env(capsys):
+    # Pendulum-v1's preset trains 16 envs at lr 1e-3 where Config's defaults are 4 and 2.5e-4.
+    for argv in (["train", "--env", "Pendulum-v1", "--help"],
+                 ["sweep", "--env=Pendulum-v1", "--help"]):
+        text = _help(capsys, *argv)
+        assert "default: jaxppo.preset('Pendulum-v1')" in text
+        assert "one rollout. (default: 16)" in text and "(default: 0.001)" in text
+    text = _help(capsys, "train", "--help")
+    assert "one rollout. (default: 4)" in text and "`--env ID --help` shows that env's" in text
 
 
 def test_version(capsys):
