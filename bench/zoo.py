@@ -1,0 +1,171 @@
+"""Re-measure the presets: every env's IQM over seeds, training and evaluation, with curves.
+
+    python bench/zoo.py                                  # every env of ENVS, full budgets
+    python bench/zoo.py --envs Acrobot-v1 Catch-bsuite   # a subset
+    python bench/zoo.py --budget 0.1 --seeds 4 --out /tmp/zoo   # a quick look
+
+For each env, `jaxppo.preset(env)` (Config's defaults where the env has no preset of its own)
+trains --seeds seeds in one `jaxppo.sweep` call over one CPU device per core
+(`jaxppo.use_cpu_cores`, as the command line does). Two scores per seed: the final training
+return (`stats.final_returns`: the mean training-episode return over the last 10 updates) and
+the deterministic evaluation return (`jaxppo.evaluate`, --episodes fresh episodes per seed, the
+policy's mode); each is aggregated as the IQM with its 95% stratified-bootstrap interval
+(`stats.aggregate`). Results go to OUT/zoo.{json,md} and a grid of learning curves (the IQM over
+seeds every few updates, with the interquartile band) to OUT/zoo.png. Each env is written as it
+finishes, so a stopped run keeps what it measured.
+
+``PUBLISHED`` holds, per env, the best published PPO result found at the same budget, with its
+source and protocol; an env without one says so in the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import time
+
+import jax
+import machine  # bench/machine.py
+import numpy as np
+
+import jaxppo
+from jaxppo import stats
+
+RESULTS = machine.ROOT / "bench" / "results" / "zoo"
+
+# The envs measured by default: those with a preset, then envs the defaults are known to
+# learn (tests/test_learning.py).
+ENVS = (*jaxppo.PRESETS, "Acrobot-v1", "Catch-bsuite")
+
+# env id -> {"value", "env_steps", "source", "protocol"}: the best published PPO result found.
+PUBLISHED: dict[str, dict] = {}
+
+
+def measure(env_id: str, budget: float, seeds: int, episodes: int) -> dict:
+    base = jaxppo.preset(env_id)
+    steps = max(base.batch_size, int(base.total_timesteps * budget))
+    config = base.replace(total_timesteps=steps)
+    start = time.perf_counter()
+    result = jaxppo.sweep(config, seeds=seeds, key=jax.random.key(0))
+    train_s = time.perf_counter() - start
+    returns = np.asarray(result.metrics.episode_return[0], np.float64)  # [S, U]
+    final = stats.final_returns(returns)
+    state = jax.tree.map(lambda x: x[0], result.state)
+    evaluated = jaxppo.evaluate(config, state, jax.random.key(1), num_episodes=episodes)
+    eval_returns = evaluated.returns.mean(axis=-1)
+    # Every 1/40 of the run, the IQM of each seed's mean return over the last 10 updates,
+    # from the first point at which every seed has ended an episode.
+    every = max(1, config.num_updates // 40)
+    curve = []
+    for u in range(every - 1, config.num_updates, every):
+        point = stats.final_returns(returns[:, :u + 1])
+        if not np.isnan(point).any():
+            low, high = np.percentile(point, [25, 75])
+            curve.append([(u + 1) * config.batch_size, stats.iqm(point), low, high])
+    return {
+        "env_id": env_id, "seeds": seeds, "env_steps": config.num_updates * config.batch_size,
+        "preset": env_id in jaxppo.PRESETS, "train_s": round(train_s, 1),
+        "final": [float(x) for x in final], "eval": [float(x) for x in eval_returns],
+        "train_aggregate": stats.aggregate(final) if not np.isnan(final).any() else None,
+        "eval_aggregate": stats.aggregate(eval_returns),
+        "eval_episodes": episodes, "curve": curve,
+        "published": PUBLISHED.get(env_id),
+    }
+
+
+def _cell(aggregate: dict | None) -> str:
+    return stats.format_ci(aggregate["iqm"]) if aggregate else "no episode ended"
+
+
+def markdown(result: dict) -> list[str]:
+    m = result["machine"]
+    lines = [
+        "# The zoo: every preset re-measured",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['device']}; jax {m['jax']}. "
+        f"Command: `{result['command']}`.",
+        "",
+        "IQM over seeds [95% CI]. Training: each seed's mean training-episode return over its "
+        "last 10 updates. Evaluation: the mean return of fresh episodes with the policy's mode.",
+        "",
+        "| env | settings | seeds | env steps | training IQM | evaluation IQM | published PPO "
+        "(source, protocol) | train time (s) |",
+        "|---|---|---:|---:|---|---|---|---:|",
+    ]
+    for row in result["envs"].values():
+        published = row["published"]
+        cited = (f"{published['value']} at {published['env_steps']:,} steps "
+                 f"({published['source']}; {published['protocol']})" if published
+                 else "none found yet")
+        lines.append(
+            f"| {row['env_id']} | {'preset' if row['preset'] else 'defaults'} | "
+            f"{row['seeds']} | {row['env_steps']:,} | {_cell(row['train_aggregate'])} | "
+            f"{_cell(row['eval_aggregate'])} | {cited} | {row['train_s']} |")
+    return lines + ["", "![learning curves](zoo.png)"]
+
+
+def plot(result: dict, path: pathlib.Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in result["envs"].values() if r["curve"]]
+    cols = min(4, max(1, len(rows)))
+    lines_ = -(-len(rows) // cols) if rows else 1
+    fig, axes = plt.subplots(lines_, cols, figsize=(3.2 * cols, 2.6 * lines_), squeeze=False)
+    for ax in axes.flat:
+        ax.set_visible(False)
+    for ax, row in zip(axes.flat, rows, strict=False):
+        curve = np.asarray(row["curve"])
+        ax.set_visible(True)
+        ax.plot(curve[:, 0] / 1e6, curve[:, 1])
+        ax.fill_between(curve[:, 0] / 1e6, curve[:, 2], curve[:, 3], alpha=0.3)
+        ax.set_title(row["env_id"], fontsize=9)
+        ax.set_xlabel("env steps (M)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.suptitle("IQM over seeds of the training return (band: interquartile range)",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--envs", nargs="+", default=list(ENVS))
+    parser.add_argument("--budget", type=float, default=1.0,
+                        help="fraction of each preset's total_timesteps (default: 1)")
+    parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--episodes", type=int, default=32,
+                        help="evaluation episodes per seed (default: 32)")
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args()
+    jaxppo.use_cpu_cores()  # before any JAX operation, which checking an id can be
+    for env_id in args.envs:  # one line for a typo, before anything trains
+        if not jaxppo.envs.is_known(env_id):
+            raise SystemExit(f"zoo: unknown env id {env_id!r}; `jaxppo envs` lists them")
+    if not 0 < args.budget <= 10 or args.seeds < 1 or args.episodes < 1:
+        raise SystemExit("zoo: --budget must be in (0, 10], --seeds and --episodes >= 1")
+    out = pathlib.Path(args.out)
+    path = out / "zoo.json"
+    result = json.loads(path.read_text()) if path.exists() else {"envs": {}}
+    command = "python bench/zoo.py" + (
+        f" --envs {' '.join(args.envs)}" if args.envs != list(ENVS) else "") + (
+        f" --budget {args.budget}" if args.budget != 1.0 else "") + (
+        f" --seeds {args.seeds}" if args.seeds != 8 else "") + (
+        f" --episodes {args.episodes}" if args.episodes != 32 else "")
+    for env_id in args.envs:
+        row = measure(env_id, args.budget, args.seeds, args.episodes)
+        print(f"{env_id}: training {_cell(row['train_aggregate'])}, evaluation "
+              f"{_cell(row['eval_aggregate'])} at {row['env_steps']:,} steps "
+              f"({row['train_s']} s)", flush=True)
+        result["envs"][env_id] = row
+        result.update(machine=machine.describe(), command=command)
+        machine.write(out, "zoo", result, markdown(result))  # each env as it finishes
+        plot(result, out / "zoo.png")
+
+
+if __name__ == "__main__":
+    main()
