@@ -23,6 +23,7 @@ jax.devices()
 # One tiny experiment shared by the experiment, evaluation and CLI tests (its compiled chunk is
 # cached per program, so every run of this config in the session reuses one compilation).
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import jaxppo  # noqa: E402
@@ -68,3 +69,18 @@ def run_clean(code: str, **extra_env: str) -> dict:
                           capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def tiny_training_metrics(env_id: str, **changes):
+    """Metrics of a jitted `jaxppo.train` on ``env_id`` at a tiny budget: 4 envs x 16 steps,
+    128 steps = 2 updates. Every metric is checked finite (but the episode statistics, NaN
+    where no episode ended) and no run diverged."""
+    config = jaxppo.Config(env_id=env_id, num_envs=4, num_steps=16, total_timesteps=128,
+                           num_minibatches=2, update_epochs=1, hidden_sizes=(16,), **changes)
+    _, metrics = jax.jit(jaxppo.train)(config, jax.random.key(0))
+    np.testing.assert_array_equal(metrics.env_steps, [64, 128])  # 4 x 16 per update
+    for name, value in vars(metrics).items():
+        if name not in ("episode_return", "episode_length"):
+            assert np.isfinite(np.asarray(value)).all(), name
+    assert (np.asarray(metrics.divergence) == 0).all()
+    return metrics

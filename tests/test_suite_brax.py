@@ -14,8 +14,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from brax import envs as brax_envs  # noqa: E402
+from conftest import tiny_training_metrics  # noqa: E402
 
-import jaxppo  # noqa: E402
 from jaxppo import envs  # noqa: E402
 from jaxppo.envs import brax as brax_adapter  # noqa: E402
 
@@ -158,12 +158,4 @@ def test_eager_steps_of_each_env_equal_the_jitted_vmap(env, keys, batched):
 
 @pytest.mark.slow  # a suite's physics or world compiled into a whole run
 def test_tiny_training_run_has_finite_metrics():
-    config = jaxppo.Config(env_id=f"brax/{NAME}", num_envs=4, num_steps=16,
-                           total_timesteps=128, num_minibatches=2, update_epochs=1,
-                           hidden_sizes=(16,))
-    _, metrics = jax.jit(jaxppo.train)(config, jax.random.key(0))
-    assert metrics.env_steps.shape == (2,)  # 128 steps / (4 envs x 16 steps) = 2 updates
-    for name, value in vars(metrics).items():
-        if name not in ("episode_return", "episode_length"):  # NaN where no episode ended
-            assert np.isfinite(np.asarray(value)).all(), name
-    assert (np.asarray(metrics.divergence) == 0).all()
+    tiny_training_metrics(f"brax/{NAME}")
