@@ -119,25 +119,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", default=str(machine_info.ROOT / "bench" / "results"))
     args = parser.parse_args()
-    load = [machine_info_load()]
+    load = [" ".join(machine_info.loadavg())]
     cases = []
     for name in args.cases:
         cases.append(measure(name, args.rounds))
         print(cases[-1], flush=True)
-    load.append(machine_info_load())
+    load.append(" ".join(machine_info.loadavg()))
     command = "python bench/guard.py" + (
         f" --cases {' '.join(args.cases)}" if args.cases != list(CASES) else "") + (
         f" --rounds {args.rounds}" if args.rounds != 5 else "")
     result = {"machine": machine_info.describe(), "load": load, "command": command,
               "cases": cases}
     machine_info.write(args.out, "guard", result, markdown(result))
-
-
-def machine_info_load() -> str:
-    try:
-        return " ".join(open("/proc/loadavg").read().split()[:3])
-    except OSError:
-        return "unknown"
 
 
 if __name__ == "__main__":

@@ -410,7 +410,7 @@ def run_module(module: str, selected: list[Mutant], timeout: float | None,
     tests = MODULES[module]
     path = pathlib.Path("jaxppo") / f"{module}.py"
     started = time.perf_counter()
-    load_before = _loadavg()
+    load_before = _loadavg_text()
     with tempfile.TemporaryDirectory(prefix=f"mutation-{module}-") as tmp:
         workdir = pathlib.Path(tmp)
         _copy(workdir, tests)
@@ -434,7 +434,7 @@ def run_module(module: str, selected: list[Mutant], timeout: float | None,
                 f"{'killed by ' + str(outcome['failed']) if killed else 'SURVIVED'} "
                 f"({outcome['seconds']} s)")
     summary = _summary(module, tests, baseline, limit, rows, time.perf_counter() - started)
-    summary["loadavg"] = [load_before, _loadavg()]
+    summary["loadavg"] = [load_before, _loadavg_text()]
     return summary
 
 
@@ -457,8 +457,11 @@ def _revision(files: list[str]) -> str:
     return commit + (" + edits" if git("status", "--porcelain", "--", *files) else "")
 
 
-def _loadavg() -> str:
-    return " ".join(pathlib.Path("/proc/loadavg").read_text().split()[:3])
+def _loadavg_text() -> str:
+    sys.path.insert(0, str(ROOT / "bench"))
+    import machine  # bench/machine.py
+
+    return " ".join(machine.loadavg())
 
 
 def _summary(module, tests, baseline, limit, rows, seconds) -> dict:
