@@ -384,7 +384,9 @@ def run_tests(workdir: pathlib.Path, tests: tuple[str, ...], timeout: float,
                JAX_COMPILATION_CACHE_DIR=str(cache),
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
                JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
-    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+    # One process (-n 0), as the recorded scores and timeouts were measured.
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-n", "0", "-p", "no:cacheprovider",
+           *tests]
     start = time.perf_counter()
     # Its own session, so that a timeout ends pytest and anything it started.
     proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE,

@@ -8,9 +8,28 @@ import sys
 import textwrap
 
 import jax
+import pytest
 
 # Implicit rank promotion hides shape bugs ([T] + [T, 1] silently becomes [T, T]).
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+# The tests' programs are tiny, so compiling them is most of the suite's time, and XLA's CPU
+# backend optimizations are a third of that. The suite compiles without them, in this process
+# and in those its tests start, so that results compared across processes are computed alike
+# (the level changes the last bits, through fused multiply-adds). The learning checks run their
+# long programs optimized: `full_speed_env`.
+QUICK_COMPILE = "--xla_backend_optimization_level=0"
+_XLA_FLAGS = os.environ.get("XLA_FLAGS")
+os.environ["XLA_FLAGS"] = f"{_XLA_FLAGS or ''} {QUICK_COMPILE}".strip()
+
+
+def full_speed_env(**extra: str) -> dict:
+    """This process's environment with XLA_FLAGS as the suite found it (``extra`` added)."""
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    if _XLA_FLAGS is not None:
+        env["XLA_FLAGS"] = _XLA_FLAGS
+    return {**env, **extra}
+
 
 # Start JAX now, with its default CPU device count: otherwise the first in-process `jaxppo`
 # command (test_cli) would split the CPU into one device per core for every later test, and
@@ -19,12 +38,44 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.devices()
 
 
+# The longest tests first, so that pytest-xdist's workers finish together instead of one
+# running a notebook alone at the end: notebooks, env suites and multi-device subprocesses.
+_LONG_FIRST = ("test_notebooks.py", "test_suite_", "test_runner_devices.py", "test_devices.py",
+               "test_sharding.py")
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto`: one worker per core this process may run on, not the host's count."""
+    from jaxppo import devices
+
+    return devices.usable_cores()
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: not item.path.name.startswith(_LONG_FIRST))  # stable
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_compile_cache(tmp_path_factory):
+    """One persistent compile cache for the run, shared by pytest-xdist's workers and the
+    processes the tests start: many tests build the same small programs, and each process
+    would compile them again. Programs compiled in under 0.2 s are not worth the disk. A
+    folder and threshold set in the environment (JAX_COMPILATION_CACHE_DIR, ...) are kept."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above every worker's own
+    folder = os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(root / "xla"))
+    seconds = os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", float(seconds))
+    return folder
+
+
 # ---------------------------------------------------------------------------------------------
 # One tiny experiment shared by the experiment, evaluation and CLI tests (its compiled chunk is
 # cached per program, so every run of this config in the session reuses one compilation).
 
 import numpy as np  # noqa: E402
-import pytest  # noqa: E402
 
 import jaxppo  # noqa: E402
 

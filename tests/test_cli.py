@@ -297,8 +297,8 @@ def program_env(tmp_path) -> dict:
 def test_no_compile_cache_keeps_nothing_and_in_process_calls_leave_jax_alone(trained, tmp_path):
     import jax
 
-    # `trained` ran the command in this process: JAX's cache setting is untouched.
-    assert not jax.config.jax_compilation_cache_dir
+    # `trained` ran the command in this process: JAX's cache setting is still the suite's.
+    assert jax.config.jax_compilation_cache_dir == os.environ["JAX_COMPILATION_CACHE_DIR"]
     flags = [f if f != "112" else "16" for f in TINY_FLAGS]  # one update
     done = subprocess.run([sys.executable, "-m", "jaxppo", "train", "--seeds", "1", *flags,
                            "--no-compile-cache", "--out", str(tmp_path / "run")],

@@ -10,7 +10,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run_python
+from conftest import full_speed_env, run_python
 
 import jaxppo
 from jaxppo import stats
@@ -35,7 +35,8 @@ print(json.dumps([float(x) for x in final]))
 
 
 def _final_iqm(env_id: str, **changes) -> tuple[float, np.ndarray]:
-    proc = run_python(_FINAL_RETURNS, env_id, json.dumps(changes), timeout=900)
+    proc = run_python(_FINAL_RETURNS, env_id, json.dumps(changes), env=full_speed_env(),
+                      timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     final = np.asarray(json.loads(proc.stdout.splitlines()[-1]))
     assert final.shape == (SEEDS,), final

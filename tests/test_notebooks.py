@@ -5,7 +5,6 @@ notebook with nbclient in a fresh working directory under pytest's tmp_path, and
 outputs of named cells.
 """
 
-import os
 import pathlib
 import re
 
@@ -132,10 +131,6 @@ def test_networks(tmp_path, monkeypatch):
                   "BREAKOUT_TIMESTEPS = 256\nBREAKOUT_SEEDS = 2\nBREAKOUT_NUM_ENVS = 8\n"
                   "BREAKOUT_NUM_STEPS = 16\nMULTI_DISCRETE_TIMESTEPS = 256\n"
                   f"RUN_DIR = {str(run_root)!r}\n")
-    # Four PPO programs (GRU, MLP, CNN, multi-discrete) whose compile is most of the test's
-    # time; XLA's unoptimized CPU backend compiles them in about half the time.
-    monkeypatch.setenv("XLA_FLAGS", (os.environ.get("XLA_FLAGS", "")
-                                     + " --xla_backend_optimization_level=0").strip())
     notebook = _execute("networks.ipynb", parameters, tmp_path / "work", monkeypatch)
     assert _errors(notebook) == []
     assert _cached(tmp_path / "work") > 0

@@ -7,7 +7,6 @@ The slow test runs every example of README.md in a fresh directory: the commands
 """
 
 import ast
-import os
 import pathlib
 import re
 import shlex
@@ -15,6 +14,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import full_speed_env
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -162,7 +162,7 @@ def _run(argv: list[str], cwd: pathlib.Path, env: dict[str, str], timeout: int) 
 @pytest.mark.slow
 def test_readme_examples_run_as_written(tmp_path):
     blocks = code_blocks(README.read_text())
-    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"), PYTHONUNBUFFERED="1")
+    env = full_speed_env(XDG_CACHE_HOME=str(tmp_path / "cache"), PYTHONUNBUFFERED="1")
     work = tmp_path / "work"
     work.mkdir()
 
