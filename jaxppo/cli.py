@@ -597,8 +597,17 @@ def _print_eval_seeds(returns: np.ndarray, agg: dict) -> None:
           f"{_fmt(agg['median']['value'])}, mean {_fmt(agg['mean']['value'])}")
 
 
+def _measured(env_id: str) -> str:
+    """What `jaxppo.preset(env_id)` reached in bench/zoo.py: "IQM 500.0 at 500k steps"."""
+    from jaxppo import presets
+
+    score, steps = presets.MEASURED[env_id]
+    return f"IQM {score:g} over 8 seeds at {steps / 1e3:,.0f}k steps"
+
+
 def _envs() -> int:
     import jaxppo
+    from jaxppo import presets
 
     print("environments (any of them works with --env; \"preset\": jaxppo.preset has its own "
           "settings for it, `jaxppo train --env ID --help` shows them):")
@@ -609,6 +618,9 @@ def _envs() -> int:
         print(f"{suite}:")
         for env_id in ids:
             notes = (["preset"] if env_id in jaxppo.PRESETS else []) + (
+                [_measured(env_id)] if env_id in presets.MEASURED else []) + (
+                ["PPO is known to fail here: `jaxppo.presets.KNOWN_FAILURES`"]
+                if env_id in presets.KNOWN_FAILURES else []) + (
                 [f"downloads {jaxppo.envs.DOWNLOADS[env_id]} on first use"]
                 if env_id in jaxppo.envs.DOWNLOADS else [])
             print(f"  {env_id}" + (f"  ({'; '.join(notes)})" if notes else ""))

@@ -29,6 +29,8 @@ import peer_jaxppo  # noqa: E402
 import peers  # noqa: E402
 import roofline  # noqa: E402
 import scaling  # noqa: E402
+import zoo  # noqa: E402
+import zoo_search  # noqa: E402
 
 
 def test_ablation_bootstrap_interval_brackets_the_iqm():
@@ -235,3 +237,40 @@ def test_networks_tables_give_a_row_per_case_and_seed_count():
            "4,429,650 |" in lines
     assert "| breakout-cnn | 936,960 | 936,960 | 1.000 | 673,024 | 700,000 |" in lines
     assert "| breakout-cnn | 10.0 (10%) | 20.0 (20%) | 70.0 (70%) | 100.0 | 95.0 |" in lines
+
+
+def _zoo_row(env_id, low, value, high):
+    return {"env_id": env_id, "published": zoo.PUBLISHED.get(env_id),
+            "eval_aggregate": {"iqm": {"ci_low": low, "value": value, "ci_high": high}}}
+
+
+def test_zoo_verdict_meets_when_the_interval_reaches_the_published_value():
+    assert zoo.PUBLISHED["Acrobot-v1"]["value"] == -73.5
+    assert zoo.verdict(_zoo_row("Acrobot-v1", -80.0, -76.0, -73.5)) == "meets"
+    # IQM -83.9 against -73.5: short by 10.4.
+    assert zoo.verdict(_zoo_row("Acrobot-v1", -89.6, -83.9, -82.1)) == "short by 10.4"
+    assert zoo.verdict(_zoo_row("Catch-bsuite", 1.0, 1.0, 1.0)) == ""  # nothing published
+
+
+def test_zoo_search_reads_a_grid_and_a_random_space():
+    table, written = zoo_search.parse_space(["ent_coef=0,0.01", "gae_lambda=0.95,0.98"], [],
+                                            16, seed=0)
+    assert written == {"ent_coef": [0.0, 0.01], "gae_lambda": [0.95, 0.98]}
+    # 2 x 2 combinations, the first field varying slowest.
+    np.testing.assert_allclose(table["ent_coef"], [0, 0, 0.01, 0.01])
+    np.testing.assert_allclose(table["gae_lambda"], [0.95, 0.98, 0.95, 0.98])
+    table, written = zoo_search.parse_space([], ["learning_rate=log:1e-4:1e-3"], 5, seed=0)
+    assert written == {"learning_rate": ("log", 1e-4, 1e-3)} and len(table["learning_rate"]) == 5
+    assert np.all((table["learning_rate"] >= 1e-4) & (table["learning_rate"] <= 1e-3))
+
+
+@pytest.mark.parametrize("grid, random, message", [
+    ([], [], "exactly one of --grid and --random"),
+    (["ent_coef"], [], "'ent_coef': expected FIELD=VALUES"),
+    (["ent_coef=a,b"], [], "expected numbers"),
+    ([], ["learning_rate=log:1e-4"], "expected numbers"),
+    (["num_envs=4,8"], [], "num_envs"),
+])
+def test_zoo_search_refuses_a_bad_space_in_one_line(grid, random, message):
+    with pytest.raises(SystemExit, match=re.escape(message)):
+        zoo_search.parse_space(grid, random, 4, seed=0)

@@ -1,6 +1,9 @@
 """Tests of `jaxppo.presets`: every preset is a valid config of its own env; an env without one
 gets the defaults."""
 
+import json
+import pathlib
+
 import pytest
 
 import jaxppo
@@ -33,7 +36,7 @@ def test_every_preset_validates_for_the_env_it_is_listed_under(env_id):
     assert jaxppo.preset(env_id) is config
 
 
-@pytest.mark.parametrize("env_id", ["MountainCar-v0", "Seaquest-MinAtar", "ProbeValue-v0"])
+@pytest.mark.parametrize("env_id", ["DeepSea-bsuite", "Seaquest-MinAtar", "ProbeValue-v0"])
 def test_an_env_without_a_preset_gets_the_defaults_with_that_env(env_id):
     assert env_id not in presets.PRESETS
     assert presets.preset(env_id) == jaxppo.Config(env_id=env_id)
@@ -51,3 +54,23 @@ def test_minatar_presets_use_the_cnn_and_memory_chain_a_recurrent_core():
     assert breakout.batch_size == 8192 and breakout.num_updates == 244  # 2M // (64 x 128)
     chain = jaxppo.preset("MemoryChain-bsuite")
     assert chain.core == "gru" and chain.shuffle == "trajectories"
+
+
+ZOO = pathlib.Path(__file__).resolve().parents[1] / "bench" / "results" / "zoo" / "zoo.json"
+
+
+def test_measured_scores_are_the_zoos_results():
+    rows = json.loads(ZOO.read_text())["envs"]
+    assert set(presets.MEASURED) == set(rows)
+    for env_id, (score, steps) in presets.MEASURED.items():
+        assert steps == rows[env_id]["env_steps"], env_id
+        assert score == round(rows[env_id]["train_aggregate"]["iqm"]["value"], 1), env_id
+        # Measured with the preset as it is now (or the defaults, for an env without one).
+        assert rows[env_id]["preset"] == (env_id in presets.PRESETS), env_id
+
+
+def test_known_failures_are_measured_envs_without_a_preset():
+    assert presets.KNOWN_FAILURES
+    for env_id, why in presets.KNOWN_FAILURES.items():
+        assert jaxppo.envs.is_known(env_id) and env_id in presets.MEASURED, env_id
+        assert env_id not in presets.PRESETS and why.strip() and "\n" not in why, env_id
