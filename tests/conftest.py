@@ -19,14 +19,16 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 # (the level changes the last bits, through fused multiply-adds). The learning checks run their
 # long programs optimized: `full_speed_env`.
 QUICK_COMPILE = "--xla_backend_optimization_level=0"
-_XLA_FLAGS = os.environ.get("XLA_FLAGS")
-os.environ["XLA_FLAGS"] = f"{_XLA_FLAGS or ''} {QUICK_COMPILE}".strip()
+# The flags as the suite found them, kept in the environment: pytest-xdist's workers inherit
+# the controller's environment, where XLA_FLAGS already holds QUICK_COMPILE.
+_XLA_FLAGS = os.environ.setdefault("JAXPPO_TESTS_XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))
+os.environ["XLA_FLAGS"] = f"{_XLA_FLAGS} {QUICK_COMPILE}".strip()
 
 
 def full_speed_env(**extra: str) -> dict:
     """This process's environment with XLA_FLAGS as the suite found it (``extra`` added)."""
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    if _XLA_FLAGS is not None:
+    if _XLA_FLAGS:
         env["XLA_FLAGS"] = _XLA_FLAGS
     return {**env, **extra}
 

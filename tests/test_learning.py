@@ -7,6 +7,7 @@ long runs use every core; the default device count of this process is left alone
 """
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -75,3 +76,15 @@ def test_catch_reaches_0_8_within_100k_steps():
     # (4,000 episodes). Measured here: IQM 0.99, seeds 0.9 to 1.0 (15 s).
     score, final = _final_iqm("Catch-bsuite", total_timesteps=100_000)
     assert score >= 0.8, final
+
+
+@pytest.mark.slow
+def test_the_learning_checks_compile_at_full_speed():
+    # The suite compiles unoptimized (conftest.QUICK_COMPILE), in every pytest-xdist worker
+    # too; the learning checks' processes must not: 7x slower runs at the same compile time.
+    from conftest import QUICK_COMPILE
+
+    assert QUICK_COMPILE in os.environ["XLA_FLAGS"]
+    assert QUICK_COMPILE not in full_speed_env().get("XLA_FLAGS", "")
+    done = run_python("import os; print(os.environ.get('XLA_FLAGS', ''))", env=full_speed_env())
+    assert done.returncode == 0 and QUICK_COMPILE not in done.stdout, done.stdout
