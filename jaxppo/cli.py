@@ -598,11 +598,11 @@ def _print_eval_seeds(returns: np.ndarray, agg: dict) -> None:
 
 
 def _measured(env_id: str) -> str:
-    """What `jaxppo.preset(env_id)` reached in bench/zoo.py: "IQM 500.0 at 500k steps"."""
+    """What `jaxppo.preset(env_id)` reached in bench/zoo.py: "IQM 500 at 499,712 steps"."""
     from jaxppo import presets
 
     score, steps = presets.MEASURED[env_id]
-    return f"IQM {score:g} over 8 seeds at {steps / 1e3:,.0f}k steps"
+    return f"IQM {score:g} at {steps:,} steps"
 
 
 def _envs() -> int:
@@ -610,7 +610,8 @@ def _envs() -> int:
     from jaxppo import presets
 
     print("environments (any of them works with --env; \"preset\": jaxppo.preset has its own "
-          "settings for it, `jaxppo train --env ID --help` shows them):")
+          "settings for it, `jaxppo train --env ID --help` shows them; \"IQM\": the IQM over 8 "
+          "seeds of its final training return, bench/results/zoo):")
     for suite, ids, extra in jaxppo.envs.catalog():
         if ids is None:
             print(f"{suite}: not installed; pip install \"jaxppo[{extra}]\" brings it")

@@ -107,10 +107,10 @@ def test_envs_lists_ids(capsys):
     assert ("  MNISTBandit-bsuite  (downloads the MNIST data set (to /tmp/mnist) on first use)"
             in text.splitlines())
     # bench/results/zoo: CartPole-v1's preset reached an IQM of 500 at 499,712 steps.
-    assert "  CartPole-v1  (preset; IQM 500 over 8 seeds at 500k steps)" in text.splitlines()
+    assert "  CartPole-v1  (preset; IQM 500 at 499,712 steps)" in text.splitlines()
     assert "  Breakout-MinAtar  (preset)" in text.splitlines()  # not in the zoo yet
-    assert ("  SimpleBandit-bsuite  (IQM 0.5 over 8 seeds at 500k steps; PPO is known to fail "
-            "here: `jaxppo.presets.KNOWN_FAILURES`)" in text.splitlines())
+    assert ("  SimpleBandit-bsuite  (IQM 0.5 at 499,712 steps; PPO is known to fail here: "
+            "`jaxppo.presets.KNOWN_FAILURES`)" in text.splitlines())
     assert "  Seaquest-MinAtar" in text.splitlines()  # no preset, not measured
     # Every suite is listed: its ids under its name, or the extra that installs it.
     from jaxppo import envs
