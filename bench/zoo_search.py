@@ -108,6 +108,9 @@ def main() -> None:
     parser.add_argument("--name", help="output name (default: the env id)")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
+    if args.seeds < 1 or args.settings < 1 or (args.steps is not None and args.steps < 1):
+        raise SystemExit(f"zoo_search: --seeds {args.seeds}, --settings {args.settings} and "
+                         f"--steps {args.steps} must be >= 1")
     jaxppo.use_cpu_cores()
     if not jaxppo.envs.is_known(args.env_id):
         raise SystemExit(f"zoo_search: unknown env id {args.env_id!r}; `jaxppo envs` lists "
@@ -117,7 +120,7 @@ def main() -> None:
         if args.steps is not None:
             static["total_timesteps"] = args.steps
         static = {k: tuple(v) if isinstance(v, list) else v for k, v in static.items()}
-        config = jaxppo.preset(args.env_id).replace(**static)
+        config = jaxppo.validate(jaxppo.preset(args.env_id).replace(**static))
     except (json.JSONDecodeError, TypeError, ValueError, AttributeError) as error:
         raise SystemExit(f"zoo_search: --static {args.static!r}: {error}") from None
     table, written = parse_space(args.grid, args.random, args.settings, seed=0)

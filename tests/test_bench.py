@@ -274,3 +274,15 @@ def test_zoo_search_reads_a_grid_and_a_random_space():
 def test_zoo_search_refuses_a_bad_space_in_one_line(grid, random, message):
     with pytest.raises(SystemExit, match=re.escape(message)):
         zoo_search.parse_space(grid, random, 4, seed=0)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["CartPole-v1", "--seeds", "0", "--grid", "ent_coef=0"], "--seeds 0"),
+    (["CartPole-v2", "--grid", "ent_coef=0"], "unknown env id 'CartPole-v2'"),
+    (["CartPole-v1", "--static", "{\"num_envs\": -1}", "--grid", "ent_coef=0"], "--static"),
+])
+def test_zoo_search_refuses_bad_arguments_before_training(argv, message, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["zoo_search.py", *argv])
+    monkeypatch.setattr(jaxppo, "use_cpu_cores", lambda *a: 1)  # leave this process alone
+    with pytest.raises(SystemExit, match=re.escape(message)):
+        zoo_search.main()
