@@ -163,15 +163,11 @@ def markdown(result: dict) -> list[str]:
             f"| {row['env_id']} | {'preset' if row['preset'] else 'defaults'} | "
             f"{row['seeds']} | {row['env_steps']:,} | {_cell(row['train_aggregate'])} | "
             f"{_cell(row['eval_aggregate'])} | {cited} | {verdict(row)} | {row['train_s']} |")
-    from jaxppo import presets
-
-    lines += ["", "**Known failures** (`jaxppo.presets.KNOWN_FAILURES`, shown by `jaxppo envs`):",
-              ""]
-    lines += [f"- {env_id}: {why}." for env_id, why in presets.KNOWN_FAILURES.items()]
-    lines += ["", "**Notes:**", ""]
-    lines += [f"- {env_ids}: {why}." for env_ids, why in NOTES.items()]
-    lines += ["", "**Not measured:**", ""]
-    lines += [f"- {env_ids}: {why}." for env_ids, why in NOT_MEASURED.items()]
+    for title, entries in (
+            ("**Known failures** (`jaxppo.presets.KNOWN_FAILURES`, shown by `jaxppo envs`):",
+             jaxppo.presets.KNOWN_FAILURES),
+            ("**Notes**:", NOTES), ("**Not measured**:", NOT_MEASURED)):
+        lines += ["", title, "", *(f"- {ids}: {why}." for ids, why in entries.items())]
     return lines + ["", "![learning curves](zoo.png)"]
 
 
