@@ -87,8 +87,8 @@ def _eval_step(carry: _EvalCarry, config: Config, env, network, policy: policy_l
     core, dist, _ = networks.step(network, policy.params, config, carry.core, obs, carry.start,
                                   mask)
     action = dist.mode() if deterministic else dist.sample(act_key)
-    env_state, step = jax.vmap(env.step)(jax.random.split(step_key, num_episodes),
-                                         carry.env_state, action)
+    env_state, step = envs.step_batch(env, jax.random.split(step_key, num_episodes),
+                                      carry.env_state, action)
     ended = jnp.logical_and(step.done, ~carry.done)
     return _EvalCarry(
         t=carry.t + 1, obs=step.obs, env_state=env_state, key=key,

@@ -8,6 +8,7 @@ from typing import Any
 import jax
 from flax import struct
 
+from jaxppo import envs
 from jaxppo import policy as policy_lib
 from jaxppo.config import Config
 
@@ -87,7 +88,7 @@ def policy_step(carry: EnvCarry, key: jax.Array, config: Config, env, network,
     core, action, log_prob, value = policy_lib.act(config, network, policy, obs, mask,
                                                    action_key, carry.core, carry.start)
     env_keys = jax.random.split(env_key, carry.obs.shape[0])
-    env_state, step = jax.vmap(env.step)(env_keys, carry.env_state, action)
+    env_state, step = envs.step_batch(env, env_keys, carry.env_state, action)
     transition = Transition(
         obs=obs,
         raw_obs=carry.obs if config.normalize_obs else None,

@@ -3,6 +3,7 @@
 import functools
 import re
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -286,6 +287,64 @@ def test_a_suite_env_resets_keeping_the_final_observation_and_cuts_at_its_limit(
     starts = np.asarray(steps.obs[:, 0])
     assert starts[3] != starts[2] and starts[4] == starts[3] and starts[6] != starts[5]
     assert steps.reward.dtype == jnp.float32 and steps.terminated.dtype == jnp.bool_
+
+
+class _CountedResets(_Countdown):
+    """`_Countdown` that records, from inside the compiled program, each reset it computes."""
+
+    def __init__(self):
+        self.resets = []
+
+    def _reset(self, key):
+        jax.debug.callback(lambda: self.resets.append(1))
+        return super()._reset(key)
+
+
+def test_a_batch_step_equals_vmapped_steps_and_resets_only_when_an_env_finished():
+    env = _CountedResets()
+    keys = jax.random.split(jax.random.key(5), 3)
+    _, state = jax.vmap(env.reset)(keys)
+    # Env 0 is cut at its 4th step; env 1 terminates at its 3rd (action 1 from t = 2), and
+    # again 3 steps later; env 2 always acts 0 and is cut at steps 4 and 8.
+    actions = jnp.array([[0, 0, 0], [0, 0, 0], [0, 1, 0], [0, 0, 0], [0, 0, 0], [0, 1, 0],
+                         [0, 1, 0], [0, 0, 0]])
+    batch_step, vmap_step = jax.jit(env.batch_step), jax.jit(jax.vmap(env.step))
+    vmapped, seen = state, set()
+    for t, action in enumerate(actions):
+        step_keys = jax.random.split(jax.random.fold_in(jax.random.key(6), t), 3)
+        before = len(env.resets)
+        state, step = batch_step(step_keys, state, action)
+        jax.effects_barrier()
+        reset = len(env.resets) > before
+        vmapped, expected = vmap_step(step_keys, vmapped, action)
+        chex.assert_trees_all_equal((state, step), (vmapped, expected))
+        # The resets were computed only at the steps where an env finished.
+        ended = np.asarray(step.done)
+        assert reset == ended.any(), (t, ended)
+        seen.add(reset)
+    assert seen == {True, False}  # the schedule above took both branches
+
+
+def test_a_batch_step_vmapped_over_runs_resets_only_when_an_env_of_any_run_finished():
+    env = _CountedResets()
+    keys = jax.random.split(jax.random.key(7), (2, 3))  # [runs, envs]
+    _, state = jax.vmap(jax.vmap(env.reset))(keys)
+    # Run 0 never ends early; run 1's env 0 terminates at its 3rd step. Both are cut at 4.
+    actions = jnp.zeros((6, 2, 3), jnp.int32).at[2, 1, 0].set(1)
+    batch_step = jax.jit(jax.vmap(env.batch_step))
+    vmap_step = jax.jit(jax.vmap(jax.vmap(env.step)))
+    vmapped, seen = state, []
+    for t, action in enumerate(actions):
+        step_keys = jax.random.split(jax.random.fold_in(jax.random.key(8), t), (2, 3))
+        before = len(env.resets)
+        state, step = batch_step(step_keys, state, action)
+        jax.effects_barrier()
+        seen.append(len(env.resets) > before)
+        vmapped, expected = vmap_step(step_keys, vmapped, action)
+        chex.assert_trees_all_equal((state, step), (vmapped, expected))
+    # Steps 3 (run 1's termination) and 4 (every env cut) compute resets; the rest do not,
+    # though a plain cond under vmap would run them at every step.
+    assert seen == [False, False, True, True, False, False]
 
 
 def test_a_suite_env_trains_like_a_gymnax_env(monkeypatch):

@@ -29,7 +29,7 @@ import jax
 
 from jaxppo import config as config_lib
 from jaxppo.envs import core
-from jaxppo.envs.core import ActionSpace, GymnaxEnv, Step, SuiteEnv
+from jaxppo.envs.core import ActionSpace, GymnaxEnv, Step, SuiteEnv, step_batch
 
 
 class Suite(typing.NamedTuple):
@@ -53,7 +53,7 @@ SUITES: dict[str, Suite] = {
 
 __all__ = ["DOWNLOADS", "SUITES", "ActionSpace", "GymnaxEnv", "Step", "SuiteEnv", "catalog",
            "builtin_ids", "check", "check_params", "closest_ids", "is_known", "make", "make_for",
-           "register", "registered", "unregister"]
+           "register", "registered", "step_batch", "unregister"]
 
 # The ids of `probes.PROBES`, known without importing gymnax (a test checks they agree).
 PROBE_IDS = ("ProbeValue-v0", "ProbeDiscount-v0", "ProbeTruncation-v0", "ProbePolicy-v0",

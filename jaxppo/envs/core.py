@@ -338,6 +338,56 @@ def default_keys(tree):
     return jax.tree.map(default, tree)
 
 
+def step_batch(env, keys: jax.Array, state, action: jax.Array):
+    """``env.step`` over a batch of envs (leading axis): the env's own ``batch_step`` where it
+    has one (`SuiteEnv`), else ``jax.vmap(env.step)``."""
+    batch_step = getattr(env, "batch_step", None)
+    if batch_step is None:
+        return jax.vmap(env.step)(keys, state, action)
+    return batch_step(keys, state, action)
+
+
+def lazy_cond(pred: jax.Array, if_true, if_false, operands):
+    """``lax.cond(pred, if_true, if_false, operands)`` for branches that agree wherever
+    ``pred`` is False (``if_true`` only adds work that changes nothing there). Under vmap a
+    plain cond with a batched predicate runs both branches for every element; this one runs
+    ``if_true``, vmapped, for the whole batch when any element needs it, else ``if_false``,
+    so the extra work is still skipped at the steps where no element needs it."""
+
+    @jax.custom_batching.custom_vmap
+    def run(pred, operands):
+        return jax.lax.cond(pred, if_true, if_false, operands)
+
+    @run.def_vmap
+    def _batched(axis_size, in_batched, pred, operands):
+        pred_batched, operands_batched = in_batched
+        if not pred_batched:
+            pred = jnp.broadcast_to(pred, (axis_size,))
+        operands = jax.tree.map(
+            lambda x, batched: x if batched else jnp.broadcast_to(x, (axis_size, *x.shape)),
+            operands, operands_batched)
+        out = lazy_cond(jnp.any(pred), jax.vmap(if_true), jax.vmap(if_false), operands)
+        return out, jax.tree.map(lambda _: True, out)
+
+    return run(pred, operands)
+
+
+class _Advanced(struct.PyTreeNode):
+    """A suite env stepped, before any reset (`SuiteEnv._advance`)."""
+
+    env_state: Any
+    final_obs: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    episode_return: jax.Array
+    episode_length: jax.Array
+
+    @property
+    def done(self) -> jax.Array:
+        return self.terminated | self.truncated
+
+
 class SuiteEnv:
     """The base of the adapters for suites beyond gymnax (`jaxppo.envs.<suite>`).
 
@@ -418,9 +468,34 @@ class SuiteEnv:
     def step(self, key: jax.Array, state: EpisodeState, action: jax.Array
              ) -> tuple[EpisodeState, Step]:
         step_key, reset_key = jax.random.split(key)
+        advanced = self._advance(step_key, state, action)
+        return self._finish(advanced, *self._plain_reset(reset_key))
+
+    def batch_step(self, keys: jax.Array, state: EpisodeState, action: jax.Array
+                   ) -> tuple[EpisodeState, Step]:
+        """`step` over a batch of envs (leading axis), the same numbers as ``jax.vmap(step)``,
+        but computing the resets only at a step where one of the envs finished: a physics
+        suite's reset costs about what its step does, and with long episodes most steps end
+        none. Under an outer vmap (seeds, settings) the resets run where an env of any run
+        finished (`lazy_cond`)."""
+        step_keys, reset_keys = jax.vmap(jax.random.split, out_axes=1)(keys)
+        advanced = jax.vmap(self._advance)(step_keys, state, action)
+
+        def with_resets(operands):
+            advanced, reset_keys = operands
+            fresh = jax.vmap(self._plain_reset)(reset_keys)
+            return jax.vmap(self._finish)(advanced, *fresh)
+
+        def without_resets(operands):
+            return jax.vmap(self._finish)(operands[0], None, None)
+
+        return lazy_cond(jnp.any(advanced.done), with_resets, without_resets,
+                         (advanced, reset_keys))
+
+    def _advance(self, key: jax.Array, state: EpisodeState, action: jax.Array) -> _Advanced:
+        """One step of the suite env, the episode's end decided; no reset yet."""
         obs, env_state, reward, terminated, truncated = self._step(
-            default_keys(step_key), state.env_state, self._env_action(action))
-        env_state = default_keys(env_state)
+            default_keys(key), state.env_state, self._env_action(action))
         reward = jnp.reshape(jnp.asarray(reward, jnp.float32), ())
         terminated = jnp.reshape(jnp.asarray(terminated, jnp.bool_), ())
         episode_length = state.episode_length + 1
@@ -428,17 +503,24 @@ class SuiteEnv:
         if self.time_limit is not None:
             truncated = truncated | (episode_length >= self.time_limit)
         truncated = truncated & ~terminated  # a terminal state ends the MDP, cut or not
-        done = terminated | truncated
-        final_obs = self._shaped(obs)
-        reset_obs, reset_state = self._plain_reset(reset_key)
-        episode_return = state.episode_return + reward
-        new_state = EpisodeState(
-            jax.tree.map(lambda fresh, old: jnp.where(done, fresh, old), reset_state,
-                         env_state),
-            jnp.where(done, 0.0, episode_return),
-            jnp.where(done, 0, episode_length),
-        )
-        step = Step(obs=jnp.where(done, self._shaped(reset_obs), final_obs), reward=reward,
-                    terminated=terminated, truncated=truncated, final_obs=final_obs,
-                    episode_return=episode_return, episode_length=episode_length)
+        return _Advanced(default_keys(env_state), self._shaped(obs), reward, terminated,
+                         truncated, state.episode_return + reward, episode_length)
+
+    def _finish(self, advanced: _Advanced, reset_obs, reset_state
+                ) -> tuple[EpisodeState, Step]:
+        """The step's result: a finished env restarts from the reset given (None: no env of
+        the batch finished, so none is needed)."""
+        a = advanced
+        done = a.done
+        if reset_state is None:
+            env_state, obs = a.env_state, a.final_obs
+        else:
+            env_state = jax.tree.map(lambda fresh, old: jnp.where(done, fresh, old),
+                                     reset_state, a.env_state)
+            obs = jnp.where(done, self._shaped(reset_obs), a.final_obs)
+        new_state = EpisodeState(env_state, jnp.where(done, 0.0, a.episode_return),
+                                 jnp.where(done, 0, a.episode_length))
+        step = Step(obs=obs, reward=a.reward, terminated=a.terminated, truncated=a.truncated,
+                    final_obs=a.final_obs, episode_return=a.episode_return,
+                    episode_length=a.episode_length)
         return new_state, step
