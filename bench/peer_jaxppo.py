@@ -7,7 +7,8 @@ With ``"cores": true`` the host is first split into one JAX device per core
 command line do; the seed count must then be a multiple of the device count.
 
 ``hparams`` holds every jaxppo Config field. Learning: jaxppo.stats.final_returns (mean return
-over the last 10 updates) per seed.
+over the last 10 updates) per seed; with ``"eval_episodes": E`` also the mean return of E
+evaluation episodes with the policy's mode (`jaxppo.evaluate`) per seed.
 """
 
 from __future__ import annotations
@@ -45,14 +46,20 @@ def main() -> None:
     if spec.get("compile_only"):
         peer_common.emit_compile_split("jaxppo", spec, fn, (config, keys))
         return
-    timing, (_, metrics) = peer_common.time_jitted(fn, (config, keys), spec["repeats"])
+    timing, (state, metrics) = peer_common.time_jitted(fn, (config, keys), spec["repeats"])
     finals = stats.final_returns(np.asarray(metrics.episode_return))
+    evaluated = {}
+    if spec.get("eval_episodes"):
+        returns = jaxppo.evaluate(config, state, jax.random.key(1), spec["eval_episodes"]).returns
+        evaluated = {"eval_returns": [float(x) for x in np.asarray(returns).mean(axis=-1)],
+                     "eval_measure": f"mean return of {spec['eval_episodes']} evaluation "
+                                     "episodes with the policy's mode"}
     steps = spec["seeds"] * config.num_updates * config.batch_size
     peer_common.emit({
         "peer": "jaxppo", "case": spec["case"], "seeds": spec["seeds"], "env_steps": steps,
         **timing, "env_steps_per_s": round(steps / timing["run_s_median"]),
         "final_returns": [float(x) for x in np.ravel(finals)],
-        "learning_measure": "mean training return over the last 10 updates",
+        "learning_measure": "mean training return over the last 10 updates", **evaluated,
         "versions": {"jaxppo": jaxppo.__version__, "jax": jax.__version__},
         "xla_flags": os.environ.get("XLA_FLAGS", ""), "devices": len(devices),
     })

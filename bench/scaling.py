@@ -2,6 +2,8 @@
 
     python bench/scaling.py                 # writes bench/results/scaling.{json,md}
     python bench/scaling.py --cores --out /tmp/scaling-cores   # over one CPU device per core
+    python bench/scaling.py --env craftax/Craftax-Classic-Symbolic-v1 --agents 1 8 64 \
+        --updates 4 --out bench/results/craftax_scaling     # another env, from its preset
 
 The default `jaxppo.Config()` (4 envs x 128 steps = 512 env steps per update) with
 ``total_timesteps`` cut to 20 updates per agent (``--updates``; 976 is the whole 500k-step
@@ -15,6 +17,7 @@ states' share is recorded too). The memory column is `jaxppo.memory.estimate` fo
 ``--cores`` first splits the host into one JAX device per core (`jaxppo.use_cpu_cores`) and
 shards the agents over `jaxppo.placement.default_devices`, as the sweep and the runner do.
 ``--matmul-dtype bfloat16`` trains every agent with bfloat16 matmuls (`Config.matmul_dtype`).
+``--env ID`` measures `jaxppo.preset(ID)` instead of CartPole's defaults.
 """
 
 from __future__ import annotations
@@ -115,6 +118,8 @@ def main() -> None:
                         help="updates per agent (976 is the classic 500k-step run)")
     parser.add_argument("--cores", action="store_true",
                         help="one JAX CPU device per core, the agents sharded over them")
+    parser.add_argument("--env", default="CartPole-v1",
+                        help="env id; its preset (jaxppo.preset) is the config")
     parser.add_argument("--matmul-dtype", default="float32",
                         choices=config_lib.MATMUL_DTYPES,
                         help="Config.matmul_dtype of every agent")
@@ -124,18 +129,22 @@ def main() -> None:
     machine_info.jaxppo_source()  # a stale jaxppo is refused before, not after, the runs
     if args.cores:
         jaxppo.use_cpu_cores()  # before any JAX operation
-    config = jaxppo.Config(matmul_dtype=args.matmul_dtype)
+    if not jaxppo.envs.is_known(args.env):
+        parser.error(f"--env {args.env!r}: not a known env id (jaxppo envs lists them)")
+    config = jaxppo.preset(args.env).replace(matmul_dtype=args.matmul_dtype)
     config = config.replace(total_timesteps=args.updates * config.batch_size)
     before = loadavg()
     rows = [measure(config, a, args.repeats) for a in args.agents]
-    result = {"benchmark": f"CartPole-v1 default config, {args.updates} updates x "
+    setting = "default config" if args.env not in jaxppo.PRESETS or args.env == "CartPole-v1" \
+        else "preset"
+    result = {"benchmark": f"{args.env} {setting}, {args.updates} updates x "
                            f"{config.batch_size} env steps per agent, A agents in one call"
                            + (f" sharded over {len(jax.devices())} {jax.default_backend()} "
                               "devices (one per core)" if args.cores
                               else f" on one {jax.default_backend()} device")
                            + ("" if args.matmul_dtype == "float32"
                               else f", {args.matmul_dtype} matmuls"),
-              "matmul_dtype": args.matmul_dtype,
+              "env_id": args.env, "matmul_dtype": args.matmul_dtype,
               "total_timesteps_per_agent": config.total_timesteps,
               "machine": machine_info.describe(), "loadavg_before": before,
               "loadavg_after": loadavg(), "rows": rows}

@@ -21,6 +21,7 @@ BENCH = pathlib.Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
 
 import ablation  # noqa: E402  (bench/ is not a package: its scripts import each other by name)
+import brax_ppo  # noqa: E402
 import compile_time  # noqa: E402
 import machine  # noqa: E402
 import networks  # noqa: E402  (bench/networks.py, not jaxppo.networks)
@@ -286,3 +287,54 @@ def test_zoo_search_refuses_bad_arguments_before_training(argv, message, monkeyp
     monkeypatch.setattr(jaxppo, "use_cpu_cores", lambda *a: 1)  # leave this process alone
     with pytest.raises(SystemExit, match=re.escape(message)):
         zoo_search.main()
+
+
+def test_brax_ppo_budget_is_whole_updates_that_split_into_brax_epochs():
+    assert brax_ppo.STEPS_PER_UPDATE == 128 * 30
+    # 1,536,000 / 3,840 = 400 updates, 100 per epoch: kept as it is.
+    assert brax_ppo.budget(1_536_000, 4) == 1_536_000
+    # 1,000,000 / 3,840 = 260.4 -> 260 updates, 65 per epoch: 998,400 steps.
+    assert brax_ppo.budget(1_000_000, 4) == 260 * 3_840
+    # Fewer steps than one update per epoch still runs one per epoch.
+    assert brax_ppo.budget(10, 3) == 3 * 3_840
+
+
+def test_brax_ppo_table_gives_the_speed_ratio_and_each_trainers_iqm():
+    peer = {"env_steps": 1_536_000, "compile_s": 30.0, "final_returns": [900.0]}
+    result = {
+        "machine": {"cpu": "cpu", "cores": 2, "device": "cpu:0", "jax": "0"},
+        "load_average": {"before": ["1"] * 3, "after": ["1"] * 3}, "command": "c",
+        "config": brax_ppo.CONFIG, "differences": ["one"],
+        "speed": {"jaxppo": {**peer, "run_s_median": 12.8, "env_steps_per_s": 120_000},
+                  "brax": {**peer, "run_s": 19.2, "env_steps_per_s": 80_000}},
+        "learning": {"env_steps_per_seed": 3_840, "seeds": 4, "eval_episodes": 8,
+                     "jaxppo": {"scores": [1.0, 2.0, 3.0, 4.0], "wall_s": 60.0},
+                     "brax": {"scores": [5.0, 5.0, 5.0, 5.0], "wall_s": 300.0}},
+    }
+    table = brax_ppo.render(result)
+    assert "jaxppo / Brax env steps/s: **1.50x**" in table  # 120,000 / 80,000
+    # IQM of [1, 2, 3, 4]: the middle half, 2 and 3, averages 2.5; seeds that differ give
+    # an interval around it (the scores are one task's seeds, not four tasks).
+    match = re.search(r"^\| jaxppo \(seeds in one call\) \| 2\.5 \[([\d.]+), ([\d.]+)\]",
+                      table, re.M)
+    assert match and float(match[1]) < 2.5 < float(match[2]), table
+    assert re.search(r"^\| Brax PPO \(one call per seed\) \| 5\.0 \[5\.0, 5\.0\]", table,
+                     re.M), table
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--seeds", "0"], "--seeds must be >= 1, got 0"),
+    (["--epochs", "2"], "--epochs must be >= 3"),
+])
+def test_brax_ppo_refuses_bad_arguments_in_one_line(argv, message, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["brax_ppo.py", *argv])
+    with pytest.raises(SystemExit):
+        brax_ppo.main()
+    assert message in capsys.readouterr().err
+
+
+def test_scaling_refuses_an_unknown_env_in_one_line(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["scaling.py", "--env", "CartPole-v2"])
+    with pytest.raises(SystemExit):
+        scaling.main()
+    assert "--env 'CartPole-v2': not a known env id" in capsys.readouterr().err
