@@ -37,7 +37,7 @@ RESULTS = machine.ROOT / "bench" / "results" / "zoo"
 
 # The envs measured by default: those with a preset, then envs the defaults are known to
 # learn (tests/test_learning.py).
-ENVS = (*jaxppo.PRESETS, "Acrobot-v1", "Catch-bsuite")
+ENVS = (*jaxppo.PRESETS, "Catch-bsuite")
 
 # env id -> {"value", "env_steps", "source", "protocol"}: the best published PPO result found.
 # RL Baselines3 Zoo's table is one agent trained with its tuned settings (hyperparams/ppo.yml),
@@ -68,11 +68,6 @@ NOTES: dict[str, str] = {
         "memoryless MLP. On MetaMaze-misc, BernoulliBandit-misc's GRU recipe reached 8.5 "
         "[7.8, 9.2] at lr 3e-3 (search/MetaMaze-misc.md), against the MLP's 7.1 [6.2, 8.6]: "
         "too close to call, so not a preset yet"),
-    "Acrobot-v1": (
-        "RL Baselines3 Zoo's settings (normalized observations and rewards, 16 envs x 256 "
-        "steps, 64-sample minibatches, lambda 0.94) reached a training IQM of -76.9 "
-        "[-79.1, -75.4] at 1M steps in jaxppo's search (search/Acrobot-v1.md), against "
-        "-83.1 for the defaults at 500k; not yet a preset"),
 }
 
 # gymnax ids without a row, and why.

@@ -64,11 +64,14 @@ def test_cartpole_with_bfloat16_matmuls_reaches_475_within_500k_steps():
     assert score >= 475.0, final
 
 
-def test_acrobot_reaches_minus_150_within_200k_steps():
-    # Config's defaults (no preset of its own). A policy that never swings up scores -500 (the
-    # 500-step limit); measured here: IQM -105.4, every seed between -115.1 and -99.8 (19 s).
-    score, final = _final_iqm("Acrobot-v1", total_timesteps=200_000)
-    assert score >= -150.0, final
+def test_acrobot_reaches_minus_90_within_1m_steps():
+    # The preset (RL Baselines3 Zoo's settings). A policy that never swings up scores -500
+    # (the 500-step limit); measured here (bench/zoo.py): IQM -77.1, every seed between -78.6
+    # and -75.9 (51 s); Config's defaults reached -83.1 at 500k.
+    config = jaxppo.preset("Acrobot-v1")
+    assert config.num_updates * config.batch_size <= 1_000_000
+    score, final = _final_iqm("Acrobot-v1")
+    assert score >= -90.0, final
 
 
 def test_catch_reaches_0_8_within_100k_steps():

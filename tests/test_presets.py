@@ -11,7 +11,7 @@ from jaxppo import presets
 
 
 def test_preset_without_known_settings_is_the_defaults_with_that_env():
-    assert jaxppo.preset("Acrobot-v1") == jaxppo.Config(env_id="Acrobot-v1")
+    assert jaxppo.preset("Catch-bsuite") == jaxppo.Config(env_id="Catch-bsuite")
     assert jaxppo.preset("CartPole-v1") == jaxppo.Config()
 
 
@@ -26,6 +26,14 @@ def test_pendulum_preset_values():
     assert config.minibatch_size == 64  # 16 envs x 128 steps / 32 minibatches
     assert config.num_updates == 488  # 1_000_000 // 2048
     assert jaxppo.validate(config) is config
+
+
+def test_acrobot_preset_is_rl_zoos_batch_in_64_sample_minibatches():
+    config = jaxppo.preset("Acrobot-v1")
+    assert config.minibatch_size == 64  # 16 envs x 256 steps / 64 minibatches
+    assert config.num_updates == 244  # 1_000_000 // 4096
+    assert config.normalize_obs and config.scale_rewards and not config.anneal_lr
+    assert (config.gae_lambda, config.ent_coef, config.learning_rate) == (0.94, 0.0, 3e-4)
 
 
 @pytest.mark.parametrize("env_id", list(jaxppo.PRESETS))
