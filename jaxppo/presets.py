@@ -7,6 +7,11 @@ from __future__ import annotations
 
 from jaxppo.config import Config
 
+# What RL Baselines3 Zoo's classic-control PPO settings (hyperparams/ppo.yml) share: normalized
+# observations and rewards, 4 epochs, lr 3e-4 held, no value clipping, 1M steps.
+_RL_ZOO = dict(total_timesteps=1_000_000, update_epochs=4, normalize_obs=True, scale_rewards=True,
+               clip_value_loss=False, anneal_lr=False, learning_rate=3e-4)
+
 # Settings known to learn, per environment (the learning tests check them; see README).
 PRESETS: dict[str, Config] = {
     # REFERENCES.md's classic CartPole settings are Config's defaults.
@@ -30,40 +35,14 @@ PRESETS: dict[str, Config] = {
     # and rewards, 16 envs x 16 steps, 64-sample minibatches, 4 epochs, lambda 0.98, lr 3e-4
     # held), with the entropy bonus that won jaxppo's search (bench/results/zoo/search): the
     # defaults never reach the flag, these do in every seed.
-    "MountainCar-v0": Config(
-        env_id="MountainCar-v0",
-        num_envs=16,
-        num_steps=16,
-        total_timesteps=1_000_000,
-        num_minibatches=4,
-        update_epochs=4,
-        normalize_obs=True,
-        scale_rewards=True,
-        clip_value_loss=False,
-        anneal_lr=False,
-        learning_rate=3e-4,
-        gae_lambda=0.98,
-        ent_coef=0.01,
-    ),
+    "MountainCar-v0": Config(env_id="MountainCar-v0", num_envs=16, num_steps=16,
+                             num_minibatches=4, gae_lambda=0.98, ent_coef=0.01, **_RL_ZOO),
     # RL Baselines3 Zoo's Acrobot-v1 settings (hyperparams/ppo.yml: normalized observations
     # and rewards, 16 envs x 256 steps, 64-sample minibatches, 4 epochs, lambda 0.94, lr 3e-4
     # held, no entropy bonus), which won jaxppo's search (bench/results/zoo/search): training
     # IQM -76.9 at 1M steps where the defaults reach -83.1 at 500k.
-    "Acrobot-v1": Config(
-        env_id="Acrobot-v1",
-        num_envs=16,
-        num_steps=256,
-        total_timesteps=1_000_000,
-        num_minibatches=64,
-        update_epochs=4,
-        normalize_obs=True,
-        scale_rewards=True,
-        clip_value_loss=False,
-        anneal_lr=False,
-        learning_rate=3e-4,
-        gae_lambda=0.94,
-        ent_coef=0.0,
-    ),
+    "Acrobot-v1": Config(env_id="Acrobot-v1", num_envs=16, num_steps=256, num_minibatches=64,
+                         gae_lambda=0.94, ent_coef=0.0, **_RL_ZOO),
     # A memory task: the context bit is shown at the first step and asked for at the last
     # (5 steps later), so it needs the recurrent core; a feed-forward policy stays at chance.
     # The probe settings of tests/test_recurrent.py on bsuite's chain: a GRU of 32 after one
