@@ -135,8 +135,9 @@ def main() -> None:
     config = config.replace(total_timesteps=args.updates * config.batch_size)
     before = loadavg()
     rows = [measure(config, a, args.repeats) for a in args.agents]
-    setting = "default config" if args.env not in jaxppo.PRESETS or args.env == "CartPole-v1" \
-        else "preset"
+    # CartPole's preset is Config's defaults: say "preset" only where it changes something.
+    setting = ("default config" if jaxppo.preset(args.env) == jaxppo.Config(env_id=args.env)
+               else "preset")
     result = {"benchmark": f"{args.env} {setting}, {args.updates} updates x "
                            f"{config.batch_size} env steps per agent, A agents in one call"
                            + (f" sharded over {len(jax.devices())} {jax.default_backend()} "
