@@ -95,6 +95,14 @@ def markdown(result: dict) -> list[str]:
     return lines
 
 
+def output_name(env_id: str, name: str | None) -> str:
+    """The results' file name: ``name``, else the env id with a suite's "/" as "_"."""
+    chosen = name or env_id.replace("/", "_")
+    if "/" in chosen or not chosen.strip("."):
+        raise SystemExit(f"zoo_search: --name {name!r} must be a file name, without '/'")
+    return chosen
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("env_id")
@@ -105,12 +113,13 @@ def main() -> None:
     parser.add_argument("--random", nargs="+", default=[], metavar="FIELD=[log:]LOW:HIGH")
     parser.add_argument("--settings", type=int, default=16, help="random settings (16)")
     parser.add_argument("--seeds", type=int, default=8)
-    parser.add_argument("--name", help="output name (default: the env id)")
+    parser.add_argument("--name", help="output name (default: the env id, '/' as '_')")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     if args.seeds < 1 or args.settings < 1 or (args.steps is not None and args.steps < 1):
         raise SystemExit(f"zoo_search: --seeds {args.seeds}, --settings {args.settings} and "
                          f"--steps {args.steps} must be >= 1")
+    name = output_name(args.env_id, args.name)
     jaxppo.use_cpu_cores()
     if not jaxppo.envs.is_known(args.env_id):
         raise SystemExit(f"zoo_search: unknown env id {args.env_id!r}; `jaxppo envs` lists "
@@ -146,7 +155,6 @@ def main() -> None:
         "train_s": train_s, "ranking": rows, "machine": machine.describe(),
         "command": "python bench/zoo_search.py " + shlex.join(sys.argv[1:]),
     }
-    name = args.name or args.env_id
     machine.write(pathlib.Path(args.out), name, out, markdown(out))
     print("\n".join(markdown(out)))
 

@@ -281,12 +281,19 @@ def test_zoo_search_refuses_a_bad_space_in_one_line(grid, random, message):
     (["CartPole-v1", "--seeds", "0", "--grid", "ent_coef=0"], "--seeds 0"),
     (["CartPole-v2", "--grid", "ent_coef=0"], "unknown env id 'CartPole-v2'"),
     (["CartPole-v1", "--static", "{\"num_envs\": -1}", "--grid", "ent_coef=0"], "--static"),
+    (["CartPole-v1", "--name", "a/b", "--grid", "ent_coef=0"], "--name 'a/b'"),
 ])
 def test_zoo_search_refuses_bad_arguments_before_training(argv, message, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["zoo_search.py", *argv])
     monkeypatch.setattr(jaxppo, "use_cpu_cores", lambda *a: 1)  # leave this process alone
     with pytest.raises(SystemExit, match=re.escape(message)):
         zoo_search.main()
+
+
+def test_zoo_search_names_a_suites_results_file_without_its_slash():
+    assert zoo_search.output_name("navix/Navix-Empty-5x5-v0", None) == "navix_Navix-Empty-5x5-v0"
+    assert zoo_search.output_name("CartPole-v1", None) == "CartPole-v1"
+    assert zoo_search.output_name("CartPole-v1", "lr") == "lr"
 
 
 def test_brax_ppo_budget_is_whole_updates_that_split_into_brax_epochs():
