@@ -55,6 +55,23 @@ PUBLISHED: dict[str, dict] = {
         ("MountainCarContinuous-v0", 88.3, 20_000, "; state-dependent exploration (gSDE)"),
     )
 }
+# Navix's own baselines (baselines/rejax/baselines.md): rejax's PPO with the settings of
+# navix's configs, the mean return at 1,048,640 steps (a success rate: the goal pays 1); the
+# table gives mean +- spread and no seed count.
+_NAVIX = ("Navix repository, baselines/rejax/baselines.md (PPO)",
+          "rejax PPO with navix's settings; mean +- spread over seeds, count not stated")
+PUBLISHED.update({
+    f"navix/Navix-{name}-v0": {"value": value, "env_steps": 1_048_640, "source": _NAVIX[0],
+                               "protocol": f"{_NAVIX[1]}: {value:.3f} +- {spread:.3f}"}
+    for name, value, spread in (("Empty-Random-8x8", 1.0, 0.0), ("DoorKey-8x8", 0.96, 0.037))
+})
+# Craftax-Classic is Crafter rewritten in JAX, with Crafter's rewards (+1 per achievement
+# unlocked, +-0.1 per health point); Crafter's scoreboard is at its 1M-step budget.
+PUBLISHED["craftax/Craftax-Classic-Symbolic-v1"] = {
+    "value": 4.2, "env_steps": 1_000_000,
+    "source": "Crafter's scoreboard (danijar/crafter README): PPO, Stable-Baselines3",
+    "protocol": ("Crafter itself, 64x64 pixel observations, reward 4.2 +- 1.2 over its "
+                 "seeds; the same board lists PPO with a ResNet encoder at 10.3 +- 0.5")}
 
 
 # What a row alone does not say.

@@ -77,6 +77,23 @@ PRESETS: dict[str, Config] = {
         shuffle="trajectories",
         learning_rate=3e-3,
     ),
+    # Navix's own PPO baseline for this grid (navix: baselines/rejax/configs, Empty-Random-8x8:
+    # 64 envs x 128 steps, 8 epochs of one minibatch, grad norm 10, lambda 0.8, normalized
+    # observations, about 1M steps), tanh where it has swish, with the lr that won jaxppo's
+    # search (bench/results/zoo/search): 1e-3 held reached 1.0 by 524k steps, where its 3e-4
+    # annealed ended at 0.7 after 1M.
+    "navix/Navix-Empty-Random-8x8-v0": Config(
+        env_id="navix/Navix-Empty-Random-8x8-v0", num_envs=64, num_steps=128,
+        total_timesteps=1_048_576, update_epochs=8, num_minibatches=1, learning_rate=1e-3,
+        anneal_lr=False, max_grad_norm=10.0, gae_lambda=0.8, normalize_obs=True),
+    # The Craftax paper's PPO (Craftax_Baselines: ppo.py's defaults, with the 256 envs x 16
+    # steps of its 1M-step sweeps): 8 minibatches, 4 epochs, lr 2e-4 annealed, lambda 0.8,
+    # grad norm 1, over 1M steps (Crafter's benchmark budget). Its networks are 3 x 512;
+    # these are 2 x 64, which a 2-core CPU trains 8 seeds of in under an hour.
+    "craftax/Craftax-Classic-Symbolic-v1": Config(
+        env_id="craftax/Craftax-Classic-Symbolic-v1", num_envs=256, num_steps=16,
+        total_timesteps=1_000_000, num_minibatches=8, update_epochs=4, learning_rate=2e-4,
+        gae_lambda=0.8, max_grad_norm=1.0),
 }
 
 # MinAtar's 10 x 10 x C grids: MinAtar's own network (Young & Tian 2019: one 3x3 conv of 16
@@ -126,6 +143,8 @@ MEASURED: dict[str, tuple[float, int]] = {
     "Swimmer-misc": (435.5, 499_712),
     "MountainCar-v0": (-108.9, 999_936),
     "BernoulliBandit-misc": (89.3, 499_200),
+    "navix/Navix-Empty-Random-8x8-v0": (1.0, 1_048_576),
+    "navix/Navix-DoorKey-8x8-v0": (0.0, 499_712),
 }
 
 # Environments where PPO, as configured here, does not reach a good score, and why: listed so
@@ -141,4 +160,9 @@ KNOWN_FAILURES: dict[str, str] = {
     "GaussianBandit-misc": (
         "a meta-learning bandit: the second arm's mean is drawn per episode, mostly below "
         "the first arm's 0, so a policy without memory keeps to the first arm (0)"),
+    "navix/Navix-DoorKey-8x8-v0": (
+        "navix.make ends episodes at 100 steps, and in them no random episode of 2,048 "
+        "picks up the key, opens the door and reaches the goal, so PPO never sees a reward: "
+        "0.0 with the defaults and with navix's own PPO settings (1M steps), where navix's "
+        "published rejax curve reaches 0.96"),
 }
