@@ -86,14 +86,6 @@ PRESETS: dict[str, Config] = {
         env_id="navix/Navix-Empty-Random-8x8-v0", num_envs=64, num_steps=128,
         total_timesteps=1_048_576, update_epochs=8, num_minibatches=1, learning_rate=1e-3,
         anneal_lr=False, max_grad_norm=10.0, gae_lambda=0.8, normalize_obs=True),
-    # The Craftax paper's PPO (Craftax_Baselines: ppo.py's defaults, with the 256 envs x 16
-    # steps of its 1M-step sweeps): 8 minibatches, 4 epochs, lr 2e-4 annealed, lambda 0.8,
-    # grad norm 1, over 1M steps (Crafter's benchmark budget). Its networks are 3 x 512;
-    # these are 2 x 64, which a 2-core CPU trains 8 seeds of in under an hour.
-    "craftax/Craftax-Classic-Symbolic-v1": Config(
-        env_id="craftax/Craftax-Classic-Symbolic-v1", num_envs=256, num_steps=16,
-        total_timesteps=1_000_000, num_minibatches=8, update_epochs=4, learning_rate=2e-4,
-        gae_lambda=0.8, max_grad_norm=1.0),
 }
 
 # MinAtar's 10 x 10 x C grids: MinAtar's own network (Young & Tian 2019: one 3x3 conv of 16
