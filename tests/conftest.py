@@ -14,11 +14,12 @@ import pytest
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 # The tests' programs are tiny, so compiling them is most of the suite's time, and XLA's CPU
-# backend optimizations are a third of that. The suite compiles without them, in this process
+# backend optimizations and its fused-kernel emitters are half of that. The suite compiles
+# without them, in this process
 # and in those its tests start, so that results compared across processes are computed alike
 # (the level changes the last bits of some float results). The learning checks run their long
 # programs optimized: `full_speed_env`.
-QUICK_COMPILE = "--xla_backend_optimization_level=0"
+QUICK_COMPILE = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
 # The flags as the suite found them, kept in the environment: pytest-xdist's workers inherit
 # the controller's environment, where XLA_FLAGS already holds QUICK_COMPILE.
 _XLA_FLAGS = os.environ.setdefault("JAXPPO_TESTS_XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))
