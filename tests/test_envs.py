@@ -290,17 +290,23 @@ def test_a_suite_env_resets_keeping_the_final_observation_and_cuts_at_its_limit(
 
 
 class _CountedResets(_Countdown):
-    """`_Countdown` that records, from inside the compiled program, each reset it computes."""
+    """`_Countdown` that counts, from inside the compiled program, the resets it computes
+    (under vmap the callback runs once, with the batch)."""
 
     def __init__(self):
         self.resets = []
 
     def _reset(self, key):
-        jax.debug.callback(lambda: self.resets.append(1))
-        return super()._reset(key)
+        out = super()._reset(key)
+        jax.debug.callback(lambda start: self.resets.append(np.size(start)), out[1][1])
+        return out
+
+    @property
+    def computed(self) -> int:
+        return sum(self.resets)
 
 
-def test_a_batch_step_equals_vmapped_steps_and_resets_only_when_an_env_finished():
+def test_a_batch_step_equals_vmapped_steps_and_resets_only_the_envs_that_finished():
     env = _CountedResets()
     keys = jax.random.split(jax.random.key(5), 3)
     _, state = jax.vmap(env.reset)(keys)
@@ -309,20 +315,38 @@ def test_a_batch_step_equals_vmapped_steps_and_resets_only_when_an_env_finished(
     actions = jnp.array([[0, 0, 0], [0, 0, 0], [0, 1, 0], [0, 0, 0], [0, 0, 0], [0, 1, 0],
                          [0, 1, 0], [0, 0, 0]])
     batch_step, vmap_step = jax.jit(env.batch_step), jax.jit(jax.vmap(env.step))
-    vmapped, seen = state, set()
+    vmapped, computed = state, []
     for t, action in enumerate(actions):
         step_keys = jax.random.split(jax.random.fold_in(jax.random.key(6), t), 3)
-        before = len(env.resets)
+        before = env.computed
         state, step = batch_step(step_keys, state, action)
         jax.effects_barrier()
-        reset = len(env.resets) > before
+        computed.append(env.computed - before)
         vmapped, expected = vmap_step(step_keys, vmapped, action)
         chex.assert_trees_all_equal((state, step), (vmapped, expected))
-        # The resets were computed only at the steps where an env finished.
-        ended = np.asarray(step.done)
-        assert reset == ended.any(), (t, ended)
-        seen.add(reset)
-    assert seen == {True, False}  # the schedule above took both branches
+    # Envs finished per step: 0, 0, 1, 2, 0, 1, 0, 2. With 3 envs, one reset slot
+    # (core.reset_slots): one finished env gets its own reset alone, two get all three.
+    assert envs.core.reset_slots(3) == 1
+    assert computed == [0, 0, 1, 3, 0, 1, 0, 3]
+
+
+def test_a_batch_step_resets_up_to_its_slots_alone():
+    """33 envs: 3 slots. Three finished envs are reset alone, in their own places, the
+    others untouched; a fourth makes every env's reset computed."""
+    env = _CountedResets()
+    assert envs.core.reset_slots(33) == 3 and envs.core.reset_slots(32) == 2
+    _, state = jax.vmap(env.reset)(jax.random.split(jax.random.key(5), 33))
+    batch_step, vmap_step = jax.jit(env.batch_step), jax.jit(jax.vmap(env.step))
+    keys = jax.random.split(jax.random.key(6), 33)
+    state = state.replace(env_state=(state.env_state[0].at[:].set(2), state.env_state[1]))
+    for finishing, resets in (([4, 17, 32], 3), ([0, 4, 17, 32], 33)):
+        action = jnp.zeros(33, jnp.int32).at[jnp.array(finishing)].set(1)
+        before = env.computed
+        out = batch_step(keys, state, action)
+        jax.effects_barrier()
+        assert env.computed - before == resets
+        chex.assert_trees_all_equal(out, vmap_step(keys, state, action))
+        np.testing.assert_array_equal(np.flatnonzero(out[1].done), finishing)
 
 
 def test_a_batch_step_vmapped_over_runs_resets_only_when_an_env_of_any_run_finished():

@@ -372,6 +372,12 @@ def lazy_cond(pred: jax.Array, if_true, if_false, operands):
     return run(pred, operands)
 
 
+def reset_slots(num_envs: int) -> int:
+    """Resets `SuiteEnv.batch_step` computes at a step where only a few of its ``num_envs``
+    envs finished: one per 16 envs (at least one)."""
+    return max(1, -(-num_envs // 16))
+
+
 class _Advanced(struct.PyTreeNode):
     """A suite env stepped, before any reset (`SuiteEnv._advance`)."""
 
@@ -471,20 +477,56 @@ class SuiteEnv:
         advanced = self._advance(step_key, state, action)
         return self._finish(advanced, *self._plain_reset(reset_key))
 
-    def batch_step(self, keys: jax.Array, state: EpisodeState, action: jax.Array
-                   ) -> tuple[EpisodeState, Step]:
-        """`step` over a batch of envs (leading axis), the same numbers as ``jax.vmap(step)``,
-        but computing the resets only at a step where one of the envs finished: a physics
-        suite's reset costs about what its step does, and with long episodes most steps end
-        none. Under an outer vmap (seeds, settings) the resets run where an env of any run
-        finished (`lazy_cond`)."""
+    def batch_step(self, keys: jax.Array, state: EpisodeState, action: jax.Array, *,
+                   slots: int | None = None) -> tuple[EpisodeState, Step]:
+        """`step` over a batch of N envs (leading axis), computing only the resets needed:
+        none at a step where no env finished (a physics suite's reset costs about what its
+        step does, and with long episodes most steps end none), only the finished envs' where
+        at most `reset_slots(N)` finished (a generated world, as Craftax's, costs several
+        steps, and with many envs a few end at most steps), every env's otherwise. Under an
+        outer vmap (seeds, settings) a step takes the cheapest way that serves every run
+        (`lazy_cond`).
+
+        The numbers are ``jax.vmap(step)``'s wherever the suite's reset gives the same
+        numbers for a key in a batch of any size. Craftax's world generation does not: on a
+        CPU, the world a key draws depends on the batch its reset runs in, so here it may be
+        another world than in ``jax.vmap(step)``, as random, and the same on every rerun.
+
+        ``slots``: the reset slots, default `reset_slots(N)`; N or more computes every env's
+        reset wherever one finished."""
         step_keys, reset_keys = jax.vmap(jax.random.split, out_axes=1)(keys)
         advanced = jax.vmap(self._advance)(step_keys, state, action)
+        num_envs = advanced.done.shape[0]
+        slots = reset_slots(num_envs) if slots is None else slots
+        if slots < 1:
+            raise ValueError(f"batch_step: slots must be >= 1, got {slots}")
 
-        def with_resets(operands):
+        def all_resets(operands):
             advanced, reset_keys = operands
             fresh = jax.vmap(self._plain_reset)(reset_keys)
             return jax.vmap(self._finish)(advanced, *fresh)
+
+        def some_resets(operands):
+            advanced, reset_keys = operands
+            # The finished envs' indices, then N (out of range: dropped) in the unused slots.
+            (which,) = jnp.nonzero(advanced.done, size=slots, fill_value=num_envs)
+            obs, env_state = jax.vmap(self._plain_reset)(reset_keys[jnp.minimum(
+                which, num_envs - 1)])
+
+            def scattered(base, fresh):
+                return base.at[which].set(fresh, mode="drop")
+
+            # The envs that did not finish keep their own state (`_finish` picks it there).
+            env_state = jax.tree.map(scattered, advanced.env_state, env_state)
+            obs = jax.tree.map(lambda x: scattered(jnp.zeros((num_envs, *x.shape[1:]),
+                                                             x.dtype), x), obs)
+            return jax.vmap(self._finish)(advanced, obs, env_state)
+
+        def with_resets(operands):
+            if slots >= num_envs:
+                return all_resets(operands)
+            return lazy_cond(jnp.sum(operands[0].done) > slots, all_resets, some_resets,
+                             operands)
 
         def without_resets(operands):
             return jax.vmap(self._finish)(operands[0], None, None)
