@@ -253,6 +253,24 @@ def test_zoo_verdict_meets_when_the_interval_reaches_the_published_value():
     assert zoo.verdict(_zoo_row("Catch-bsuite", 1.0, 1.0, 1.0)) == ""  # nothing published
 
 
+def test_zoo_row_from_a_checkpointed_run_equals_one_call_and_is_kept(tmp_path, monkeypatch):
+    """--runs: the row's numbers are those of one `jaxppo.sweep` call; measured again, the
+    finished run is read back, not retrained; a run of other seeds is refused in one line."""
+    monkeypatch.setitem(jaxppo.PRESETS, "ProbeTruncation-v0", jaxppo.Config(
+        env_id="ProbeTruncation-v0", num_envs=2, num_steps=8, total_timesteps=3 * 16,
+        num_minibatches=2, update_epochs=1, hidden_sizes=(8,)))
+    one_call = zoo.measure("ProbeTruncation-v0", 1.0, 2, 2)
+    kept = zoo.measure("ProbeTruncation-v0", 1.0, 2, 2, runs=tmp_path)
+    assert (tmp_path / "ProbeTruncation-v0" / "metrics.csv").exists()
+    again = zoo.measure("ProbeTruncation-v0", 1.0, 2, 2, runs=tmp_path)
+    for row in (kept, again):
+        assert {k: v for k, v in row.items() if k != "train_s"} == {
+            k: v for k, v in one_call.items() if k != "train_s"}
+    with pytest.raises(SystemExit, match="holds another run than ProbeTruncation-v0's preset "
+                                         "with 3 seeds"):
+        zoo.measure("ProbeTruncation-v0", 1.0, 3, 2, runs=tmp_path)
+
+
 def test_zoo_search_reads_a_grid_and_a_random_space():
     table, written = zoo_search.parse_space(["ent_coef=0,0.01", "gae_lambda=0.95,0.98"], [],
                                             16, seed=0)
