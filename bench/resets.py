@@ -9,8 +9,9 @@ Three ways of stepping N envs that reset themselves, timed on the same steps:
   auto-reset wrapper under vmap does);
 - ``any finished``: `SuiteEnv.batch_step` with every env's reset computed at a step where any
   env finished, none elsewhere (``slots=N``);
-- ``slots``: `SuiteEnv.batch_step` as it is: the finished envs' resets alone where at most
-  `jaxppo.envs.core.reset_slots(N)` finished.
+- ``slots``: `SuiteEnv.batch_step` with the finished envs' resets alone where at most
+  `jaxppo.envs.core.reset_slots(N)` finished (its default, but for adapters that set
+  ``partial_resets = False``, which take the second way).
 
 The envs act at random. They first step --warmup steps together (so that episodes end at
 their own pace, not all at once), then each way runs the same --steps steps from there, one
@@ -44,7 +45,7 @@ def _stepper(env, way: str, num_envs: int):
     elif way == "any finished":
         step = functools.partial(env.batch_step, slots=num_envs)
     else:
-        step = env.batch_step
+        step = functools.partial(env.batch_step, slots=core.reset_slots(num_envs))
     num_actions = env.action_space.num_actions
 
     def run(state, key, steps):
@@ -86,13 +87,14 @@ def measure(env_id: str, num_envs: int, warmup: int, steps: int, repeats: int) -
     for row in rows:
         row["ratio"] = round(row["env_steps_per_s"] / base, 2)
     return {"env_id": env_id, "num_envs": num_envs, "reset_slots": core.reset_slots(num_envs),
+            "default": "slots" if env.partial_resets else "any finished",
             "warmup": warmup, "steps": steps, "repeats": repeats, "rows": rows}
 
 
 def markdown(result: dict, before: list[str], after: list[str]) -> list[str]:
     lines = [f"# {result['env_id']}: {result['num_envs']} envs acting at random, "
              f"{result['steps']} steps after {result['warmup']} (reset slots: "
-             f"{result['reset_slots']})", "",
+             f"{result['reset_slots']}; the adapter's way: {result['default']})", "",
              machine.header(result["machine"], before, after), "",
              f"Command: `{result['command']}`", "",
              "| way | compile (s) | run, median (s) | env steps/s | x every step | steps where "

@@ -417,6 +417,9 @@ class SuiteEnv:
     action_space: ActionSpace
     time_limit: int | None = None
     has_action_mask: bool = False
+    # Reset a few finished envs alone (`batch_step`); False where a reset costs less than
+    # gathering and scattering the suite's state does.
+    partial_resets: bool = True
 
     def _reset(self, key: jax.Array):
         raise NotImplementedError
@@ -492,12 +495,14 @@ class SuiteEnv:
         CPU, the world a key draws depends on the batch its reset runs in, so here it may be
         another world than in ``jax.vmap(step)``, as random, and the same on every rerun.
 
-        ``slots``: the reset slots, default `reset_slots(N)`; N or more computes every env's
-        reset wherever one finished."""
+        ``slots``: the reset slots, default `reset_slots(N)` (N where the adapter sets
+        ``partial_resets = False``); N or more computes every env's reset wherever one
+        finished."""
         step_keys, reset_keys = jax.vmap(jax.random.split, out_axes=1)(keys)
         advanced = jax.vmap(self._advance)(step_keys, state, action)
         num_envs = advanced.done.shape[0]
-        slots = reset_slots(num_envs) if slots is None else slots
+        if slots is None:
+            slots = reset_slots(num_envs) if self.partial_resets else num_envs
         if slots < 1:
             raise ValueError(f"batch_step: slots must be >= 1, got {slots}")
 
