@@ -410,7 +410,8 @@ class SuiteEnv:
     truncation (never a termination), and counts the episode's return and length. A suite
     with invalid actions overrides ``_action_mask(suite_state) -> [num_actions]`` and sets
     ``has_action_mask``. Observations pass through ``_observe`` (`observation_array` unless
-    overridden).
+    overridden). A suite whose reset costs less than gathering and scattering its state sets
+    ``partial_resets = False`` (`batch_step`).
     """
 
     env_id: str
