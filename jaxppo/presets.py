@@ -146,6 +146,7 @@ MEASURED: dict[str, tuple[float, int]] = {
     "navix/Navix-Empty-Random-8x8-v0": (1.0, 1_048_576),
     "navix/Navix-DoorKey-8x8-v0": (0.0, 499_712),
     "craftax/Craftax-Classic-Symbolic-v1": (4.6, 1_048_576),
+    "FrozenLake-misc": (0.1, 499_712),
 }
 
 # Environments where PPO, as configured here, does not reach a good score, and why: listed so
