@@ -528,11 +528,11 @@ class SuiteEnv:
                                                              x.dtype), x), obs)
             return jax.vmap(self._finish)(advanced, obs, env_state)
 
-        def with_resets(operands):
-            if slots >= num_envs:
-                return all_resets(operands)
+        def few_or_all_resets(operands):
             return lazy_cond(jnp.sum(operands[0].done) > slots, all_resets, some_resets,
                              operands)
+
+        with_resets = all_resets if slots >= num_envs else few_or_all_resets
 
         def without_resets(operands):
             return jax.vmap(self._finish)(operands[0], None, None)
