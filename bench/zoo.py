@@ -270,6 +270,9 @@ def main() -> None:
             raise SystemExit(f"zoo: unknown env id {env_id!r}; `jaxppo envs` lists them")
     if not 0 < args.budget <= 10 or args.seeds < 1 or args.episodes < 1:
         raise SystemExit("zoo: --budget must be in (0, 10], --seeds and --episodes >= 1")
+    if args.runs and pathlib.Path(args.runs).exists() and not pathlib.Path(args.runs).is_dir():
+        raise SystemExit(f"zoo: --runs {args.runs!r} is a file; it must be a directory (made "
+                         "if missing)")
     out = pathlib.Path(args.out)
     path = out / "zoo.json"
     result = json.loads(path.read_text()) if path.exists() else {"envs": {}}
