@@ -265,7 +265,9 @@ class Tower(nn.Module):
     """Observation [*batch, *obs] -> encoder -> hidden layers -> optional core -> head.
 
     The encoder is "mlp" (the observation flattened), or a CNN over the last three axes
-    [H, W, C] ("cnn", "nature_cnn"; relu after every conv) whose output is flattened; then
+    [H, W, C] ("cnn", "nature_cnn"; relu after every conv) whose output is flattened (with a
+    ``grid``, the CNN reads the first H W C values of a flat observation as that grid and the
+    rest joins its flattened output); then
     ``hidden_sizes`` Dense layers with ``activation``; then, with a recurrent ``core``, a
     GRU or LSTM of ``core_size`` whose carry is zeroed where ``start`` is True; then a linear
     head of ``out_features`` (none when 0: the tower gives its features).
@@ -281,6 +283,7 @@ class Tower(nn.Module):
     core: str = "none"
     core_size: int = 128
     matmul_dtype: str = "float32"
+    grid: tuple[int, ...] = ()
 
     @nn.compact
     def __call__(self, carry, x: jax.Array, start: jax.Array | None = None,
@@ -307,11 +310,17 @@ class Tower(nn.Module):
         if self.encoder == "mlp":
             x = jnp.reshape(x, (*batch, -1))
         else:
+            rest = None
+            if self.grid:
+                size = math.prod(self.grid)
+                x, rest = jnp.reshape(x[..., :size], (*batch, *self.grid)), x[..., size:]
             x = jnp.reshape(x, (-1, *x.shape[x.ndim - 3:]))
             for i, (features, kernel, stride) in enumerate(CONV_LAYERS[self.encoder]):
                 x = nn.relu(Conv(features, kernel, stride, self.matmul_dtype,
                                  name=f"conv_{i}")(x))
             x = jnp.reshape(x, (*batch, -1))
+            if rest is not None:
+                x = jnp.concatenate([x, rest], axis=-1)
         for i, width in enumerate(self.hidden_sizes):
             x = act(_dense(width, f"hidden_{i}", self.matmul_dtype)(x))
         return x
@@ -355,6 +364,8 @@ class ActorCritic(nn.Module):
         matmul_dtype: "float32", or "bfloat16" for every layer's matmul (`bfloat16_matmul`).
         nvec: component sizes of a multi-discrete policy; () otherwise.
         obs_ndim: axes of one network input (1 for vectors, 3 for [H, W, C] grids).
+        grid: [H, W, C] at the front of a flat input, for a CNN encoder (the env's
+            ``observation_grid``); () otherwise.
         encoder, core, core_size, shared_encoder: as the Config fields.
     """
 
@@ -372,12 +383,14 @@ class ActorCritic(nn.Module):
     core: str = "none"
     core_size: int = 128
     shared_encoder: bool = False
+    grid: tuple[int, ...] = ()
 
     def setup(self) -> None:
         out = self.num_actions or self.action_size
         tower = functools.partial(Tower, tuple(self.hidden_sizes), self.activation,
                                   obs_ndim=self.obs_ndim, encoder=self.encoder, core=self.core,
-                                  core_size=self.core_size, matmul_dtype=self.matmul_dtype)
+                                  core_size=self.core_size, matmul_dtype=self.matmul_dtype,
+                                  grid=tuple(self.grid))
         if self.shared_encoder:
             self.torso = tower(0)
             self.actor = Head(out, self.matmul_dtype)
@@ -505,21 +518,23 @@ def _bounds(space) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 def check(config: Config, env) -> None:
     """Check the network fields of ``config`` against ``env``'s observations; a `ValueError`
-    names the field: a CNN needs [H, W, C] observations its convolutions fit, Fourier
-    features need flat ones."""
+    names the field: a CNN needs [H, W, C] observations, or flat ones that begin with such a
+    grid (the env's ``observation_grid``), which its convolutions fit; Fourier features need
+    flat ones."""
     shape = tuple(env.observation_shape)
     if config.encoder != "mlp":
+        shape = _grid(env) or shape
         if len(shape) != 3:
             fail("encoder", config.encoder,
-                 f"needs image observations [H, W, C]; {config.env_id} has observations of "
-                 f"shape {list(shape)} (use 'mlp')")
+                 f"needs image observations [H, W, C] or a grid among them; {config.env_id} "
+                 f"has observations of shape {list(shape)} (use 'mlp')")
         out = conv_output_shape(config.encoder, shape)
         if min(out[:2]) < 1:
             fail("encoder", config.encoder,
                  f"its convolutions do not fit {config.env_id}'s {list(shape)} observations "
                  f"(they would leave {list(out[:2])}); 'cnn' fits grids from 3x3, "
                  "'nature_cnn' frames from 36x36")
-    if config.fourier_features and len(shape) != 1:
+    if config.fourier_features and len(env.observation_shape) != 1:
         fail("fourier_features", config.fourier_features,
              f"needs flat observations; {config.env_id} has observations of shape "
              f"{list(shape)}")
@@ -549,7 +564,15 @@ def make(config: Config, env) -> ActorCritic:
         core=config.core,
         core_size=config.core_size,
         shared_encoder=bool(config.shared_encoder),
+        grid=(_grid(env) or ()) if config.encoder != "mlp" else (),
     )
+
+
+def _grid(env) -> tuple[int, ...] | None:
+    """The grid [H, W, C] at the front of ``env``'s flat observations, or None
+    (`jaxppo.envs.core.SuiteEnv.observation_grid`; other envs have none)."""
+    grid = getattr(env, "observation_grid", None)
+    return tuple(grid) if grid else None
 
 
 def input_shape(config: Config, env) -> tuple[int, ...]:

@@ -399,3 +399,44 @@ def test_a_suite_that_is_not_installed_names_its_extra(monkeypatch):
         envs.make("nosuch/Thing-v0")
     assert not envs.is_known("nosuch/Thing-v0")
     assert ("nosuch", None, "nosuch") in envs.catalog()
+
+
+def test_a_pytrees_one_grid_comes_first_and_is_named():
+    board = jnp.arange(12.0).reshape(3, 4)
+    obs = {"a_count": jnp.float32(7), "board": board, "position": jnp.array([1, 2])}
+    flat = envs.core.observation_array(obs)
+    # The board first (12 values, row-major), then the other leaves in key order: 12 + 1 + 2.
+    np.testing.assert_array_equal(flat, [*range(12), 7, 1, 2])
+    assert envs.core.observation_grid(obs) == (3, 4, 1)  # a 2-D board has one channel
+    image = {"image": jnp.zeros((5, 6, 2)), "t": jnp.float32(0)}
+    assert envs.core.observation_grid(image) == (5, 6, 2)
+    assert envs.core.observation_array(image).shape == (5 * 6 * 2 + 1,)
+
+
+@pytest.mark.parametrize("obs", [
+    jnp.zeros((3, 4, 2)),  # one array keeps its shape: nothing to find
+    {"a": jnp.zeros((3, 3)), "b": jnp.zeros((2, 2))},  # two boards: which one is ambiguous
+    {"a": jnp.zeros((3,)), "b": jnp.float32(1)},  # no board
+    {"a": jnp.zeros((2, 3, 3, 3)), "b": jnp.zeros((3, 3))},  # a rank-4 leaf
+])
+def test_no_single_grid_means_no_grid_and_key_order(obs):
+    assert envs.core.observation_grid(obs) is None
+    leaves = jax.tree.leaves(obs)
+    if len(leaves) > 1:
+        np.testing.assert_array_equal(envs.core.observation_array(obs),
+                                      np.concatenate([np.ravel(x) for x in leaves]))
+
+
+def test_lazy_cond_vmaps_branches_that_close_over_batched_values():
+    # A branch closing over a value batched by an outer vmap (an env's traced params in a
+    # sweep), inside a scan whose carry starts unbatched: update k adds g at even k.
+    def run(g):
+        def body(x, k):
+            x = envs.core.lazy_cond(k % 2 == 0, lambda o: o + g, lambda o: o, x)
+            return x, x
+
+        return jax.lax.scan(body, jnp.zeros(2), jnp.arange(4))[1]
+
+    out = jax.jit(jax.vmap(run))(jnp.array([1.0, 3.0]))
+    np.testing.assert_array_equal(out[:, :, 0], [[1, 1, 2, 2], [3, 3, 6, 6]])
+    np.testing.assert_array_equal(out, jnp.stack([run(1.0), run(3.0)]))

@@ -174,3 +174,30 @@ def test_networks(tmp_path, monkeypatch):
     assert "nvec: (3, 2) action shape: (2,)" in multi
     assert re.search(r"^one observation \(\+1\): \[\d \d\] shape \(2,\)$", multi, re.M), multi
     assert re.search(r"shape \(3, 2\)$", multi, re.M), multi
+
+
+@pytest.mark.slow  # MJX physics compiled into a whole run
+def test_suites(tmp_path, monkeypatch):
+    pytest.importorskip("mujoco_playground")
+    # 2 gravities x 2 seeds, then 2 mass scales x 2 seeds: 2 updates of 8 envs x 8 steps each
+    # (8 envs: the preset's 8 minibatches of whole env trajectories).
+    parameters = ("TOTAL_TIMESTEPS = 128\nSEEDS = 2\nNUM_ENVS = 8\nNUM_STEPS = 8\n"
+                  "GRAVITIES = [-9.81, -19.6]\nMASS_SETTINGS = 2\nEVAL_EPISODES = 2\n")
+    notebook = _execute("suites.ipynb", parameters, tmp_path / "work", monkeypatch)
+    assert _errors(notebook) == []
+
+    described = _stdout(_cell(notebook, "jaxppo.envs.make(config.env_id)"))
+    assert "env params: damping_scale, friction_scale, gravity, mass_scale" in described
+    assert "2 updates of 64 transitions per run" in described
+    swept = _stdout(_cell(notebook, '{"env_params.gravity": GRAVITIES}'))
+    assert "2 gravities x 2 seeds in one call" in swept
+    assert len(re.findall(r"^gravity +-?[\d.]+: final training return per seed", swept,
+                          re.M)) == 2
+    assert _images(_cell(notebook, "plots.smoothed(curves)")) == 1
+    table = _stdout(_cell(notebook, "table[h, j] = jaxppo.evaluate("))
+    rows = re.findall(r"^ +(-[\d.]+) +(-?[\d.]+) +(-?[\d.]+)$", table, re.M)
+    assert [float(r[0]) for r in rows] == [-9.81, -19.6], table
+    masses = _stdout(_cell(notebook, "jaxppo.random_search("))
+    assert "2 mass scales x 2 seeds in one call" in masses
+    scales = [float(s) for s in re.findall(r"^mass x ([\d.]+):", masses, re.M)]
+    assert len(scales) == 2 and all(0.5 <= s <= 2.0 for s in scales)

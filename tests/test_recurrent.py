@@ -121,6 +121,37 @@ def test_cnn_shapes_and_orthogonal_gains(encoder, env, convs, flat):
     chex.assert_shape((dist.logits, value), ((2, 5, env.action_space.num_actions), (2, 5)))
 
 
+class _GridAndFeatures:
+    """An env stand-in whose flat observations are a [4, 5, 2] grid, then 3 features."""
+
+    env_id = "grid-and-features"
+    observation_grid = (4, 5, 2)
+    observation_shape = (4 * 5 * 2 + 3,)
+    observation_size = 4 * 5 * 2 + 3
+    action_space = ActionSpace(discrete=True, num_actions=3)
+
+
+def test_cnn_reads_the_grid_at_the_front_and_joins_the_features_after_it():
+    config = jaxppo.Config(encoder="cnn", hidden_sizes=(8,), activation="relu")
+    env = _GridAndFeatures()
+    variables = networks.init(config, env, jax.random.key(0))
+    actor = variables["params"]["actor"]
+    # One 3x3 conv of 16 channels: (4 - 2) x (5 - 2) x 16 = 96 values, then the 3 features.
+    assert actor["hidden_0"]["kernel"].shape == (96 + 3, 8)
+    obs = jax.random.normal(jax.random.key(1), (2, 43))
+    conv = networks.Conv(16, 3, 1).apply({"params": actor["conv_0"]},
+                                          obs[:, :40].reshape(2, 4, 5, 2))
+    features = jnp.concatenate([jax.nn.relu(conv).reshape(2, -1), obs[:, 40:]], axis=-1)
+    hidden = jax.nn.relu(features @ actor["hidden_0"]["kernel"] + actor["hidden_0"]["bias"][None])
+    logits = hidden @ actor["head"]["kernel"] + actor["head"]["bias"][None]
+    dist, _ = networks.apply(networks.make(config, env), variables, config, obs)
+    np.testing.assert_allclose(dist.logits, logits, rtol=1e-5, atol=1e-6)
+    # The features are read: changing one changes the logits.
+    moved, _ = networks.apply(networks.make(config, env), variables, config,
+                              obs.at[:, 42].add(1.0))
+    assert not np.allclose(moved.logits, dist.logits)
+
+
 def test_recurrent_gains_and_shared_torso_layout():
     config = MEMORY.replace(core="lstm", shared_encoder=True)
     params = networks.init(config, envs.make(config.env_id), jax.random.key(0))["params"]
@@ -276,7 +307,8 @@ def test_recurrent_resume_is_bit_exact(tmp_path):
 @pytest.mark.parametrize(("name", "value", "message"), [
     ("core", dict(core="gru"), "Config.shuffle='transitions' is invalid: must be 'trajectories'"),
     ("encoder", dict(encoder="cnn"), "Config.encoder='cnn' is invalid: needs image observations"
-                                     r" \[H, W, C\]; CartPole-v1 has observations of shape \[4\]"),
+                                     r" \[H, W, C\] or a grid among them; CartPole-v1 has "
+                                     r"observations of shape \[4\]"),
     ("nature", dict(env_id="Breakout-MinAtar", encoder="nature_cnn"),
      r"its convolutions do not fit Breakout-MinAtar's \[10, 10, 4\]"),
     ("multi", dict(env_id="ProbeMultiDiscrete-v0", action_dist="categorical"),

@@ -211,3 +211,36 @@ def test_tiny_training_run_has_finite_metrics():
     metrics = tiny_training_metrics(f"craftax/{CLASSIC}")
     # No episode ends in 32 steps per env (the limit is 10000; with this key nobody dies).
     np.testing.assert_array_equal(metrics.episode_count, [0, 0])
+
+
+def test_spawn_chances_are_the_env_params(classic):
+    assert classic.tunable_params() == ("spawn_cow_chance", "spawn_skeleton_chance",
+                                        "spawn_zombie_base_chance", "spawn_zombie_night_chance")
+    assert classic.param_error("zombie_health").startswith(
+        "'zombie_health' cannot be set: it is an integer")
+    assert classic.param_error("max_timesteps").startswith(
+        "'max_timesteps' cannot be set: it is the time limit")
+
+
+@pytest.mark.slow  # a suite's world compiled
+def test_a_traced_spawn_chance_steps_as_craftax_own_params(classic):
+    key = jax.random.key(1)
+    _, state = classic.reset(key)
+
+    @jax.jit
+    def cows(chance):
+        one, state_t = classic.with_params({"spawn_cow_chance": chance}), state
+        for t in range(LIMIT - 1):  # within the episode: no reset
+            state_t = one.step(jax.random.fold_in(key, t), state_t, 0)[0]
+        return state_t.env_state.cows.mask.sum()
+
+    def by_hand(chance):
+        params = classic.params.replace(spawn_cow_chance=chance)
+        suite_state = state.env_state
+        for t in range(LIMIT - 1):
+            own_key, _ = jax.random.split(jax.random.fold_in(key, t))
+            suite_state = classic.suite_env.step(own_key, suite_state, jnp.int32(0), params)[1]
+        return suite_state.cows.mask.sum()
+
+    # With a cow spawned at every step it can be (1.0), more cows than with none (0.0).
+    assert int(cows(1.0)) == int(by_hand(1.0)) > int(cows(0.0)) == int(by_hand(0.0))

@@ -192,6 +192,27 @@ def test_every_offered_id_resets_and_steps_when_traced():
         assert mask.shape == (max(env.action_space.num_actions, 1),), name
 
 
+def test_a_board_beside_other_fields_leads_the_observation_for_the_cnn():
+    snake = envs.make("jumanji/Snake-v1")
+    assert snake.observation_grid == (12, 12, 5)  # the grid, then the step count
+    maze = envs.make("jumanji/Maze-v0")
+    key = jax.random.key(3)
+    obs, _ = jax.jit(maze.reset)(key)
+    own = jumanji.make("Maze-v0").reset(key)[1].observation
+    # Maze's fields are agent_position, target_position, walls, step_count: the walls, its
+    # one board, come first, as a [10, 10, 1] grid, then the rest in their order.
+    assert maze.observation_grid == (10, 10, 1)
+    np.testing.assert_array_equal(obs, _flat(own.walls, own.agent_position,
+                                             own.target_position, own.step_count))
+    # No single board: Tetris has its grid and the falling tetromino, both 2-D.
+    assert envs.make("jumanji/Tetris-v0").observation_grid is None
+
+
 @pytest.mark.slow  # a suite's physics or world compiled into a whole run
 def test_tiny_training_run_with_masks_has_finite_metrics():
     tiny_training_metrics("jumanji/LevelBasedForaging-v0", action_masking=True)
+
+
+@pytest.mark.slow  # a suite's world compiled into a whole run
+def test_tiny_cnn_run_reads_the_grid_among_the_fields():
+    tiny_training_metrics("jumanji/Snake-v1", encoder="cnn", action_masking=True)

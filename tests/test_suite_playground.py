@@ -154,3 +154,54 @@ def _episode_eagerly(env, key, actions):
 @pytest.mark.slow  # a suite's physics or world compiled into a whole run
 def test_tiny_training_run_has_finite_metrics():
     tiny_training_metrics(f"playground/{NAME}")
+
+
+def test_env_params_are_the_physics_named_with_a_hint(env):
+    assert env.tunable_params() == ("damping_scale", "friction_scale", "gravity", "mass_scale")
+    assert env.param_error("gravity") is None
+    assert env.param_error("gravty") == (
+        "'gravty' is not a parameter of playground/CartpoleBalance (did you mean 'gravity'?); "
+        "its numeric parameters: damping_scale, friction_scale, gravity, mass_scale")
+    with pytest.raises(ValueError, match="env_params: 'gravty' is not a parameter"):
+        env.with_params({"gravty": 1.0})
+
+
+def test_traced_physics_params_step_as_a_model_built_with_them(env):
+    """Gravity -20 and bodies twice as heavy, traced through `with_params`, against the same
+    env stepping a MuJoCo model built with those values (playground's own way)."""
+    import copy
+
+    from mujoco import mjx
+
+    changed = copy.deepcopy(env.suite_env.mj_model)
+    changed.opt.gravity[2] = -20.0
+    changed.body_mass[:] *= 2.0
+    changed.body_inertia[:] *= 2.0
+    by_hand = playground_adapter.make(NAME, episode_length=LIMIT)
+    by_hand.suite_env._mjx_model = mjx.put_model(changed, impl="jax")
+
+    def final_obs(one):
+        return _episode(one, jax.random.key(5), ACTIONS[0])[1].final_obs
+
+    traced = jax.jit(lambda g, m: final_obs(env.with_params({"gravity": g, "mass_scale": m})))
+    heavy = traced(-20.0, 2.0)
+    np.testing.assert_allclose(heavy, jax.jit(lambda: final_obs(by_hand))(), rtol=1e-5,
+                               atol=1e-6)
+    # The same program with the model's own values is the env without params.
+    default = traced(-9.81, 1.0)
+    np.testing.assert_allclose(default, jax.jit(lambda: final_obs(env))(), rtol=1e-5,
+                               atol=1e-6)
+    assert not np.allclose(heavy, default, atol=1e-3)
+
+
+@pytest.mark.slow  # a suite's physics compiled into a whole run
+def test_a_sweep_over_gravity_trains_in_one_call():
+    import jaxppo
+
+    config = jaxppo.Config(env_id=f"playground/{NAME}", num_envs=4, num_steps=16,
+                           total_timesteps=128, num_minibatches=2, update_epochs=1,
+                           hidden_sizes=(16,))
+    result = jaxppo.sweep(config, {"env_params.gravity": [-9.81, -30.0]}, seeds=1)
+    losses = np.asarray(result.metrics.total_loss)
+    assert np.isfinite(losses).all()
+    assert not np.allclose(losses[0], losses[1])

@@ -384,7 +384,8 @@ def check_params(config) -> None:
     if not callable(getattr(env, "param_error", None)):
         name = next(iter(params))
         config_lib.fail("env_params", {name: params[name]},
-                        f"{config.env_id} takes no env params (only gymnax envs do, for now)")
+                        f"{config.env_id} takes no env params (gymnax, Craftax and Playground "
+                        "envs do)")
     for name, value in params.items():
         error = env.param_error(name)
         if error:
@@ -393,9 +394,9 @@ def check_params(config) -> None:
 
 def make_for(config):
     """The env a run of ``config`` steps: `make(config.env_id)`, with ``config.env_params``
-    set (`GymnaxEnv.with_params`). Call it where the env is reset or stepped, inside the
-    traced program (the values may be tracers; the env is built anew, not cached); spaces and
-    shapes are those of `make(config.env_id)`.
+    set (its ``with_params``: `core.TunableParams`, `playground.PlaygroundEnv`). Call it
+    where the env is reset or stepped, inside the traced program (the values may be tracers;
+    the env is built anew, not cached); spaces and shapes are those of `make(config.env_id)`.
 
     Raises:
         ValueError: env_params for an env that takes none (`check_params` says which).
@@ -404,6 +405,6 @@ def make_for(config):
     if not config.env_params:
         return env
     if not callable(getattr(env, "with_params", None)):
-        raise ValueError(f"Config.env_params: {config.env_id} takes no env params (only gymnax "
-                         "envs do, for now)")
+        raise ValueError(f"Config.env_params: {config.env_id} takes no env params (gymnax, "
+                         "Craftax and Playground envs do)")
     return env.with_params(config.env_params)

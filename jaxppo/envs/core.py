@@ -110,7 +110,62 @@ class EpisodeState(struct.PyTreeNode):
     episode_length: jax.Array
 
 
-class GymnaxEnv:
+class TunableParams:
+    """Env params that ``Config.env_params`` sets per run, for an env whose params are a
+    dataclass passed to its reset and step (gymnax's ``EnvParams``, Craftax's).
+
+    A subclass has ``_params`` (the dataclass), ``_problems = None`` (the cache of
+    `_param_problems`), ``_limit_param`` (the name of its time limit), ``_replaced(values)``
+    (a copy of the env with those params, as float32) and ``_fixed(params)`` (what jaxppo
+    fixes per env id from params: its spaces).
+    """
+
+    _limit_param = "max_steps_in_episode"
+
+    def with_params(self, values: Mapping[str, Any]):
+        """This env with some params replaced: ``params.replace(**values)``, as float32.
+
+        Called inside the traced program (`jaxppo.envs.make_for`), so values may be tracers:
+        new values never recompile. Spaces, observation shape and time limit stay this env's.
+
+        Raises:
+            ValueError: for a name that is not one of `tunable_params` (saying why).
+        """
+        for name in values:
+            error = self.param_error(name)
+            if error:
+                raise ValueError(f"env_params: {error}")
+        return self._replaced(values)
+
+    def tunable_params(self) -> tuple[str, ...]:
+        """The params `with_params` takes, sorted: the float scalars of the env's params that
+        neither its spaces nor its program's structure (shapes, Python branches) read."""
+        return tuple(sorted(n for n, why in self._param_problems().items() if why is None))
+
+    def param_error(self, name: str) -> str | None:
+        """Why ``name`` cannot be replaced by `with_params` (one line naming the env's
+        tunable params), or None when it can."""
+        problems = self._param_problems()
+        if problems.get(name, "") is None:
+            return None
+        tunable = self.tunable_params()
+        known = (f"its numeric parameters: {', '.join(tunable)}" if tunable else
+                 f"{self.env_id} has no numeric parameters")
+        if name in problems:
+            return f"{name!r} cannot be set: {problems[name]}; {known}"
+        close = difflib.get_close_matches(str(name), list(problems), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"{name!r} is not a parameter of {self.env_id}{hint}; {known}"
+
+    def _param_problems(self) -> dict[str, str | None]:
+        """Every param of the env -> why `with_params` refuses it, or None; worked out once
+        per env (tracing the env with the candidates traced)."""
+        if self._problems is None:
+            self._problems = _param_problems(self)
+        return self._problems
+
+
+class GymnaxEnv(TunableParams):
     """A gymnax environment with its default params, as a jaxppo env.
 
     Observations are float32 in the env's own shape (``observation_shape``; a scalar becomes
@@ -140,53 +195,14 @@ class GymnaxEnv:
         limit = getattr(self._params, "max_steps_in_episode", None)
         return None if limit is None else int(limit)
 
-    def with_params(self, values: Mapping[str, Any]) -> GymnaxEnv:
-        """This env with some params replaced: ``params.replace(**values)``, as float32.
-
-        Called inside the traced program (`jaxppo.envs.make_for`), so values may be tracers:
-        new values never recompile. Spaces, observation shape and time limit stay this env's.
-
-        Raises:
-            ValueError: for a name that is not one of `tunable_params` (saying why).
-        """
-        for name in values:
-            error = self.param_error(name)
-            if error:
-                raise ValueError(f"env_params: {error}")
-        return self._replaced(values)
-
     def _replaced(self, values: Mapping[str, Any]) -> GymnaxEnv:
         env = copy.copy(self)
         env._params = self._params.replace(
             **{name: jnp.asarray(value, jnp.float32) for name, value in values.items()})
         return env
 
-    def tunable_params(self) -> tuple[str, ...]:
-        """The params `with_params` takes, sorted: the float scalars of the env's params that
-        neither its spaces nor its program's structure (shapes, Python branches) read."""
-        return tuple(sorted(n for n, why in self._param_problems().items() if why is None))
-
-    def param_error(self, name: str) -> str | None:
-        """Why ``name`` cannot be replaced by `with_params` (one line naming the env's
-        tunable params), or None when it can."""
-        problems = self._param_problems()
-        if problems.get(name, "") is None:
-            return None
-        tunable = self.tunable_params()
-        known = (f"its numeric parameters: {', '.join(tunable)}" if tunable else
-                 f"{self.env_id} has no numeric parameters")
-        if name in problems:
-            return f"{name!r} cannot be set: {problems[name]}; {known}"
-        close = difflib.get_close_matches(str(name), list(problems), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return f"{name!r} is not a parameter of {self.env_id}{hint}; {known}"
-
-    def _param_problems(self) -> dict[str, str | None]:
-        """Every param of the env -> why `with_params` refuses it, or None; worked out once
-        per env (tracing the env with the candidates traced)."""
-        if self._problems is None:
-            self._problems = _param_problems(self)
-        return self._problems
+    def _fixed(self, params) -> tuple:
+        return _spaces(self, params)
 
     def _shaped(self, obs: jax.Array) -> jax.Array:
         return jnp.reshape(obs, self.observation_shape).astype(jnp.float32)
@@ -240,9 +256,10 @@ class GymnaxEnv:
         return new_state, step
 
 
-def _param_kind(name: str, value) -> str | None:
-    """Why a param of this name and default value is not a float scalar, or None."""
-    if name == "max_steps_in_episode":
+def _param_kind(name: str, value, limit: str) -> str | None:
+    """Why a param of this name and default value is not a float scalar, or None (``limit``:
+    the name of the env's time limit)."""
+    if name == limit:
         return ("it is the time limit, which jaxppo reads once per env id (the truncations it "
                 "reports, evaluation's step limit)")
     if isinstance(value, bool | np.bool_):
@@ -269,7 +286,7 @@ def _spaces(env: GymnaxEnv, params) -> tuple:
             tuple(env._env.observation_space(params).shape))
 
 
-def _traces(env: GymnaxEnv, names: list[str]) -> bool:
+def _traces(env: TunableParams, names: list[str]) -> bool:
     """Whether reset, step (and action_mask) trace with the params ``names`` traced."""
     def run(values):
         one = env._replaced(dict(zip(names, values, strict=True)))
@@ -288,18 +305,18 @@ def _traces(env: GymnaxEnv, names: list[str]) -> bool:
     return True
 
 
-def _param_problems(env: GymnaxEnv) -> dict[str, str | None]:
+def _param_problems(env: TunableParams) -> dict[str, str | None]:
     params = env._params
     if not dataclasses.is_dataclass(params):
         return {}
-    problems = {f.name: _param_kind(f.name, getattr(params, f.name))
+    problems = {f.name: _param_kind(f.name, getattr(params, f.name), env._limit_param)
                 for f in dataclasses.fields(params)}
-    fixed = _spaces(env, params)
+    fixed = env._fixed(params)
     for name in [n for n, why in problems.items() if why is None]:
         value = float(getattr(params, name))
         moved = params.replace(**{name: value + max(1.0, abs(value))})  # never the same
         try:
-            changes = _spaces(env, moved) != fixed
+            changes = env._fixed(moved) != fixed
         except (TypeError, ValueError):
             changes = True
         if changes:
@@ -314,14 +331,45 @@ def _param_problems(env: GymnaxEnv) -> dict[str, str | None]:
     return problems
 
 
+def _shape(x) -> tuple[int, ...]:
+    """The shape of an array, a `jax.ShapeDtypeStruct` or a Python scalar (())."""
+    return tuple(getattr(x, "shape", ()))
+
+
+def _grid_index(leaves) -> int | None:
+    """The index of the one leaf of rank 2 or 3 among several (a board beside scalars and
+    short vectors), else None (a single leaf, no such leaf, or more than one)."""
+    ranks = [len(_shape(x)) for x in leaves]
+    grids = [i for i, rank in enumerate(ranks) if rank in (2, 3)]
+    if len(leaves) < 2 or len(grids) != 1 or max(ranks) > 3:
+        return None
+    return grids[0]
+
+
 def observation_array(obs) -> jax.Array:
     """A suite's observation as one float32 array: an array keeps its shape (a grid stays a
     grid for the CNN), a dict or other pytree becomes the concatenation of its flattened
-    leaves, in the pytree's key order."""
+    leaves, in the pytree's key order, except that a pytree's one grid (its only leaf of rank
+    2 or 3) comes first, so that a CNN can read it back (`observation_grid`)."""
     leaves = jax.tree.leaves(obs)
     if len(leaves) == 1:
         return jnp.asarray(leaves[0]).astype(jnp.float32)
+    grid = _grid_index(leaves)
+    if grid is not None:
+        leaves = [leaves[grid], *leaves[:grid], *leaves[grid + 1:]]
     return jnp.concatenate([jnp.ravel(jnp.asarray(x)).astype(jnp.float32) for x in leaves])
+
+
+def observation_grid(obs) -> tuple[int, int, int] | None:
+    """The grid [H, W, C] at the front of `observation_array`'s flat vector for a pytree
+    ``obs`` whose one leaf of rank 2 or 3 is a board (a 2-D board has one channel); None
+    where the observation is one array or has no such single grid."""
+    leaves = jax.tree.leaves(obs)
+    grid = _grid_index(leaves)
+    if grid is None:
+        return None
+    shape = tuple(int(d) for d in _shape(leaves[grid]))
+    return (*shape, 1) if len(shape) == 2 else shape
 
 
 def default_keys(tree):
@@ -354,22 +402,44 @@ def lazy_cond(pred: jax.Array, if_true, if_false, operands):
     ``if_true``, vmapped, for the whole batch when any element needs it, else ``if_false``,
     so the extra work is still skipped at the steps where no element needs it."""
 
+    # The branches' closed-over arrays (an env's traced params, under a vmap over runs) become
+    # explicit arguments: custom_vmap would not see their batch axis in a closure. Fresh
+    # lambdas: closure_convert caches its result per function, which must not outlive a trace.
+    true_fn, true_consts = jax.closure_convert(lambda o: if_true(o), operands)
+    false_fn, false_consts = jax.closure_convert(lambda o: if_false(o), operands)
+
+    def true_branch(args):
+        operands, consts = args
+        return true_fn(operands, *consts[:len(true_consts)])
+
+    def false_branch(args):
+        operands, consts = args
+        return false_fn(operands, *consts[len(true_consts):])
+
     @jax.custom_batching.custom_vmap
-    def run(pred, operands):
-        return jax.lax.cond(pred, if_true, if_false, operands)
+    def run(pred, args):
+        return jax.lax.cond(pred, true_branch, false_branch, args)
 
     @run.def_vmap
-    def _batched(axis_size, in_batched, pred, operands):
-        pred_batched, operands_batched = in_batched
+    def _batched(axis_size, in_batched, pred, args):
+        pred_batched, args_batched = in_batched
         if not pred_batched:
             pred = jnp.broadcast_to(pred, (axis_size,))
+        operands, consts = args
         operands = jax.tree.map(
             lambda x, batched: x if batched else jnp.broadcast_to(x, (axis_size, *x.shape)),
-            operands, operands_batched)
-        out = lazy_cond(jnp.any(pred), jax.vmap(if_true), jax.vmap(if_false), operands)
+            operands, args_batched[0])
+        axes = [0 if batched else None for batched in args_batched[1]]
+
+        def vmapped(branch):
+            mapped = jax.vmap(lambda o, c: branch((o, c)), in_axes=(0, axes))
+            return lambda args: mapped(*args)
+
+        out = lazy_cond(jnp.any(pred), vmapped(true_branch), vmapped(false_branch),
+                        (operands, list(consts)))
         return out, jax.tree.map(lambda _: True, out)
 
-    return run(pred, operands)
+    return run(pred, (operands, [*true_consts, *false_consts]))
 
 
 def reset_slots(num_envs: int) -> int:
@@ -431,8 +501,12 @@ class SuiteEnv:
     def _action_mask(self, state) -> jax.Array:
         raise NotImplementedError
 
+    def _observation_tree(self, obs):
+        """The part of the suite's observation that the networks read (all of it here)."""
+        return obs
+
     def _observe(self, obs) -> jax.Array:
-        return observation_array(obs)
+        return observation_array(self._observation_tree(obs))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.env_id!r})"
@@ -446,6 +520,16 @@ class SuiteEnv:
     @property
     def observation_size(self) -> int:
         return int(np.prod(self.observation_shape))
+
+    @property
+    def observation_grid(self) -> tuple[int, int, int] | None:
+        """[H, W, C] where a flat observation begins with a grid that a CNN reads, the rest
+        being features it joins after its convolutions (`observation_grid`); else None."""
+        if len(self.observation_shape) != 1:
+            return None
+        tree = jax.eval_shape(lambda key: self._observation_tree(self._reset(key)[0]),
+                              jax.random.key(0))
+        return observation_grid(tree)
 
     @property
     def max_episode_steps(self) -> int | None:

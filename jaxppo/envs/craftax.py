@@ -16,6 +16,7 @@ in [0, 1] for ``encoder="cnn"``. Craftax has no action masks.
 
 from __future__ import annotations
 
+import copy
 import functools
 
 import jax
@@ -43,8 +44,9 @@ def make(name: str) -> CraftaxEnv:
     return CraftaxEnv(name)
 
 
-class CraftaxEnv(core.SuiteEnv):
-    """One Craftax env as a jaxppo env.
+class CraftaxEnv(core.TunableParams, core.SuiteEnv):
+    """One Craftax env as a jaxppo env. Its float ``EnvParams`` (the mobs' spawn chances)
+    are env params (``Config.env_params``, `core.TunableParams`).
 
     Args:
         name: one of `ids()`.
@@ -64,6 +66,24 @@ class CraftaxEnv(core.SuiteEnv):
                                              num_actions=int(self.suite_env.num_actions))
         self.time_limit = int(self.params.max_timesteps)
         self._no_limit_params = self.params.replace(max_timesteps=_NO_TIME_LIMIT)
+        self._problems = None
+
+    _limit_param = "max_timesteps"
+
+    @property
+    def _params(self):
+        return self.params
+
+    def _replaced(self, values) -> CraftaxEnv:
+        env = copy.copy(self)
+        env.params = self.params.replace(
+            **{name: jnp.asarray(value, jnp.float32) for name, value in values.items()})
+        env._no_limit_params = env.params.replace(max_timesteps=_NO_TIME_LIMIT)
+        return env
+
+    def _fixed(self, params) -> tuple:
+        return (int(self.suite_env.action_space(params).n),
+                tuple(self.suite_env.observation_space(params).shape))
 
     @functools.cached_property
     def observation_shape(self) -> tuple[int, ...]:

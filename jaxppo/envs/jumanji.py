@@ -30,7 +30,9 @@ at their limit; the base class cuts them at the same step.
 
 Observations: the ``action_mask`` field is left out (it feeds `JumanjiEnv.action_mask`);
 one remaining array keeps its shape (a 2-D board gets a channel axis, [H, W, 1], for the
-CNN); several are flattened and concatenated (`core.observation_array`).
+CNN); several are flattened and concatenated (`core.observation_array`), the one board among
+them first where there is one (Snake's grid, Minesweeper's board, Maze's walls), which a CNN
+reads as a grid and joins the other fields after its convolutions (`observation_grid`).
 """
 
 from __future__ import annotations
@@ -162,6 +164,9 @@ class JumanjiEnv(core.SuiteEnv):
     def _action_mask(self, carried: JumanjiState) -> jax.Array:
         return carried.action_mask
 
+    def _observation_tree(self, obs):
+        return _without_mask(obs)
+
     def _observe(self, obs) -> jax.Array:
-        array = core.observation_array(_without_mask(obs))
+        array = super()._observe(obs)
         return array[..., None] if array.ndim == 2 else array

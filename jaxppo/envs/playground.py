@@ -13,6 +13,11 @@ here it is the `time_limit`, a truncation. The env's ``state.done`` is the one r
 (its ``reset``/``step``), never playground's auto-reset wrapper, which replaces the
 observation an episode ended on by the reset's; `core.SuiteEnv` resets instead.
 
+Env params (``Config.env_params``, `PHYSICS_PARAMS`): the physics of a run, set on the MJX
+model the env steps (gravity; scales of every body's mass and inertia, of every geom's
+friction, of every joint's damping). They are traced like any dynamic field, so a sweep over
+them (an env sweep, or domain randomization across runs) is one compiled call.
+
 Observations are the env's state vector: every supported env gives one float array (dict
 observations come only with ``vision=True`` or with locomotion's privileged critic state,
 neither of which is offered). Actions are the ``action_size`` controls in [-1, 1].
@@ -20,6 +25,8 @@ neither of which is offered). Actions are the ``action_size`` controls in [-1, 1
 
 from __future__ import annotations
 
+import copy
+import difflib
 import functools
 
 import jax
@@ -42,6 +49,33 @@ def make(name: str, *, episode_length: int | None = None) -> PlaygroundEnv:
     (the time limit, in control steps)."""
     return PlaygroundEnv(name, episode_length=episode_length)
 
+
+
+# The env params a playground run takes (`PlaygroundEnv.with_params`): name -> what it sets.
+PHYSICS_PARAMS = {
+    "gravity": "the vertical component of gravity, m/s^2 (the model's: -9.81)",
+    "mass_scale": "every body's mass and rotational inertia, times this (1.0)",
+    "friction_scale": "every geom's friction coefficients, times this (1.0)",
+    "damping_scale": "every joint's damping, times this (1.0)",
+}
+
+
+def _with_physics(model, values):
+    """The MJX ``model`` with the `PHYSICS_PARAMS` in ``values`` applied (values may be
+    tracers)."""
+    changes = {}
+    for name, value in values.items():
+        value = jnp.asarray(value, jnp.float32)
+        if name == "gravity":
+            changes["opt"] = model.opt.replace(gravity=model.opt.gravity.at[2].set(value))
+        elif name == "mass_scale":
+            changes["body_mass"] = model.body_mass * value
+            changes["body_inertia"] = model.body_inertia * value
+        elif name == "friction_scale":
+            changes["geom_friction"] = model.geom_friction * value
+        elif name == "damping_scale":
+            changes["dof_damping"] = model.dof_damping * value
+    return model.replace(**changes)
 
 
 def _finite(x: jax.Array) -> jax.Array:
@@ -75,6 +109,39 @@ class PlaygroundEnv(core.SuiteEnv):
         # compiled program instead of dispatching each; under an outer jit it is inlined.
         self._suite_reset = jax.jit(self.suite_env.reset)
         self._suite_step = jax.jit(self.suite_env.step)
+
+    def tunable_params(self) -> tuple[str, ...]:
+        """The env params `with_params` takes (`PHYSICS_PARAMS`), sorted."""
+        return tuple(sorted(PHYSICS_PARAMS))
+
+    def param_error(self, name: str) -> str | None:
+        """Why ``name`` is not an env param of this env (one line naming those it takes), or
+        None when it is one."""
+        if name in PHYSICS_PARAMS:
+            return None
+        close = difflib.get_close_matches(str(name), list(PHYSICS_PARAMS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return (f"{name!r} is not a parameter of {self.env_id}{hint}; its numeric parameters: "
+                f"{', '.join(self.tunable_params())}")
+
+    def with_params(self, values) -> PlaygroundEnv:
+        """This env stepping an MJX model with the physics ``values`` set (`PHYSICS_PARAMS`;
+        they may be tracers: called inside the traced program, `jaxppo.envs.make_for`).
+
+        Raises:
+            ValueError: for a name that is not one of `tunable_params`.
+        """
+        for name in values:
+            error = self.param_error(name)
+            if error:
+                raise ValueError(f"env_params: {error}")
+        suite_env = copy.copy(self.suite_env)
+        suite_env._mjx_model = _with_physics(self.suite_env.mjx_model, values)
+        env = copy.copy(self)
+        env.suite_env = suite_env
+        # Not jitted: the values are the caller's tracers, and the caller's jit inlines these.
+        env._suite_reset, env._suite_step = suite_env.reset, suite_env.step
+        return env
 
     def _reset(self, key: jax.Array):
         with jax.numpy_rank_promotion("allow"):  # MJX broadcasts e.g. [3, 3] against [3]
