@@ -29,21 +29,20 @@ import time
 import machine as machine_info  # bench/machine.py
 import numpy as np
 
+import jaxppo
 from jaxppo import stats
 
 BENCH = pathlib.Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
 
-# Playground's tuned DM Control values (mujoco_playground/config/dm_control_suite_params.py:
-# discount 0.995, lr 1e-3, entropy 1e-2, normalized observations, 30-step unrolls; Brax's
-# default clip 0.3), with a batch sized for a 2-core CPU instead of its 2048 envs.
-CONFIG = {
-    "env_id": "playground/CartpoleBalance", "num_envs": 128, "num_steps": 30,
-    "num_minibatches": 8, "update_epochs": 4, "learning_rate": 1e-3, "anneal_lr": False,
-    "gamma": 0.995, "gae_lambda": 0.95, "ent_coef": 0.01, "clip_eps": 0.3, "vf_coef": 0.5,
-    "max_grad_norm": 0.5, "normalize_obs": True, "clip_value_loss": False,
-    "shuffle": "trajectories", "hidden_sizes": [64, 64], "activation": "tanh",
-}
+# The numbers both trainers get: jaxppo's preset for the env (Playground's tuned DM Control
+# values with a batch sized for a 2-core CPU; see jaxppo/presets.py), as plain values.
+_PRESET = jaxppo.preset("playground/CartpoleBalance")
+CONFIG = {name: getattr(_PRESET, name) for name in (
+    "env_id", "num_envs", "num_steps", "num_minibatches", "update_epochs", "learning_rate",
+    "anneal_lr", "gamma", "gae_lambda", "ent_coef", "clip_eps", "vf_coef", "max_grad_norm",
+    "normalize_obs", "clip_value_loss", "shuffle", "hidden_sizes", "activation")}
+CONFIG["hidden_sizes"] = list(CONFIG["hidden_sizes"])
 # What the two trainers still do differently with the same numbers.
 DIFFERENCES = [
     "initialization: Brax LeCun uniform; jaxppo orthogonal (gains sqrt(2), 0.01 policy, 1 value)",

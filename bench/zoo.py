@@ -9,7 +9,9 @@
 For each env, `jaxppo.preset(env)` (Config's defaults where the env has no preset of its own)
 trains --seeds seeds in one `jaxppo.sweep` call over one CPU device per core
 (`jaxppo.use_cpu_cores`, as the command line does). Two scores per seed: the final training
-return (`stats.final_returns`: the mean training-episode return over the last 10 updates) and
+return (`stats.final_returns`: the mean training-episode return over the last 10 updates, or
+over the updates one episode at the env's time limit spans where a seed ended none in those,
+`score_window`) and
 the deterministic evaluation return (`jaxppo.evaluate`, --episodes fresh episodes per seed, the
 policy's mode); each is aggregated as the IQM with its 95% stratified-bootstrap interval
 (`stats.aggregate`). Results go to OUT/zoo.{json,md} and a grid of learning curves (the IQM over
@@ -75,6 +77,14 @@ PUBLISHED["craftax/Craftax-Classic-Symbolic-v1"] = {
     "source": "Crafter's scoreboard (danijar/crafter README): PPO, Stable-Baselines3",
     "protocol": ("Crafter itself, 64x64 pixel observations, reward 4.2 +- 1.2 over its "
                  "seeds; the same board lists PPO with a ResNet encoder at 10.3 +- 0.5")}
+# No published PPO figure at this budget was found for Playground's CartpoleBalance: its
+# reference is Brax's own PPO trainer given the preset's numbers, measured here side by side.
+PUBLISHED["playground/CartpoleBalance"] = {
+    "value": 998.9, "env_steps": 1_996_800,
+    "source": "Brax's PPO trainer (brax.training.agents.ppo), measured here: "
+              "bench/results/brax_ppo.md",
+    "protocol": ("the preset's numbers, 8 seeds, IQM of the mean return of 8 episodes with "
+                 "the policy's mode: 998.9 [610.8, 999.7]; not a published figure")}
 
 
 # What a row alone does not say.
@@ -85,6 +95,14 @@ NOTES: dict[str, str] = {
         "to 4.2 +- 1.2 (which was on Crafter's pixels, not Craftax's symbols); acting by the "
         "policy's mode scores 2.6 [2.2, 3.0]. 2,336 s for 8 seeds here, as a checkpointed "
         "run (--runs)"),
+    "jumanji/Snake-v1": (
+        "no published PPO result on Jumanji's Snake was found; Jumanji's own baseline is A2C, "
+        "published as curves. Uniformly random valid actions score 6.22 +- 0.11 (256 first "
+        "episodes), random actions without the mask 0.12 +- 0.02. jaxppo's search at 500k "
+        "steps, 8 seeds (search/jumanji_Snake-v1_*.md): without the mask 0.2 [0.1, 0.2]; with "
+        "it 6.2 [6.1, 6.4], no better than random valid actions; normalized observations (the "
+        "step count reaches 4,000) 7.6 [7.2, 8.0]; 8 epochs 12.3 [11.8, 12.9]: the preset, "
+        "which reaches 19.1 at 2M"),
     "FrozenLake-misc": (
         "gymnax's 4x4 slippery lake, whose observation is the tile's index as one number, "
         "not one-hot. A search of gamma (0.99, 0.999) x lr (3e-4, 1e-3, 3e-3) with 16 envs, "
@@ -153,6 +171,16 @@ def _trained(config: jaxppo.Config, seeds: int, run_dir: pathlib.Path | None):
     return returns, result.state, time.perf_counter() - start
 
 
+def score_window(config: jaxppo.Config, returns: np.ndarray) -> int:
+    """Updates each seed's training score averages over: the last 10, or, where a seed ended
+    no episode in those (``returns`` [S, U] NaN throughout), as many as one episode at the
+    env's time limit spans (Playground's 1,000-step episodes in 30-step rollouts: 34)."""
+    if not np.isnan(stats.final_returns(returns)).any():
+        return 10
+    limit = jaxppo.envs.make(config.env_id).max_episode_steps
+    return max(10, -(-limit // config.num_steps)) if limit else 10
+
+
 def measure(env_id: str, budget: float, seeds: int, episodes: int,
             runs: pathlib.Path | None = None) -> dict:
     base = jaxppo.preset(env_id)
@@ -160,21 +188,22 @@ def measure(env_id: str, budget: float, seeds: int, episodes: int,
     config = base.replace(total_timesteps=steps)
     run_dir = None if runs is None else runs / env_id.replace("/", "_")
     returns, state, train_s = _trained(config, seeds, run_dir)  # [S, U], [S, ...]
-    final = stats.final_returns(returns)
+    window = score_window(config, returns)
+    final = stats.final_returns(returns, window)
     evaluated = jaxppo.evaluate(config, state, jax.random.key(1), num_episodes=episodes)
     eval_returns = evaluated.returns.mean(axis=-1)
-    # Every 1/40 of the run, the IQM of each seed's mean return over the last 10 updates,
+    # Every 1/40 of the run, the IQM of each seed's mean return over the window's updates,
     # from the first point at which every seed has ended an episode.
     every = max(1, config.num_updates // 40)
     curve = []
     for u in range(every - 1, config.num_updates, every):
-        point = stats.final_returns(returns[:, :u + 1])
+        point = stats.final_returns(returns[:, :u + 1], window)
         if not np.isnan(point).any():
             low, high = np.percentile(point, [25, 75])
             curve.append([(u + 1) * config.batch_size, stats.iqm(point), low, high])
     return {
         "env_id": env_id, "seeds": seeds, "env_steps": config.num_updates * config.batch_size,
-        "preset": env_id in jaxppo.PRESETS, "train_s": round(train_s, 1),
+        "preset": env_id in jaxppo.PRESETS, "train_s": round(train_s, 1), "window": window,
         "final": [float(x) for x in final], "eval": [float(x) for x in eval_returns],
         "train_aggregate": stats.aggregate(final) if not np.isnan(final).any() else None,
         "eval_aggregate": stats.aggregate(eval_returns),
@@ -185,6 +214,12 @@ def measure(env_id: str, budget: float, seeds: int, episodes: int,
 
 def _cell(aggregate: dict | None) -> str:
     return stats.format_ci(aggregate["iqm"]) if aggregate else "no episode ended"
+
+
+def _windows(result: dict) -> str:
+    wider = [f"{env_id}: {row['window']}" for env_id, row in result["envs"].items()
+             if row.get("window", 10) > 10]
+    return "; ".join(wider) if wider else "none here"
 
 
 def markdown(result: dict) -> list[str]:
@@ -198,7 +233,9 @@ def markdown(result: dict) -> list[str]:
                  for row in result["envs"].values()}),
         "",
         "IQM over seeds [95% CI]. Training: each seed's mean training-episode return over its "
-        "last 10 updates. Evaluation: the mean return of fresh episodes with the policy's mode.",
+        "last 10 updates, or, where a seed ended no episode in those, over as many as one "
+        "episode at the env's time limit spans (" + _windows(result) + "). Evaluation: the "
+        "mean return of fresh episodes with the policy's mode.",
         "",
         "| env | settings | seeds | env steps | training IQM | evaluation IQM | published PPO "
         "(source, protocol) | verdict | train time (s) |",

@@ -94,6 +94,21 @@ PRESETS: dict[str, Config] = {
         env_id="craftax/Craftax-Classic-Symbolic-v1", num_envs=256, num_steps=16,
         total_timesteps=1_048_576, num_minibatches=8, update_epochs=4, learning_rate=2e-4,
         gae_lambda=0.8, max_grad_norm=1.0, ent_coef=0.01, hidden_sizes=(256, 256)),
+    # Jumanji's 12 x 12 Snake, whose action mask forbids turning back into the body: jaxppo's
+    # own search (bench/results/zoo/search/jumanji_Snake-v1*), 64 envs x 128 steps, the mask,
+    # normalized observations (the step count reaches 4,000) and 8 epochs; 64 x 64 tanh.
+    "jumanji/Snake-v1": Config(
+        env_id="jumanji/Snake-v1", num_envs=64, num_steps=128, total_timesteps=2_000_000,
+        update_epochs=8, action_masking=True, normalize_obs=True),
+    # Playground's tuned DM Control PPO (mujoco_playground/config/dm_control_suite_params.py:
+    # discount 0.995, lr 1e-3 held, entropy 0.01, normalized observations, 30-step unrolls;
+    # Brax's clip 0.3), with 128 envs where it has 2048: bench/brax_ppo.py trains these
+    # numbers beside Brax's own PPO trainer.
+    "playground/CartpoleBalance": Config(
+        env_id="playground/CartpoleBalance", num_envs=128, num_steps=30,
+        total_timesteps=2_000_000, num_minibatches=8, learning_rate=1e-3, anneal_lr=False,
+        gamma=0.995, clip_eps=0.3, normalize_obs=True, clip_value_loss=False,
+        shuffle="trajectories"),
 }
 
 # MinAtar's 10 x 10 x C grids: MinAtar's own network (Young & Tian 2019: one 3x3 conv of 16
@@ -147,6 +162,8 @@ MEASURED: dict[str, tuple[float, int]] = {
     "navix/Navix-DoorKey-8x8-v0": (0.0, 499_712),
     "craftax/Craftax-Classic-Symbolic-v1": (4.6, 1_048_576),
     "FrozenLake-misc": (0.1, 499_712),
+    "jumanji/Snake-v1": (19.1, 1_998_848),
+    "playground/CartpoleBalance": (999.2, 1_996_800),
 }
 
 # Environments where PPO, as configured here, does not reach a good score, and why: listed so

@@ -253,6 +253,17 @@ def test_zoo_verdict_meets_when_the_interval_reaches_the_published_value():
     assert zoo.verdict(_zoo_row("Catch-bsuite", 1.0, 1.0, 1.0)) == ""  # nothing published
 
 
+def test_zoo_scores_over_enough_updates_for_an_episode_to_end():
+    config = jaxppo.preset("MountainCar-v0")  # 200-step episodes in 16-step rollouts
+    ended = np.full((2, 40), np.nan)
+    ended[:, -3] = -200.0  # both seeds ended an episode in the last 10 updates
+    assert zoo.score_window(config, ended) == 10
+    ended[1, -3] = np.nan
+    ended[1, -12] = -200.0  # seed 1 only 12 updates ago: widen to ceil(200 / 16) = 13
+    assert zoo.score_window(config, ended) == 13
+    np.testing.assert_array_equal(stats.final_returns(ended, 13), [-200.0, -200.0])
+
+
 def test_zoo_row_from_a_checkpointed_run_equals_one_call_and_is_kept(tmp_path, monkeypatch):
     """--runs: the row's numbers are those of one `jaxppo.sweep` call; measured again, the
     finished run is read back, not retrained; a run of other seeds is refused in one line."""
