@@ -162,6 +162,7 @@ MEASURED: dict[str, tuple[float, int]] = {
     "navix/Navix-DoorKey-8x8-v0": (0.0, 499_712),
     "craftax/Craftax-Classic-Symbolic-v1": (4.6, 1_048_576),
     "FrozenLake-misc": (0.1, 499_712),
+    "Pong-misc": (875.7, 499_712),
     "jumanji/Snake-v1": (19.1, 1_998_848),
     "playground/CartpoleBalance": (999.2, 1_996_800),
 }
