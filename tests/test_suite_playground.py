@@ -166,6 +166,17 @@ def test_env_params_are_the_physics_named_with_a_hint(env):
         env.with_params({"gravty": 1.0})
 
 
+def test_a_scale_that_is_not_positive_is_refused_in_one_line():
+    import jaxppo
+
+    config = jaxppo.Config(env_id=f"playground/{NAME}", env_params={"mass_scale": 0.0})
+    with pytest.raises(ValueError, match=(
+            r"^Config.env_params=\{'mass_scale': 0.0\} is invalid: 'mass_scale' scales the "
+            r"model's own values and must be > 0")):
+        jaxppo.validate(config)
+    jaxppo.validate(config.replace(env_params={"mass_scale": 0.5, "gravity": 0.0}))
+
+
 def test_traced_physics_params_step_as_a_model_built_with_them(env):
     """Gravity -20 and bodies twice as heavy, traced through `with_params`, against the same
     env stepping a MuJoCo model built with those values (playground's own way)."""

@@ -375,8 +375,9 @@ def _check_masks(config, env) -> None:
 
 def check_params(config) -> None:
     """Check ``config.env_params``' names against its environment (after
-    `jaxppo.config.validate`, which checks their values); a `FieldError` of ``env_params``
-    names the parameter, why it cannot be set and the env's numeric parameters."""
+    `jaxppo.config.validate`, which checks that their values are finite), and their values
+    where the env bounds them (its ``value_error``); a `FieldError` of ``env_params`` names
+    the parameter, why it cannot be set and the env's numeric parameters."""
     params = config.env_params
     if not params:
         return
@@ -386,8 +387,9 @@ def check_params(config) -> None:
         config_lib.fail("env_params", {name: params[name]},
                         f"{config.env_id} takes no env params (gymnax, Craftax and Playground "
                         "envs do)")
+    value_error = getattr(env, "value_error", None)
     for name, value in params.items():
-        error = env.param_error(name)
+        error = env.param_error(name) or (value_error(name, value) if value_error else None)
         if error:
             config_lib.fail("env_params", {name: value}, error)
 

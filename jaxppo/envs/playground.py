@@ -124,6 +124,15 @@ class PlaygroundEnv(core.SuiteEnv):
         return (f"{name!r} is not a parameter of {self.env_id}{hint}; its numeric parameters: "
                 f"{', '.join(self.tunable_params())}")
 
+    def value_error(self, name: str, value) -> str | None:
+        """Why ``value`` cannot be the env param ``name`` (a scale must be positive), or None;
+        traced values are not checked."""
+        if isinstance(value, jax.core.Tracer) or not name.endswith("_scale"):
+            return None
+        if not np.all(np.asarray(value) > 0):
+            return f"{name!r} scales the model's own values and must be > 0"
+        return None
+
     def with_params(self, values) -> PlaygroundEnv:
         """This env stepping an MJX model with the physics ``values`` set (`PHYSICS_PARAMS`;
         they may be tracers: called inside the traced program, `jaxppo.envs.make_for`).
