@@ -396,9 +396,9 @@ def check_params(config) -> None:
 
 def make_for(config):
     """The env a run of ``config`` steps: `make(config.env_id)`, with ``config.env_params``
-    set (its ``with_params``: `core.TunableParams`, `playground.PlaygroundEnv`). Call it
-    where the env is reset or stepped, inside the traced program (the values may be tracers;
-    the env is built anew, not cached); spaces and shapes are those of `make(config.env_id)`.
+    set (its ``with_params``, `core.TunableParams`). Call it where the env is reset or
+    stepped, inside the traced program (the values may be tracers; the env is built anew, not
+    cached); spaces and shapes are those of `make(config.env_id)`.
 
     Raises:
         ValueError: env_params for an env that takes none (`check_params` says which).

@@ -114,10 +114,12 @@ class TunableParams:
     """Env params that ``Config.env_params`` sets per run, for an env whose params are a
     dataclass passed to its reset and step (gymnax's ``EnvParams``, Craftax's).
 
-    A subclass has ``_params`` (the dataclass), ``_problems = None`` (the cache of
-    `_param_problems`), ``_limit_param`` (the name of its time limit), ``_replaced(values)``
-    (a copy of the env with those params, as float32) and ``_fixed(params)`` (what jaxppo
-    fixes per env id from params: its spaces).
+    A subclass has ``_replaced(values)`` (a copy of the env with those params, as float32)
+    and either ``_params`` (the dataclass), ``_problems = None`` (the cache of
+    `_param_problems`), ``_limit_param`` (the name of its time limit) and ``_fixed(params)``
+    (what jaxppo fixes per env id from params: its spaces), or its own ``_param_problems``
+    (every param name -> why it cannot be set, or None). An env that bounds values has
+    ``value_error(name, value)`` (`jaxppo.envs.check_params`).
     """
 
     _limit_param = "max_steps_in_episode"

@@ -26,7 +26,6 @@ neither of which is offered). Actions are the ``action_size`` controls in [-1, 1
 from __future__ import annotations
 
 import copy
-import difflib
 import functools
 
 import jax
@@ -51,7 +50,7 @@ def make(name: str, *, episode_length: int | None = None) -> PlaygroundEnv:
 
 
 
-# The env params a playground run takes (`PlaygroundEnv.with_params`): name -> what it sets.
+# The env params a playground run takes (`with_params`): name -> what it sets.
 PHYSICS_PARAMS = {
     "gravity": "the vertical component of gravity, m/s^2 (the model's: -9.81)",
     "mass_scale": "every body's mass and rotational inertia, times this (1.0)",
@@ -82,9 +81,10 @@ def _finite(x: jax.Array) -> jax.Array:
     return jnp.where(jnp.isfinite(x), x, jnp.zeros_like(x))
 
 
-class PlaygroundEnv(core.SuiteEnv):
+class PlaygroundEnv(core.TunableParams, core.SuiteEnv):
     """One DM Control Suite env of playground. The suite state is playground's ``State``
-    (MJX data, observation, reward, done, metrics, info); ``suite_env`` is the raw env."""
+    (MJX data, observation, reward, done, metrics, info); ``suite_env`` is the raw env. Its
+    env params are `PHYSICS_PARAMS` (`core.TunableParams`)."""
 
     def __init__(self, name: str, *, episode_length: int | None = None) -> None:
         from mujoco_playground import registry
@@ -110,19 +110,8 @@ class PlaygroundEnv(core.SuiteEnv):
         self._suite_reset = jax.jit(self.suite_env.reset)
         self._suite_step = jax.jit(self.suite_env.step)
 
-    def tunable_params(self) -> tuple[str, ...]:
-        """The env params `with_params` takes (`PHYSICS_PARAMS`), sorted."""
-        return tuple(sorted(PHYSICS_PARAMS))
-
-    def param_error(self, name: str) -> str | None:
-        """Why ``name`` is not an env param of this env (one line naming those it takes), or
-        None when it is one."""
-        if name in PHYSICS_PARAMS:
-            return None
-        close = difflib.get_close_matches(str(name), list(PHYSICS_PARAMS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return (f"{name!r} is not a parameter of {self.env_id}{hint}; its numeric parameters: "
-                f"{', '.join(self.tunable_params())}")
+    def _param_problems(self) -> dict[str, str | None]:
+        return dict.fromkeys(PHYSICS_PARAMS)  # every one can be set
 
     def value_error(self, name: str, value) -> str | None:
         """Why ``value`` cannot be the env param ``name`` (a scale must be positive), or None;
@@ -133,17 +122,7 @@ class PlaygroundEnv(core.SuiteEnv):
             return f"{name!r} scales the model's own values and must be > 0"
         return None
 
-    def with_params(self, values) -> PlaygroundEnv:
-        """This env stepping an MJX model with the physics ``values`` set (`PHYSICS_PARAMS`;
-        they may be tracers: called inside the traced program, `jaxppo.envs.make_for`).
-
-        Raises:
-            ValueError: for a name that is not one of `tunable_params`.
-        """
-        for name in values:
-            error = self.param_error(name)
-            if error:
-                raise ValueError(f"env_params: {error}")
+    def _replaced(self, values) -> PlaygroundEnv:
         suite_env = copy.copy(self.suite_env)
         suite_env._mjx_model = _with_physics(self.suite_env.mjx_model, values)
         env = copy.copy(self)
