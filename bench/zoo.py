@@ -108,6 +108,10 @@ NOTES: dict[str, str] = {
         "random actions score 91.7 +- 3.1 (256 first episodes). With the defaults, acting by "
         "the mode returns every ball for the whole episode in every seed (1,000); 8 seeds x "
         "500k steps took 439 s, at about 9k env steps/s"),
+    "Seaquest-MinAtar": (
+        "the MinAtar CNN preset measured at a quarter of its 2M steps (8 seeds x 2M would take "
+        "about 48 minutes here, at 5.6k env steps/s); gymnax lists no PPO checkpoint for "
+        "Seaquest. The first updates score 0.1 to 0.3: 1.2 is early learning, not a result"),
     "FrozenLake-misc": (
         "gymnax's 4x4 slippery lake, whose observation is the tile's index as one number, "
         "not one-hot. A search of gamma (0.99, 0.999) x lr (3e-4, 1e-3, 3e-3) with 16 envs, "
@@ -129,7 +133,6 @@ NOT_MEASURED: dict[str, str] = {
     "Asterix-MinAtar, Breakout-MinAtar, Freeway-MinAtar, SpaceInvaders-MinAtar": (
         "about 90 minutes each here; their 2M-step training IQMs are in "
         "[networks_learning.md](../networks_learning.md)"),
-    "Seaquest-MinAtar": "no preset and no run yet",
     "MNISTBandit-bsuite": "downloads MNIST on first use, and this machine has no network",
 }
 

@@ -111,7 +111,7 @@ def test_envs_lists_ids(capsys):
     assert "  Breakout-MinAtar  (preset)" in text.splitlines()  # not in the zoo yet
     assert ("  SimpleBandit-bsuite  (IQM 0.5 at 499,712 steps; PPO is known to fail here: "
             "`jaxppo.presets.KNOWN_FAILURES`)" in text.splitlines())
-    assert "  Seaquest-MinAtar" in text.splitlines()  # no preset, not measured
+    assert "  ProbeValue-v0" in text.splitlines()  # no preset, not measured
     # Every suite is listed: its ids under its name, or the extra that installs it.
     from jaxppo import envs
 

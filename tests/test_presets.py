@@ -44,7 +44,7 @@ def test_every_preset_validates_for_the_env_it_is_listed_under(env_id):
     assert jaxppo.preset(env_id) is config
 
 
-@pytest.mark.parametrize("env_id", ["DeepSea-bsuite", "Seaquest-MinAtar", "ProbeValue-v0"])
+@pytest.mark.parametrize("env_id", ["DeepSea-bsuite", "Reacher-misc", "ProbeValue-v0"])
 def test_an_env_without_a_preset_gets_the_defaults_with_that_env(env_id):
     assert env_id not in presets.PRESETS
     assert presets.preset(env_id) == jaxppo.Config(env_id=env_id)
