@@ -431,14 +431,9 @@ def lazy_cond(pred: jax.Array, if_true, if_false, operands):
         operands = jax.tree.map(
             lambda x, batched: x if batched else jnp.broadcast_to(x, (axis_size, *x.shape)),
             operands, args_batched[0])
-        axes = [0 if batched else None for batched in args_batched[1]]
-
-        def vmapped(branch):
-            mapped = jax.vmap(lambda o, c: branch((o, c)), in_axes=(0, axes))
-            return lambda args: mapped(*args)
-
-        out = lazy_cond(jnp.any(pred), vmapped(true_branch), vmapped(false_branch),
-                        (operands, list(consts)))
+        in_axes = ((0, [0 if batched else None for batched in args_batched[1]]),)
+        out = lazy_cond(jnp.any(pred), jax.vmap(true_branch, in_axes=in_axes),
+                        jax.vmap(false_branch, in_axes=in_axes), (operands, list(consts)))
         return out, jax.tree.map(lambda _: True, out)
 
     return run(pred, (operands, [*true_consts, *false_consts]))
