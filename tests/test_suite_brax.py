@@ -159,3 +159,51 @@ def test_eager_steps_of_each_env_equal_the_jitted_vmap(env, keys, batched):
 @pytest.mark.slow  # a suite's physics or world compiled into a whole run
 def test_tiny_training_run_has_finite_metrics():
     tiny_training_metrics(f"brax/{NAME}")
+
+
+def test_env_params_are_the_physics_named_with_a_hint(env):
+    assert env.tunable_params() == ("damping_scale", "friction_scale", "gravity", "mass_scale")
+    assert env.param_error("mass_scal") == (
+        "'mass_scal' is not a parameter of brax/inverted_pendulum (did you mean "
+        "'mass_scale'?); "
+        "its numeric parameters: damping_scale, friction_scale, gravity, mass_scale")
+    import jaxppo
+
+    with pytest.raises(ValueError, match=(
+            r"^Config.env_params=\{'damping_scale': -1.0\} is invalid: 'damping_scale' "
+            r"scales the model's own values and must be > 0")):
+        jaxppo.validate(jaxppo.Config(env_id=f"brax/{NAME}",
+                                      env_params={"damping_scale": -1.0}))
+
+
+def test_traced_physics_params_step_as_a_system_built_with_them(env):
+    """Gravity -20, bodies twice as heavy and joints three times as damped, traced through
+    `with_params`, against the env stepping a System that brax's own loader built from a
+    MuJoCo model with those values: brax's pipelines read its copies of them (``gravity``,
+    the links' inertia, the dofs' damping), which `physics.with_physics` sets too."""
+    import copy
+
+    from brax.io import mjcf
+
+    changed = copy.deepcopy(env.suite_env.sys.mj_model)
+    changed.opt.gravity[2] = -20.0
+    changed.body_mass[:] *= 2.0
+    changed.body_inertia[:] *= 2.0
+    changed.dof_damping[:] *= 3.0
+    assert changed.dof_damping.any()  # inverted_pendulum's joints are damped
+    by_hand = brax_adapter.make(NAME, episode_length=LIMIT)
+    by_hand.suite_env.sys = mjcf.load_model(changed)
+
+    def final_obs(one):
+        return _episode(one, jax.random.key(5), ACTIONS[0])[1].final_obs
+
+    traced = jax.jit(lambda g, m, d: final_obs(env.with_params(
+        {"gravity": g, "mass_scale": m, "damping_scale": d})))
+    heavy = traced(-20.0, 2.0, 3.0)
+    np.testing.assert_allclose(heavy, jax.jit(lambda: final_obs(by_hand))(), rtol=1e-5,
+                               atol=1e-6)
+    # The same program with the model's own values is the env without params.
+    default = traced(-9.81, 1.0, 1.0)
+    np.testing.assert_allclose(default, jax.jit(lambda: final_obs(env))(), rtol=1e-5,
+                               atol=1e-6)
+    assert not np.allclose(heavy, default, atol=1e-3)

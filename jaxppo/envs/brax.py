@@ -9,6 +9,10 @@ envs also use for real ends. Here the env's ``state.done`` (an unhealthy hopper,
 pendulum) is a termination, and the time limit (1000 steps, brax's ``create`` default) is
 a truncation counted by `core.SuiteEnv`.
 
+Env params (``Config.env_params``, `physics.PHYSICS_PARAMS`): gravity and scales of every
+body's mass and inertia, every geom's friction and every joint's damping, set on the env's
+``sys`` (`physics.with_physics`), traced like any dynamic field.
+
 Observations are each env's state vector. Actions are in [-1, 1], the range brax's own
 trainers act in: inverted_pendulum scales it to its control range, and envs with a narrower
 control range (humanoid's [-0.4, 0.4]) clip to it (``brax.actuator.to_tau``).
@@ -16,11 +20,13 @@ control range (humanoid's [-0.4, 0.4]) clip to it (``brax.actuator.to_tau``).
 
 from __future__ import annotations
 
+import copy
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxppo.envs import core
+from jaxppo.envs import core, physics
 
 # The physics envs of brax's registry (``brax.envs._envs``, private), less two: "fast", a
 # stub without physics for brax's unit tests, and "swimmer", whose fluid forces (only on the
@@ -44,9 +50,10 @@ def make(name: str, *, episode_length: int = EPISODE_LENGTH,
     return BraxEnv(name, episode_length=episode_length, backend=backend)
 
 
-class BraxEnv(core.SuiteEnv):
+class BraxEnv(physics.PhysicsParams, core.SuiteEnv):
     """One brax env. The suite state is brax's ``State`` (pipeline state, observation,
-    reward, done, metrics, info); ``suite_env`` is the raw env."""
+    reward, done, metrics, info); ``suite_env`` is the raw env. Its env params are
+    `physics.PHYSICS_PARAMS`."""
 
     def __init__(self, name: str, *, episode_length: int = EPISODE_LENGTH,
                  backend: str = "generalized") -> None:
@@ -63,6 +70,15 @@ class BraxEnv(core.SuiteEnv):
         # one compiled program instead of dispatching each; under an outer jit it is inlined.
         self._suite_reset = jax.jit(self.suite_env.reset)
         self._suite_step = jax.jit(self.suite_env.step)
+
+    def _replaced(self, values) -> BraxEnv:
+        suite_env = copy.copy(self.suite_env)
+        suite_env.sys = physics.with_physics(self.suite_env.sys, values)
+        env = copy.copy(self)
+        env.suite_env = suite_env
+        # Not jitted: the values are the caller's tracers, and the caller's jit inlines these.
+        env._suite_reset, env._suite_step = suite_env.reset, suite_env.step
+        return env
 
     def _reset(self, key: jax.Array):
         with jax.numpy_rank_promotion("allow"):  # brax broadcasts e.g. [11, 3] against [3]

@@ -13,8 +13,8 @@ here it is the `time_limit`, a truncation. The env's ``state.done`` is the one r
 (its ``reset``/``step``), never playground's auto-reset wrapper, which replaces the
 observation an episode ended on by the reset's; `core.SuiteEnv` resets instead.
 
-Env params (``Config.env_params``, `PHYSICS_PARAMS`): the physics of a run, set on the MJX
-model the env steps (gravity; scales of every body's mass and inertia, of every geom's
+Env params (``Config.env_params``, `physics.PHYSICS_PARAMS`): the physics of a run, set on the
+MJX model the env steps (gravity; scales of every body's mass and inertia, of every geom's
 friction, of every joint's damping). They are traced like any dynamic field, so a sweep over
 them (an env sweep, or domain randomization across runs) is one compiled call.
 
@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxppo.envs import core
+from jaxppo.envs import core, physics
 
 
 @functools.cache
@@ -50,41 +50,14 @@ def make(name: str, *, episode_length: int | None = None) -> PlaygroundEnv:
 
 
 
-# The env params a playground run takes (`with_params`): name -> what it sets.
-PHYSICS_PARAMS = {
-    "gravity": "the vertical component of gravity, m/s^2 (the model's: -9.81)",
-    "mass_scale": "every body's mass and rotational inertia, times this (1.0)",
-    "friction_scale": "every geom's friction coefficients, times this (1.0)",
-    "damping_scale": "every joint's damping, times this (1.0)",
-}
-
-
-def _with_physics(model, values):
-    """The MJX ``model`` with the `PHYSICS_PARAMS` in ``values`` applied (values may be
-    tracers)."""
-    changes = {}
-    for name, value in values.items():
-        value = jnp.asarray(value, jnp.float32)
-        if name == "gravity":
-            changes["opt"] = model.opt.replace(gravity=model.opt.gravity.at[2].set(value))
-        elif name == "mass_scale":
-            changes["body_mass"] = model.body_mass * value
-            changes["body_inertia"] = model.body_inertia * value
-        elif name == "friction_scale":
-            changes["geom_friction"] = model.geom_friction * value
-        elif name == "damping_scale":
-            changes["dof_damping"] = model.dof_damping * value
-    return model.replace(**changes)
-
-
 def _finite(x: jax.Array) -> jax.Array:
     return jnp.where(jnp.isfinite(x), x, jnp.zeros_like(x))
 
 
-class PlaygroundEnv(core.TunableParams, core.SuiteEnv):
+class PlaygroundEnv(physics.PhysicsParams, core.SuiteEnv):
     """One DM Control Suite env of playground. The suite state is playground's ``State``
     (MJX data, observation, reward, done, metrics, info); ``suite_env`` is the raw env. Its
-    env params are `PHYSICS_PARAMS` (`core.TunableParams`)."""
+    env params are `physics.PHYSICS_PARAMS`."""
 
     def __init__(self, name: str, *, episode_length: int | None = None) -> None:
         from mujoco_playground import registry
@@ -110,21 +83,9 @@ class PlaygroundEnv(core.TunableParams, core.SuiteEnv):
         self._suite_reset = jax.jit(self.suite_env.reset)
         self._suite_step = jax.jit(self.suite_env.step)
 
-    def _param_problems(self) -> dict[str, str | None]:
-        return dict.fromkeys(PHYSICS_PARAMS)  # every one can be set
-
-    def value_error(self, name: str, value) -> str | None:
-        """Why ``value`` cannot be the env param ``name`` (a scale must be positive), or None;
-        traced values are not checked."""
-        if isinstance(value, jax.core.Tracer) or not name.endswith("_scale"):
-            return None
-        if not np.all(np.asarray(value) > 0):
-            return f"{name!r} scales the model's own values and must be > 0"
-        return None
-
     def _replaced(self, values) -> PlaygroundEnv:
         suite_env = copy.copy(self.suite_env)
-        suite_env._mjx_model = _with_physics(self.suite_env.mjx_model, values)
+        suite_env._mjx_model = physics.with_physics(self.suite_env.mjx_model, values)
         env = copy.copy(self)
         env.suite_env = suite_env
         # Not jitted: the values are the caller's tracers, and the caller's jit inlines these.
