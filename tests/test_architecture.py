@@ -113,10 +113,12 @@ ENVS = {name for name in MODULES if name == "jaxppo.envs" or name.startswith("ja
     ("flax.linen", {"jaxppo.networks"}),
     # gymnax is jaxppo's own env format: the envs package reads it, nothing outside it.
     ("gymnax", ENVS - {"jaxppo.envs." + suite for suite in ("brax", "craftax", "jumanji",
-                                                             "navix", "playground")}),
+                                                             "navix", "playground",
+                                                             "xminigrid")}),
     ("orbax", {"jaxppo.rundir"}),
     # Each suite beyond gymnax is imported by its own adapter only.
     ("navix", {"jaxppo.envs.navix"}),
+    ("xminigrid", {"jaxppo.envs.xminigrid"}),
     ("jumanji", {"jaxppo.envs.jumanji"}),
     ("craftax", {"jaxppo.envs.craftax"}),
     ("brax", {"jaxppo.envs.brax", "jaxppo.envs.playground"}),

@@ -49,6 +49,7 @@ SUITES: dict[str, Suite] = {
     "jumanji": Suite("jaxppo.envs.jumanji", "jumanji", "jumanji"),
     "craftax": Suite("jaxppo.envs.craftax", "craftax", "craftax"),
     "navix": Suite("jaxppo.envs.navix", "navix", "navix"),
+    "xminigrid": Suite("jaxppo.envs.xminigrid", "xminigrid", "xminigrid"),
 }
 
 __all__ = ["DOWNLOADS", "SUITES", "ActionSpace", "GymnaxEnv", "Step", "SuiteEnv", "catalog",
