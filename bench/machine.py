@@ -23,7 +23,8 @@ def cpu_model() -> str:
 
 
 def jaxppo_source(root: pathlib.Path = ROOT) -> str:
-    """The folder the imported jaxppo comes from, which must be this checkout's.
+    """The folder the imported jaxppo comes from, which must be this checkout's: returned
+    relative to the checkout ("jaxppo"), so that results name no machine's paths.
 
     ``pip install .`` (the README's first command) copies jaxppo into site-packages; a bench
     run after an edit would then time that copy, not the code beside it. Refused by name.
@@ -37,7 +38,7 @@ def jaxppo_source(root: pathlib.Path = ROOT) -> str:
             f"({root / 'jaxppo'}), so the bench would time other code. Install the checkout "
             f"with `pip install -e {root}` or run with PYTHONPATH={root}."
         )
-    return str(source)
+    return str(source.relative_to(root))
 
 
 def device_name() -> str:

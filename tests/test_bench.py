@@ -116,7 +116,7 @@ def test_bench_refuses_a_jaxppo_from_outside_its_checkout(tmp_path):
     with pytest.raises(SystemExit, match=r"jaxppo is imported from .*, not from this checkout"):
         machine.jaxppo_source(tmp_path)
     source = pathlib.Path(jaxppo.__file__).resolve().parent
-    assert machine.jaxppo_source(source.parent) == str(source)
+    assert machine.jaxppo_source(source.parent) == "jaxppo"  # no machine's path in results
 
 
 def test_device_name_adds_the_model_of_an_accelerator_only():
@@ -240,17 +240,30 @@ def test_networks_tables_give_a_row_per_case_and_seed_count():
     assert "| breakout-cnn | 10.0 (10%) | 20.0 (20%) | 70.0 (70%) | 100.0 | 95.0 |" in lines
 
 
-def _zoo_row(env_id, low, value, high):
-    return {"env_id": env_id, "published": zoo.PUBLISHED.get(env_id),
+def _zoo_row(env_id, low, value, high, env_steps=1_000_000):
+    return {"env_id": env_id, "published": zoo.PUBLISHED.get(env_id), "env_steps": env_steps,
             "eval_aggregate": {"iqm": {"ci_low": low, "value": value, "ci_high": high}}}
 
 
 def test_zoo_verdict_meets_when_the_interval_reaches_the_published_value():
     assert zoo.PUBLISHED["Acrobot-v1"]["value"] == -73.5
+    assert zoo.PUBLISHED["Acrobot-v1"]["env_steps"] == 1_000_000
     assert zoo.verdict(_zoo_row("Acrobot-v1", -80.0, -76.0, -73.5)) == "meets"
     # IQM -83.9 against -73.5: short by 10.4.
     assert zoo.verdict(_zoo_row("Acrobot-v1", -89.6, -83.9, -82.1)) == "short by 10.4"
     assert zoo.verdict(_zoo_row("Catch-bsuite", 1.0, 1.0, 1.0)) == ""  # nothing published
+
+
+def test_zoo_verdict_names_the_budget_ratio_where_the_budgets_differ():
+    # Pendulum-v1's published -172.2 is at 100k steps: 999,424 / 100,000 = 10x.
+    assert zoo.verdict(_zoo_row("Pendulum-v1", -177.2, -156.5, -148.2, 999_424)) == (
+        "meets, with 10x the published steps")
+    # Breakout's 28 is at 10M: 1,998,848 / 10M = 1/5; 28 - 6.5 = 21.5.
+    assert zoo.verdict(_zoo_row("Breakout-MinAtar", 6.0, 6.5, 7.0, 1_998_848)) == (
+        "short by 21.5, with 1/5 of the published steps")
+    # Within a quarter of each other, no ratio: 1,048,576 against navix's 1,048,640.
+    assert zoo.verdict(_zoo_row("navix/Navix-Empty-Random-8x8-v0", 0.9, 1.0, 1.0,
+                                1_048_576)) == "meets"
 
 
 def test_zoo_scores_over_enough_updates_for_an_episode_to_end():
