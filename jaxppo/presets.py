@@ -173,6 +173,7 @@ MEASURED: dict[str, tuple[float, int]] = {
     "Pong-misc": (875.7, 499_712),
     "Seaquest-MinAtar": (1.2, 499_712),
     "Breakout-MinAtar": (6.6, 1_998_848),
+    "SpaceInvaders-MinAtar": (64.7, 1_998_848),
     "jumanji/Snake-v1": (19.1, 1_998_848),
     "playground/CartpoleBalance": (999.2, 1_996_800),
 }
