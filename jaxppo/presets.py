@@ -174,6 +174,7 @@ MEASURED: dict[str, tuple[float, int]] = {
     "Seaquest-MinAtar": (1.2, 499_712),
     "Breakout-MinAtar": (6.6, 1_998_848),
     "SpaceInvaders-MinAtar": (64.7, 1_998_848),
+    "Freeway-MinAtar": (54.6, 1_998_848),
     "jumanji/Snake-v1": (19.1, 1_998_848),
     "playground/CartpoleBalance": (999.2, 1_996_800),
 }
