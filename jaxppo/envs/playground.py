@@ -49,7 +49,6 @@ def make(name: str, *, episode_length: int | None = None) -> PlaygroundEnv:
     return PlaygroundEnv(name, episode_length=episode_length)
 
 
-
 def _finite(x: jax.Array) -> jax.Array:
     return jnp.where(jnp.isfinite(x), x, jnp.zeros_like(x))
 

@@ -7,9 +7,9 @@ its six: forward, turn right, turn left, pick up, put down, toggle.
 
 Episodes are those of ``xminigrid.make(name)``: a goal reached is a termination (discount 0,
 reward 1 - 0.9 t / max_steps); the step count reaching ``max_steps`` is a truncation (discount
-1); a step that is both is a termination. The adapter steps ``Environment.step`` itself, which
-does not reset, under xminigrid's auto-reset wrappers (which would replace the final
-observation with the next episode's first).
+1); a step that is both is a termination. The adapter steps ``Environment.step``, which does
+not reset, rather than xminigrid's auto-reset wrappers, which replace the observation an
+episode ended on by the next episode's first; `core.SuiteEnv` resets instead.
 
 The XLand-MiniGrid-R* ids are left out of `ids`: their task is a ruleset (goal, rules, objects)
 and the default one has no goal, so no episode ever pays; the rulesets come from xminigrid's
@@ -47,8 +47,9 @@ class XMiniGridEnv(core.SuiteEnv):
     ``params`` replace fields of the env's default params (``ruleset``, ``max_steps``,
     ``view_size``, ...), fixed for the env's life."""
 
-    # Every env's reset is a few scatters into a small grid: cheaper than gathering and
-    # scattering the finished envs' states (as navix's grids, bench/results/resets/navix).
+    # A grid resets in less time than gathering and scattering a few finished envs' states
+    # takes: 64 envs of Empty-8x8 stepped 0.92x as fast that way as with every env's reset
+    # (bench/results/resets/xminigrid).
     partial_resets = False
 
     def __init__(self, name: str, env_id: str | None = None, **params) -> None:
