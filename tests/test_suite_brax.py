@@ -86,6 +86,10 @@ def batched(env, keys):
 def test_ids_are_brax_physics_envs():
     assert set(brax_adapter.ids()) == set(brax_envs._envs) - {"fast", "swimmer"}
     assert len(brax_adapter.ids()) == 10  # brax 0.14.2's 12 less its test stub and swimmer
+    assert set(brax_adapter.left_out()) == {"fast", "swimmer"}
+    with pytest.raises(ValueError, match=r"^env_id 'brax/swimmer' is not offered by jaxppo's "
+                                         r"brax adapter: its fluid forces call jnp.clip"):
+        envs.make("brax/swimmer")
     env = envs.make(f"brax/{NAME}")
     assert env.env_id == f"brax/{NAME}"
     assert env.max_episode_steps == 1000  # brax.envs.create's episode_length

@@ -55,8 +55,15 @@ def test_ids_are_the_minigrid_ids_of_the_registry():
                           if n.startswith("MiniGrid-"))
     assert len(names) == 23  # xminigrid 0.9.3 registers 23 MiniGrid and 21 XLand envs
     assert envs.make(f"xminigrid/{EMPTY}").env_id == f"xminigrid/{EMPTY}"
-    # The XLand ids need a ruleset (module docstring): not ids here.
+    # The XLand ids need a ruleset (module docstring): not ids here, and asked for, one line
+    # says why.
     assert not envs.is_known("xminigrid/XLand-MiniGrid-R1-9x9")
+    assert set(xminigrid_adapter.left_out()) == {
+        n for n in xminigrid.registered_environments() if n.startswith("XLand-")}
+    with pytest.raises(ValueError, match=(
+            r"^env_id 'xminigrid/XLand-MiniGrid-R1-9x9' is not offered by jaxppo's xminigrid "
+            r"adapter: its task is a ruleset, and the default one has no goal")):
+        envs.make("xminigrid/XLand-MiniGrid-R1-9x9")
 
 
 def test_spaces_are_egocentric_grids_and_six_actions():

@@ -42,7 +42,8 @@ class Suite(typing.NamedTuple):
 
 
 # The id prefix "suite/" -> how to reach the suite. Each adapter module gives
-# ``ids() -> tuple[str, ...]`` (names after the prefix) and ``make(name) -> SuiteEnv``.
+# ``ids() -> tuple[str, ...]`` (names after the prefix) and ``make(name) -> SuiteEnv``, and
+# may give ``left_out() -> {name: why}`` for the suite's envs it does not offer.
 SUITES: dict[str, Suite] = {
     "playground": Suite("jaxppo.envs.playground", "mujoco_playground", "playground"),
     "brax": Suite("jaxppo.envs.brax", "brax", "brax"),
@@ -296,6 +297,10 @@ def _make(gymnax, probes, env_id: str):
     if slash and suite in SUITES:
         module = _suite_module(suite, env_id)
         if name not in module.ids():
+            left_out = getattr(module, "left_out", dict)()
+            if name in left_out:  # the suite has it, the adapter does not offer it
+                raise ValueError(f"env_id {env_id!r} is not offered by jaxppo's {suite} "
+                                 f"adapter: {left_out[name]}")
             ids = [f"{suite}/{known}" for known in module.ids()]
             close = difflib.get_close_matches(env_id, ids, n=3)
             hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""

@@ -28,9 +28,8 @@ import numpy as np
 
 from jaxppo.envs import core, physics
 
-# The physics envs of brax's registry (``brax.envs._envs``, private), less two: "fast", a
-# stub without physics for brax's unit tests, and "swimmer", whose fluid forces (only on the
-# generalized pipeline) call ``jnp.clip(a_min=...)``, which JAX 0.10 no longer accepts.
+# The physics envs of brax's registry (``brax.envs._envs``, private), less the two of
+# `left_out` (swimmer's fluid forces run only on the generalized pipeline).
 _NAMES = ("ant", "halfcheetah", "hopper", "humanoid", "humanoidstandup", "inverted_pendulum",
           "inverted_double_pendulum", "pusher", "reacher", "walker2d")
 
@@ -41,6 +40,13 @@ EPISODE_LENGTH = 1000
 def ids() -> tuple[str, ...]:
     """The brax envs offered (names after the "brax/" prefix)."""
     return _NAMES
+
+
+def left_out() -> dict[str, str]:
+    """Brax's envs not offered, and why."""
+    return {"swimmer": "its fluid forces call jnp.clip(a_min=...), which JAX 0.10 no longer "
+                       "accepts",
+            "fast": "a stub without physics, for brax's own unit tests"}
 
 
 def make(name: str, *, episode_length: int = EPISODE_LENGTH,

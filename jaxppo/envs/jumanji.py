@@ -63,6 +63,11 @@ LIMIT_AS_TERMINATION = frozenset({"Cleaner", "MMST", "Maze", "PacMan", "RobotWar
                                   "RubiksCube", "SlidingTilePuzzle", "Snake", "Tetris"})
 
 
+def left_out() -> dict[str, str]:
+    """The registered ids not offered, and why (`LEFT_OUT`)."""
+    return LEFT_OUT
+
+
 @functools.cache
 def ids() -> tuple[str, ...]:
     """Every registered jumanji id but `LEFT_OUT` (names after the "jumanji/" prefix)."""

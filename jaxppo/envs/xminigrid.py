@@ -37,6 +37,16 @@ def ids() -> tuple[str, ...]:
                  if name.startswith("MiniGrid-"))
 
 
+def left_out() -> dict[str, str]:
+    """The XLand ids of xminigrid's registry, not offered, and why."""
+    why = ("its task is a ruleset, and the default one has no goal (no episode ever pays); "
+           "rulesets come from xminigrid's benchmarks (xminigrid.load_benchmark, which "
+           "downloads), and jaxppo.envs.xminigrid.XMiniGridEnv(name, ruleset=...) given to "
+           "jaxppo.envs.register makes one an id")
+    return {name: why for name in xminigrid.registered_environments()
+            if name.startswith("XLand-MiniGrid")}
+
+
 def make(name: str) -> XMiniGridEnv:
     """The xminigrid env ``name`` (an id of `ids`) with its default params."""
     return XMiniGridEnv(name)
