@@ -20,8 +20,6 @@ control range (humanoid's [-0.4, 0.4]) clip to it (``brax.actuator.to_tau``).
 
 from __future__ import annotations
 
-import copy
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -61,6 +59,9 @@ class BraxEnv(physics.PhysicsParams, core.SuiteEnv):
     reward, done, metrics, info); ``suite_env`` is the raw env. Its env params are
     `physics.PHYSICS_PARAMS`."""
 
+    # The brax System the raw env steps.
+    _model_field = "sys"
+
     def __init__(self, name: str, *, episode_length: int = EPISODE_LENGTH,
                  backend: str = "generalized") -> None:
         from brax import envs as brax_envs
@@ -76,15 +77,6 @@ class BraxEnv(physics.PhysicsParams, core.SuiteEnv):
         # one compiled program instead of dispatching each; under an outer jit it is inlined.
         self._suite_reset = jax.jit(self.suite_env.reset)
         self._suite_step = jax.jit(self.suite_env.step)
-
-    def _replaced(self, values) -> BraxEnv:
-        suite_env = copy.copy(self.suite_env)
-        suite_env.sys = physics.with_physics(self.suite_env.sys, values)
-        env = copy.copy(self)
-        env.suite_env = suite_env
-        # Not jitted: the values are the caller's tracers, and the caller's jit inlines these.
-        env._suite_reset, env._suite_step = suite_env.reset, suite_env.step
-        return env
 
     def _reset(self, key: jax.Array):
         with jax.numpy_rank_promotion("allow"):  # brax broadcasts e.g. [11, 3] against [3]

@@ -10,6 +10,8 @@ physics.
 
 from __future__ import annotations
 
+import copy
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -53,8 +55,21 @@ def with_physics(model, values):
 
 
 class PhysicsParams(core.TunableParams):
-    """`core.TunableParams` whose params are `PHYSICS_PARAMS`; a subclass gives
-    ``_replaced(values)``, the env stepping ``with_physics(model, values)``."""
+    """`core.TunableParams` whose params are `PHYSICS_PARAMS`, for an adapter whose raw env
+    ``suite_env`` steps the model held in its attribute ``_model_field``, through the
+    adapter's jitted ``_suite_reset`` and ``_suite_step``."""
+
+    _model_field: str
+
+    def _replaced(self, values):
+        suite_env = copy.copy(self.suite_env)
+        model = getattr(self.suite_env, self._model_field)
+        setattr(suite_env, self._model_field, with_physics(model, values))
+        env = copy.copy(self)
+        env.suite_env = suite_env
+        # Not jitted: the values are the caller's tracers, and the caller's jit inlines these.
+        env._suite_reset, env._suite_step = suite_env.reset, suite_env.step
+        return env
 
     def _param_problems(self) -> dict[str, str | None]:
         return dict.fromkeys(PHYSICS_PARAMS)  # every one can be set

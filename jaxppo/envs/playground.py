@@ -25,7 +25,6 @@ neither of which is offered). Actions are the ``action_size`` controls in [-1, 1
 
 from __future__ import annotations
 
-import copy
 import functools
 
 import jax
@@ -58,6 +57,9 @@ class PlaygroundEnv(physics.PhysicsParams, core.SuiteEnv):
     (MJX data, observation, reward, done, metrics, info); ``suite_env`` is the raw env. Its
     env params are `physics.PHYSICS_PARAMS`."""
 
+    # The MJX model the raw env steps (its ``mjx_model``).
+    _model_field = "_mjx_model"
+
     def __init__(self, name: str, *, episode_length: int | None = None) -> None:
         from mujoco_playground import registry
 
@@ -81,15 +83,6 @@ class PlaygroundEnv(physics.PhysicsParams, core.SuiteEnv):
         # compiled program instead of dispatching each; under an outer jit it is inlined.
         self._suite_reset = jax.jit(self.suite_env.reset)
         self._suite_step = jax.jit(self.suite_env.step)
-
-    def _replaced(self, values) -> PlaygroundEnv:
-        suite_env = copy.copy(self.suite_env)
-        suite_env._mjx_model = physics.with_physics(self.suite_env.mjx_model, values)
-        env = copy.copy(self)
-        env.suite_env = suite_env
-        # Not jitted: the values are the caller's tracers, and the caller's jit inlines these.
-        env._suite_reset, env._suite_step = suite_env.reset, suite_env.step
-        return env
 
     def _reset(self, key: jax.Array):
         with jax.numpy_rank_promotion("allow"):  # MJX broadcasts e.g. [3, 3] against [3]
