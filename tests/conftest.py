@@ -138,3 +138,30 @@ def tiny_training_metrics(env_id: str, **changes):
             assert np.isfinite(np.asarray(value)).all(), name
     assert (np.asarray(metrics.divergence) == 0).all()
     return metrics
+
+
+def scan_steps(env, state, key, actions):
+    """A suite env's ``step`` over ``actions`` [T, ...] from ``state``, one key per step,
+    under ``lax.scan``: the Steps [T] and the step keys [T]."""
+    import jax.numpy as jnp
+
+    keys = jax.random.split(key, len(actions))
+
+    def body(state, inputs):
+        step_key, action = inputs
+        return env.step(step_key, state, action)
+
+    return jax.lax.scan(body, state, (keys, jnp.asarray(actions, jnp.int32)))[1], keys
+
+
+def reset_and_steps(env, key, actions):
+    """Reset with ``key``, then ``env.step`` with ``key`` over ``actions`` (a Python tuple):
+    the reset observation and the Steps, stacked."""
+    import jax.numpy as jnp
+
+    obs, state = env.reset(key)
+    steps = []
+    for action in actions:
+        state, step = env.step(key, state, jnp.asarray(action, jnp.int32))
+        steps.append(step)
+    return obs, jax.tree.map(lambda *xs: jnp.stack(xs), *steps)

@@ -13,22 +13,10 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import jumanji  # noqa: E402
 import numpy as np  # noqa: E402
-from conftest import tiny_training_metrics  # noqa: E402
+from conftest import reset_and_steps, scan_steps, tiny_training_metrics  # noqa: E402
 
 from jaxppo import envs  # noqa: E402
 from jaxppo.envs import jumanji as jumanji_adapter  # noqa: E402
-
-
-def _scan_steps(env, state, key, actions):
-    """``env.step`` over ``actions`` [T, ...] from ``state``, one key per step; the Steps [T]
-    and the step keys [T]."""
-    keys = jax.random.split(key, len(actions))
-
-    def body(state, inputs):
-        step_key, action = inputs
-        return env.step(step_key, state, action)
-
-    return jax.lax.scan(body, state, (keys, jnp.asarray(actions, jnp.int32)))[1], keys
 
 
 def _by_hand(env, key, actions):
@@ -59,7 +47,7 @@ def test_a_time_limit_ended_as_termination_becomes_a_truncation():
     assert env.max_episode_steps == 20 and not env.has_action_mask
     actions = [[0, 0, 0]] * 20  # one face turned over and over: 4 states, none solved
     key, step_key = jax.random.split(jax.random.key(0))
-    steps, keys = jax.jit(_scan_steps, static_argnums=0)(env, env.reset(key)[1], step_key,
+    steps, keys = jax.jit(scan_steps, static_argnums=0)(env, env.reset(key)[1], step_key,
                                                           actions)
     own = jax.jit(_by_hand, static_argnums=0)(jumanji.make(name), key, actions)
     assert not steps.done[:19].any() and not own.last()[:19].any()
@@ -78,7 +66,7 @@ def test_jumanji_own_truncation_stays_a_truncation():
     env = envs.make(f"jumanji/{name}")
     actions = [[0, 0]] * 100  # both agents wait (NOOP): no food is eaten, nothing terminates
     key, step_key = jax.random.split(jax.random.key(1))
-    steps, _ = jax.jit(_scan_steps, static_argnums=0)(env, env.reset(key)[1], step_key,
+    steps, _ = jax.jit(scan_steps, static_argnums=0)(env, env.reset(key)[1], step_key,
                                                       actions)
     own = jax.jit(_by_hand, static_argnums=0)(jumanji.make(name), key, actions)
     assert bool(own.last()[99]) and (np.asarray(own.discount[99]) == 1.0).all()
@@ -93,7 +81,7 @@ def test_a_wall_hit_is_a_termination_with_the_final_observation():
     env = envs.make(f"jumanji/{name}")
     actions = [0] * 12  # UP 12 times on a 12-row board: the head leaves it by the 12th
     key, step_key = jax.random.split(jax.random.key(2))
-    steps, _ = jax.jit(_scan_steps, static_argnums=0)(env, env.reset(key)[1], step_key,
+    steps, _ = jax.jit(scan_steps, static_argnums=0)(env, env.reset(key)[1], step_key,
                                                       actions)
     own = jax.jit(_by_hand, static_argnums=0)(jumanji.make(name), key, actions)
     end = int(np.argmax(np.asarray(own.last())))
@@ -140,20 +128,9 @@ def test_masks_and_actions_are_jumanji_own(name, action, jumanji_action, num_act
         assert np.flatnonzero(reset_mask & ~step_mask).tolist() == [23]
 
 
-def _reset_and_steps(env, key, actions):
-    """Reset with ``key``, then ``env.step`` with ``key`` over ``actions`` (a Python tuple):
-    the reset observation and the Steps, stacked."""
-    obs, state = env.reset(key)
-    steps = []
-    for action in actions:
-        state, step = env.step(key, state, jnp.asarray(action, jnp.int32))
-        steps.append(step)
-    return obs, jax.tree.map(lambda *xs: jnp.stack(xs), *steps)
-
-
 def test_eager_equals_jit_with_bool_flags_and_grid_observations():
     env = envs.make("jumanji/Game2048-v1")  # a random board, a random new tile per step
-    run = functools.partial(_reset_and_steps, env, actions=(0, 1))
+    run = functools.partial(reset_and_steps, env, actions=(0, 1))
     obs, steps = jax.jit(run)(jax.random.key(7))
     chex.assert_trees_all_equal(run(jax.random.key(7)), (obs, steps))
     assert env.observation_shape == (4, 4, 1)  # the board alone, as a grid for the CNN
@@ -165,7 +142,7 @@ def test_eager_equals_jit_with_bool_flags_and_grid_observations():
 
 def test_vmap_over_three_envs_equals_a_loop():
     env = envs.make("jumanji/Game2048-v1")
-    run = jax.jit(functools.partial(_reset_and_steps, env, actions=(3, 2)))
+    run = jax.jit(functools.partial(reset_and_steps, env, actions=(3, 2)))
     keys = jax.random.split(jax.random.key(7), 3)
     batched = jax.jit(jax.vmap(run))(keys)
     for i in range(3):

@@ -12,7 +12,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import navix  # noqa: E402
 import numpy as np  # noqa: E402
-from conftest import tiny_training_metrics  # noqa: E402
+from conftest import reset_and_steps, scan_steps, tiny_training_metrics  # noqa: E402
 
 from jaxppo import envs  # noqa: E402
 from jaxppo.envs import navix as navix_adapter  # noqa: E402
@@ -21,20 +21,6 @@ EMPTY = "Navix-Empty-5x5-v0"
 # Navix's MiniGrid action set (navix/actions.py MINIGRID_ACTION_SET): 0 rotate ccw,
 # 1 rotate cw, 2 forward, 3 pickup, 4 drop, 5 toggle, 6 done.
 ROTATE_CW, FORWARD = 1, 2
-
-
-def _scan_steps(env, state, key, actions):
-    """``env.step`` over ``actions`` [T] from ``state``, one key per step; the Steps [T] and
-    the step keys [T]."""
-    keys = jax.random.split(key, len(actions))
-
-    def body(state, inputs):
-        step_key, action = inputs
-        state, step = env.step(step_key, state, action)
-        return state, step
-
-    _, steps = jax.lax.scan(body, state, (keys, jnp.asarray(actions, jnp.int32)))
-    return steps, keys
 
 
 def _navix_by_hand(key, actions):
@@ -75,7 +61,7 @@ def test_time_limit_is_a_truncation_with_navix_final_observation():
     actions = [FORWARD] + [ROTATE_CW] * 99
     key, step_key = jax.random.split(jax.random.key(3))
     _, state = env.reset(key)
-    steps, keys = jax.jit(_scan_steps, static_argnums=0)(env, state, step_key, actions)
+    steps, keys = jax.jit(scan_steps, static_argnums=0)(env, state, step_key, actions)
     observations, step_types = jax.jit(_navix_by_hand)(key, actions)
     assert not steps.done[:99].any()
     assert bool(steps.truncated[99]) and not bool(steps.terminated[99])
@@ -93,7 +79,7 @@ def test_goal_is_a_termination_with_the_final_observation():
     # From (1, 1) facing east: two steps to (1, 3), turn south, two steps to the goal (3, 3).
     actions = [FORWARD, FORWARD, ROTATE_CW, FORWARD, FORWARD]
     reset_obs, state = env.reset(jax.random.key(0))
-    steps, _ = jax.jit(_scan_steps, static_argnums=0)(env, state, jax.random.key(1), actions)
+    steps, _ = jax.jit(scan_steps, static_argnums=0)(env, state, jax.random.key(1), actions)
     observations, step_types = jax.jit(_navix_by_hand)(jax.random.key(0), actions)
     assert steps.terminated.dtype == steps.truncated.dtype == jnp.bool_
     assert steps.reward.dtype == jnp.float32 and steps.terminated.shape == (5,)  # 5 scalars
@@ -107,26 +93,15 @@ def test_goal_is_a_termination_with_the_final_observation():
     np.testing.assert_array_equal(steps.obs[4], reset_obs)  # a fixed start: the same reset
 
 
-def _reset_and_steps(env, key, actions):
-    """Reset with ``key``, then ``env.step`` with ``key`` over ``actions`` (a Python tuple):
-    the reset observation and the Steps, stacked."""
-    obs, state = env.reset(key)
-    steps = []
-    for action in actions:
-        state, step = env.step(key, state, jnp.int32(action))
-        steps.append(step)
-    return obs, jax.tree.map(lambda *xs: jnp.stack(xs), *steps)
-
-
 def test_eager_equals_jit():
     env = envs.make("navix/Navix-Empty-Random-5x5-v0")  # a random start
-    run = functools.partial(_reset_and_steps, env, actions=(FORWARD, ROTATE_CW))
+    run = functools.partial(reset_and_steps, env, actions=(FORWARD, ROTATE_CW))
     chex.assert_trees_all_equal(run(jax.random.key(7)), jax.jit(run)(jax.random.key(7)))
 
 
 def test_vmap_over_three_envs_equals_a_loop():
     env = envs.make("navix/Navix-Dynamic-Obstacles-5x5-Random-v0")  # random starts and moves
-    run = jax.jit(functools.partial(_reset_and_steps, env, actions=(FORWARD, FORWARD)))
+    run = jax.jit(functools.partial(reset_and_steps, env, actions=(FORWARD, FORWARD)))
     keys = jax.random.split(jax.random.key(7), 3)
     batched = jax.jit(jax.vmap(run))(keys)
     for i in range(3):

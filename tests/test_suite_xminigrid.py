@@ -13,7 +13,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import xminigrid  # noqa: E402
-from conftest import tiny_training_metrics  # noqa: E402
+from conftest import reset_and_steps, scan_steps, tiny_training_metrics  # noqa: E402
 
 from jaxppo import envs  # noqa: E402
 from jaxppo.envs import xminigrid as xminigrid_adapter  # noqa: E402
@@ -22,19 +22,6 @@ EMPTY = "MiniGrid-Empty-5x5"
 # xminigrid's actions (xminigrid/core/actions.py): 0 forward, 1 turn right, 2 turn left,
 # 3 pick up, 4 put down, 5 toggle.
 FORWARD, TURN_RIGHT = 0, 1
-
-
-def _scan_steps(env, state, key, actions):
-    """``env.step`` over ``actions`` [T] from ``state``, one key per step; the Steps [T] and
-    the step keys [T]."""
-    keys = jax.random.split(key, len(actions))
-
-    def body(state, inputs):
-        step_key, action = inputs
-        return env.step(step_key, state, action)
-
-    _, steps = jax.lax.scan(body, state, (keys, jnp.asarray(actions, jnp.int32)))
-    return steps, keys
 
 
 def _xminigrid_by_hand(name, key, actions):
@@ -85,7 +72,7 @@ def test_time_limit_is_a_truncation_with_xminigrid_final_observation():
     actions = [FORWARD] + [TURN_RIGHT] * 99  # never at the goal: step 100 is the time cut
     key, step_key = jax.random.split(jax.random.key(3))
     _, state = env.reset(key)
-    steps, keys = jax.jit(_scan_steps, static_argnums=0)(env, state, step_key, actions)
+    steps, keys = jax.jit(scan_steps, static_argnums=0)(env, state, step_key, actions)
     observations, step_types, discounts = jax.jit(
         _xminigrid_by_hand, static_argnums=0)(EMPTY, key, actions)
     assert not steps.done[:99].any()
@@ -102,7 +89,7 @@ def test_goal_is_a_termination_with_the_final_observation():
     # From (1, 1) facing east: two steps to (1, 3), turn south, two steps to the goal (3, 3).
     actions = [FORWARD, FORWARD, TURN_RIGHT, FORWARD, FORWARD]
     reset_obs, state = env.reset(jax.random.key(0))
-    steps, _ = jax.jit(_scan_steps, static_argnums=0)(env, state, jax.random.key(1), actions)
+    steps, _ = jax.jit(scan_steps, static_argnums=0)(env, state, jax.random.key(1), actions)
     observations, _, discounts = jax.jit(_xminigrid_by_hand, static_argnums=0)(
         EMPTY, jax.random.key(0), actions)
     assert steps.terminated.dtype == steps.truncated.dtype == jnp.bool_
@@ -117,26 +104,15 @@ def test_goal_is_a_termination_with_the_final_observation():
     np.testing.assert_array_equal(steps.obs[4], reset_obs)  # a fixed start: the same reset
 
 
-def _reset_and_steps(env, key, actions):
-    """Reset with ``key``, then ``env.step`` with ``key`` over ``actions`` (a Python tuple):
-    the reset observation and the Steps, stacked."""
-    obs, state = env.reset(key)
-    steps = []
-    for action in actions:
-        state, step = env.step(key, state, jnp.int32(action))
-        steps.append(step)
-    return obs, jax.tree.map(lambda *xs: jnp.stack(xs), *steps)
-
-
 def test_eager_equals_jit():
     env = envs.make("xminigrid/MiniGrid-EmptyRandom-5x5")  # a random start
-    run = functools.partial(_reset_and_steps, env, actions=(FORWARD, TURN_RIGHT))
+    run = functools.partial(reset_and_steps, env, actions=(FORWARD, TURN_RIGHT))
     chex.assert_trees_all_equal(run(jax.random.key(7)), jax.jit(run)(jax.random.key(7)))
 
 
 def test_vmap_over_three_envs_equals_a_loop():
     env = envs.make("xminigrid/MiniGrid-EmptyRandom-5x5")
-    run = jax.jit(functools.partial(_reset_and_steps, env, actions=(FORWARD, FORWARD)))
+    run = jax.jit(functools.partial(reset_and_steps, env, actions=(FORWARD, FORWARD)))
     keys = jax.random.split(jax.random.key(2), 3)
     batched = jax.jit(jax.vmap(run))(keys)
     starts = {tuple(np.asarray(batched[0][i, ..., 0]).ravel()) for i in range(3)}
@@ -167,7 +143,7 @@ def test_params_pass_to_xminigrid_and_a_registered_env_trains():
     short = xminigrid_adapter.XMiniGridEnv(EMPTY, env_id="ShortEmpty-v0", max_steps=7)
     assert short.max_episode_steps == 7
     _, state = short.reset(jax.random.key(0))
-    steps, _ = jax.jit(_scan_steps, static_argnums=0)(short, state, jax.random.key(1),
+    steps, _ = jax.jit(scan_steps, static_argnums=0)(short, state, jax.random.key(1),
                                                       [TURN_RIGHT] * 7)
     assert bool(steps.truncated[6]) and not steps.done[:6].any()
     envs.register("ShortEmpty-v0", lambda: short)
