@@ -139,10 +139,13 @@ NOTES: dict[str, str] = {
         "Uniformly random actions score 0.054 +- 0.010 (256 first episodes, 12.9% reach the "
         "goal). No published PPO figure for XLand-MiniGrid's MiniGrid envs was found"),
     "FrozenLake-misc": (
-        "gymnax's 4x4 slippery lake, whose observation is the tile's index as one number, "
-        "not one-hot. A search of gamma (0.99, 0.999) x lr (3e-4, 1e-3, 3e-3) with 16 envs, "
-        "normalized observations and lr held, at 500k steps, reached no better than 0.1 "
-        "[0.1, 0.2] (search/FrozenLake-misc.md): an open row, not a preset"),
+        "gymnax's 4x4 slippery lake: the return is the share of episodes that reach the goal "
+        "within 100 steps, at best 0.744 and at random 0.014 (dynamic programming over the "
+        "map); the defaults reach 0.73 [0.71, 0.76] in training and 0.77 [0.72, 0.81] acting "
+        "by the mode. Its observation is a Discrete(16) index, which reaches the network "
+        "one-hot; as one number, the defaults scored 0.1 and a search of gamma (0.99, 0.999) "
+        "x lr (3e-4, 1e-3, 3e-3) reached no better than 0.1 [0.1, 0.2] "
+        "(search/FrozenLake-misc.md)"),
     "DeepSea-bsuite": (
         "gymnax's default size is 8, where the defaults find the treasure in most seeds; the "
         "deep-exploration failure bsuite documents grows with the size, a constructor "

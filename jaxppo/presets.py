@@ -169,7 +169,7 @@ MEASURED: dict[str, tuple[float, int]] = {
     "navix/Navix-Empty-Random-8x8-v0": (1.0, 1_048_576),
     "navix/Navix-DoorKey-8x8-v0": (0.0, 499_712),
     "craftax/Craftax-Classic-Symbolic-v1": (4.6, 1_048_576),
-    "FrozenLake-misc": (0.1, 499_712),
+    "FrozenLake-misc": (0.7, 499_712),
     "Pong-misc": (875.7, 499_712),
     "Seaquest-MinAtar": (1.2, 499_712),
     "Breakout-MinAtar": (6.6, 1_998_848),

@@ -166,6 +166,66 @@ def test_pendulum_clips_the_action_it_receives():
     assert not np.array_equal(one_half.obs, one.obs)
 
 
+def test_a_discrete_observation_is_one_hot_with_the_envs_own_index():
+    env = envs.make("FrozenLake-misc")  # gymnax: Discrete(16), the tile's index
+    assert env.observation_shape == (16,)
+    raw = env._env
+    obs, state = env.reset(jax.random.key(0))
+    raw_obs, _ = raw.reset(jax.random.key(0), env._params)
+    np.testing.assert_array_equal(obs, np.eye(16, dtype=np.float32)[int(raw_obs)])
+    # Walk until a step ends the episode: final_obs is the one-hot of the tile it ended on
+    # (a hole or the goal, never the start, 0) and obs the reset's.
+    key = jax.random.key(1)
+    for _ in range(200):
+        key, step_key = jax.random.split(key)
+        state, step = env.step(step_key, state, jnp.asarray(2))  # 2: move right
+        for one_hot in (step.obs, step.final_obs):
+            assert one_hot.dtype == jnp.float32 and float(one_hot.sum()) == 1.0
+        if step.terminated:
+            assert int(jnp.argmax(step.final_obs)) != 0
+            assert int(jnp.argmax(step.obs)) == 0
+            break
+    else:
+        pytest.fail("no FrozenLake episode ended in 200 steps")
+
+
+def _frozen_lake_success(raw, steps: int, best: bool) -> float:
+    """P(goal within ``steps``) from the start of gymnax's slippery FrozenLake ``raw``, by
+    dynamic programming: the best policy's (``best``) or uniformly random actions'."""
+    desc = np.asarray(raw.desc)
+    rows, cols = desc.shape
+    moves = ((0, -1), (1, 0), (0, 1), (-1, 0))  # gymnax's actions: left, down, right, up
+    ends = {int(i) for i in np.flatnonzero(np.isin(desc.ravel(), (1 + 1, 3)))}  # hole, goal
+    goal = int(np.flatnonzero(desc.ravel() == 3)[0])  # tiles: 0 start, 1 ice, 2 hole, 3 goal
+    slip = (1.0 - raw.success_rate) / 2.0
+
+    def land(s, a):
+        r, c = divmod(s, cols)
+        return min(max(r + moves[a][0], 0), rows - 1) * cols + min(max(c + moves[a][1], 0),
+                                                                   cols - 1)
+
+    value = np.zeros(rows * cols)
+    for _ in range(steps):
+        new = np.zeros_like(value)
+        for s in set(range(rows * cols)) - ends:
+            q = [sum(p * (1.0 if land(s, b) == goal else value[land(s, b)])
+                     for b, p in ((a, raw.success_rate), ((a - 1) % 4, slip),
+                                  ((a + 1) % 4, slip)))
+                 for a in range(4)]
+            new[s] = max(q) if best else np.mean(q)
+        value = new  # holes and the goal keep 0: nothing comes after them
+    return float(value[0])
+
+
+def test_frozen_lake_success_is_at_most_0_744_and_0_014_at_random():
+    # The bounds the learning check and the zoo's note quote, for gymnax's own 4x4 map.
+    raw = envs.make("FrozenLake-misc")._env
+    assert _frozen_lake_success(raw, 100, best=True) == pytest.approx(0.744, abs=5e-4)
+    assert _frozen_lake_success(raw, 100, best=False) == pytest.approx(0.014, abs=5e-4)
+    # One step cannot reach the goal from the start: 0.
+    assert _frozen_lake_success(raw, 1, best=True) == 0.0
+
+
 def test_probe_masked_masks_depend_on_the_sign_and_score_actions():
     env = envs.make("ProbeMasked-v0")
     assert "ProbeMasked-v0" in envs.registered()

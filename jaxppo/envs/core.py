@@ -102,6 +102,13 @@ def _action_space(space) -> ActionSpace:
                     "Tuple of Discrete spaces")
 
 
+def _discrete_size(space) -> int | None:
+    """n for a gymnax ``Discrete(n)`` space, else None."""
+    from gymnax.environments import spaces  # not at import: see jaxppo.envs
+
+    return int(space.n) if isinstance(space, spaces.Discrete) else None
+
+
 class EpisodeState(struct.PyTreeNode):
     """Env state plus the running statistics of the current episode."""
 
@@ -171,7 +178,10 @@ class GymnaxEnv(TunableParams):
     """A gymnax environment with its default params, as a jaxppo env.
 
     Observations are float32 in the env's own shape (``observation_shape``; a scalar becomes
-    [1]), so a grid reaches a CNN as a grid; the MLP encoder flattens them. Episode return
+    [1]), so a grid reaches a CNN as a grid; the MLP encoder flattens them. An observation
+    space that is ``Discrete(n)`` (an index, as FrozenLake's tile) becomes a one-hot [n], as
+    Stable-Baselines3 encodes it: the index as one number would ask the network to separate
+    states by their order. Episode return
     and length are tracked in the state. `with_params` gives the env with some params
     replaced (``Config.env_params``).
     """
@@ -183,7 +193,10 @@ class GymnaxEnv(TunableParams):
         self.action_space = _action_space(env.action_space(params))
         # Envs with invalid actions expose them through `action_mask(state, params) -> [K]`.
         self.has_action_mask = callable(getattr(env, "action_mask", None))
+        self._one_hot = _discrete_size(env.observation_space(params))
         obs_shape = tuple(int(d) for d in env.observation_space(params).shape)
+        if self._one_hot is not None:
+            obs_shape = (self._one_hot,)
         self.observation_shape = obs_shape or (1,)
         self.observation_size = int(np.prod(self.observation_shape))
         self._problems: dict[str, str | None] | None = None  # see _param_problems
@@ -207,6 +220,8 @@ class GymnaxEnv(TunableParams):
         return _spaces(self, params)
 
     def _shaped(self, obs: jax.Array) -> jax.Array:
+        if self._one_hot is not None:
+            return jax.nn.one_hot(jnp.reshape(obs, ()), self._one_hot, dtype=jnp.float32)
         return jnp.reshape(obs, self.observation_shape).astype(jnp.float32)
 
     def _env_action(self, action: jax.Array) -> jax.Array:
