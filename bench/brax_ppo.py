@@ -86,6 +86,9 @@ def measure(args) -> dict:
         "brax": run_peer("peer_brax.py", {"case": "speed", "seed": 0, "epochs": args.epochs,
                                           "eval_episodes": args.eval_episodes,
                                           "hparams": speed_cfg}),
+        "env_alone": run_peer("peer_jaxppo.py", {"case": "speed", "env_alone": True,
+                                                 "repeats": args.repeats,
+                                                 "hparams": speed_cfg}),
     }
     print(f"learning: {learn_steps:,} steps x {args.seeds} seeds", flush=True)
     start = time.perf_counter()
@@ -145,6 +148,7 @@ def render(result: dict) -> str:
         f"jaxppo / Brax env steps/s: **{jx['env_steps_per_s'] / bx['env_steps_per_s']:.2f}x**; "
         f"compile time jaxppo / Brax: {jx['compile_s'] / bx['compile_s']:.2f}.",
         "",
+        *_beyond_env(speed),
         f"## Learning: {learn['seeds']} seeds x {learn['env_steps_per_seed']:,} env steps",
         "",
         f"Score per seed: the mean return of {learn['eval_episodes']} evaluation episodes "
@@ -164,6 +168,25 @@ def render(result: dict) -> str:
     versions = {**bx.get("versions", {}), **jx.get("versions", {})}
     lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())), ""]
     return "\n".join(lines)
+
+
+def _beyond_env(speed: dict) -> list[str]:
+    """Where the time goes: the env's own steps (random actions, one jitted scan) against
+    each trainer's steady run."""
+    alone = speed.get("env_alone")
+    if alone is None:
+        return []
+    jx, bx = speed["jaxppo"], speed["brax"]
+    env_s = alone["run_s_median"] * jx["env_steps"] / alone["env_steps"]
+    jx_rest, bx_rest = jx["run_s_median"] - env_s, bx["run_s"] - env_s
+    return [
+        f"The env alone (the same {alone['env_steps']:,} steps with uniformly random actions, "
+        f"through jaxppo's adapter, one jitted scan): {alone['run_s_median']:.2f} s, "
+        f"{alone['env_steps_per_s']:,} env steps/s. Beyond the env's steps, jaxppo's run "
+        f"takes {jx_rest:.2f} s and Brax's {bx_rest:.2f} s ({bx_rest / jx_rest:.2f}x): the "
+        "policy's actions, the advantages and the gradient steps.",
+        "",
+    ]
 
 
 def main() -> None:

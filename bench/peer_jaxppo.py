@@ -6,6 +6,10 @@ With ``"cores": true`` the host is first split into one JAX device per core
 (`jaxppo.use_cpu_cores`) and the seeds are sharded over the devices, as `jaxppo.sweep` and the
 command line do; the seed count must then be a multiple of the device count.
 
+With ``"env_alone": true`` it times only the env: the config's num_envs stepping through
+jaxppo's adapter with uniformly random actions, as many steps as one seed's run takes, in one
+jitted scan (what any trainer on that env pays at least).
+
 ``hparams`` holds every jaxppo Config field. Learning: jaxppo.stats.final_returns (mean return
 over the last 10 updates) per seed; with ``"eval_episodes": E`` also the mean return of E
 evaluation episodes with the policy's mode (`jaxppo.evaluate`) per seed.
@@ -20,7 +24,8 @@ import numpy as np
 import peer_common
 
 import jaxppo
-from jaxppo import placement, stats
+from jaxppo import envs, placement, stats
+from jaxppo.envs import core
 
 
 def make_config(hparams: dict) -> jaxppo.Config:
@@ -35,6 +40,9 @@ def main() -> None:
     if spec.get("cores"):
         jaxppo.use_cpu_cores()  # before any JAX operation
     config = make_config(spec["hparams"])
+    if spec.get("env_alone"):
+        env_alone(spec, config)
+        return
     keys = jax.random.split(jax.random.key(spec.get("key", 0)), spec["seeds"])
     devices = (placement.default_devices(spec["seeds"]) if spec.get("cores")
                else jax.devices()[:1])
@@ -62,6 +70,38 @@ def main() -> None:
         "learning_measure": "mean training return over the last 10 updates", **evaluated,
         "versions": {"jaxppo": jaxppo.__version__, "jax": jax.__version__},
         "xla_flags": os.environ.get("XLA_FLAGS", ""), "devices": len(devices),
+    })
+
+
+def env_alone(spec: dict, config: jaxppo.Config) -> None:
+    env = envs.make_for(config)
+    space = env.action_space
+    num_envs = config.num_envs
+
+    def random_action(key):
+        if space.discrete:
+            return jax.random.randint(key, (num_envs,), 0, space.num_actions)
+        return jax.random.uniform(key, (num_envs, *space.shape), minval=space.low,
+                                  maxval=space.high)
+
+    def run(key):
+        _, state = jax.vmap(env.reset)(jax.random.split(key, num_envs))
+
+        def body(state, key):
+            act_key, step_key = jax.random.split(key)
+            state, _ = core.step_batch(env, jax.random.split(step_key, num_envs), state,
+                                       random_action(act_key))
+            return state, None
+
+        steps = config.num_updates * config.num_steps
+        return jax.lax.scan(body, state, jax.random.split(key, steps))[0]
+
+    timing, _ = peer_common.time_jitted(jax.jit(run), (jax.random.key(0),), spec["repeats"])
+    steps = config.num_updates * config.batch_size
+    peer_common.emit({
+        "peer": "env alone", "case": spec["case"], "seeds": 1, "env_steps": steps, **timing,
+        "env_steps_per_s": round(steps / timing["run_s_median"]),
+        "versions": {"jaxppo": jaxppo.__version__, "jax": jax.__version__},
     })
 
 

@@ -371,6 +371,20 @@ def test_brax_ppo_table_gives_the_speed_ratio_and_each_trainers_iqm():
                      re.M), table
 
 
+def test_brax_ppo_table_splits_each_run_into_the_env_and_the_rest():
+    peer = {"env_steps": 1_536_000, "compile_s": 30.0, "final_returns": [900.0]}
+    speed = {"jaxppo": {**peer, "run_s_median": 12.8, "env_steps_per_s": 120_000},
+             "brax": {**peer, "run_s": 19.2, "env_steps_per_s": 80_000},
+             "env_alone": {"env_steps": 768_000, "run_s_median": 1.4,
+                           "env_steps_per_s": 548_571}}
+    # The env's 1.4 s for half the steps is 2.8 s for the runs' 1,536,000: the rest is
+    # 12.8 - 2.8 = 10.0 s for jaxppo and 19.2 - 2.8 = 16.4 s for Brax, 16.4 / 10.0 = 1.64.
+    line = brax_ppo._beyond_env(speed)[0]
+    assert "jaxppo's run takes 10.00 s and Brax's 16.40 s (1.64x)" in line, line
+    del speed["env_alone"]  # results measured before the env was timed alone
+    assert brax_ppo._beyond_env(speed) == []
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--seeds", "0"], "--seeds must be >= 1, got 0"),
     (["--epochs", "2"], "--epochs must be >= 3"),
