@@ -165,3 +165,66 @@ def reset_and_steps(env, key, actions):
         state, step = env.step(key, state, jnp.asarray(action, jnp.int32))
         steps.append(step)
     return obs, jax.tree.map(lambda *xs: jnp.stack(xs), *steps)
+
+
+def episode(env, key, actions, *, eager: bool = False):
+    """``env.reset`` then ``env.step`` over ``actions`` [T, ...], one key per step (both split
+    from ``key``): the reset observation, the Steps [T] and the step keys [T]. Under
+    ``lax.scan``, or with ``eager`` one call per step (a physics adapter's jitted raw step)."""
+    import jax.numpy as jnp
+
+    reset_key, steps_key = jax.random.split(key)
+    obs, state = env.reset(reset_key)
+    keys = jax.random.split(steps_key, actions.shape[0])
+    if eager:
+        steps = []
+        for step_key, action in zip(keys, actions, strict=True):
+            state, step = env.step(step_key, state, action)
+            steps.append(step)
+        return obs, jax.tree.map(lambda *xs: jnp.stack(xs), *steps), keys
+
+    def body(state, inputs):
+        step_key, action = inputs
+        return env.step(step_key, state, action)
+
+    return obs, jax.lax.scan(body, state, (keys, actions))[1], keys
+
+
+def rank_promoted_jit(method):
+    """A raw physics env's ``method`` under jit, with NumPy's rank promotion (brax and MJX rely
+    on it) as the adapters run it, so that a by-hand reference shares their compilation."""
+    jitted = jax.jit(method)
+
+    def call(*args):
+        with jax.numpy_rank_promotion("allow"):
+            return jitted(*args)
+
+    return call
+
+
+def assert_episode_shapes(env, batched, *, num_envs: int, steps: int) -> None:
+    """``batched``, `episode` under vmap over ``num_envs`` envs of ``steps`` steps: float32
+    observations in the env's shape, bool scalar flags, float32 rewards."""
+    import jax.numpy as jnp
+
+    obs, out, _ = batched
+    assert obs.shape == (num_envs, *env.observation_shape)
+    assert out.obs.shape == out.final_obs.shape == (num_envs, steps, *env.observation_shape)
+    for flag in (out.terminated, out.truncated):
+        assert flag.shape == (num_envs, steps) and flag.dtype == jnp.bool_
+    assert out.reward.shape == (num_envs, steps) and out.reward.dtype == jnp.float32
+    assert obs.dtype == out.obs.dtype == jnp.float32
+
+
+def assert_eager_equals_batched(env, keys, actions, batched) -> None:
+    """Each env's `episode` run eagerly equals its slice of ``batched`` (`episode` under
+    jit(vmap) over ``keys`` and ``actions``), keys and truncations included."""
+    import chex
+    import numpy as np
+
+    for i in range(len(keys)):
+        obs, steps, step_keys = episode(env, keys[i], actions[i], eager=True)
+        chex.assert_trees_all_close((obs, steps), jax.tree.map(lambda x, i=i: x[i], batched[:2]),
+                                    rtol=1e-5, atol=1e-6)
+        assert (jax.random.key_data(step_keys) == jax.random.key_data(batched[2][i])).all()
+        np.testing.assert_array_equal(steps.truncated, batched[1].truncated[i])

@@ -108,21 +108,17 @@ def test_vmap_over_three_envs_equals_a_loop():
         chex.assert_trees_all_equal(jax.tree.map(lambda x, i=i: x[i], batched), run(keys[i]))
 
 
-def _reset_and_step(env, key):
-    obs, state = env.reset(key)
-    return obs, env.step(key, state, jnp.int32(FORWARD))[1]
-
-
 def test_every_registered_id_resets_and_steps_when_traced():
     # Traced as jit traces them (jax.eval_shape: no compilation, which costs seconds per id);
     # compiled runs of Empty, Dynamic-Obstacles and the CNN training run are tested above.
     for name in navix_adapter.ids():
         env = envs.make(f"navix/{name}")
         height, width = navix.make(name).height, navix.make(name).width
-        obs, step = jax.eval_shape(functools.partial(_reset_and_step, env), jax.random.key(0))
+        obs, steps = jax.eval_shape(
+            functools.partial(reset_and_steps, env, actions=(FORWARD,)), jax.random.key(0))
         assert env.observation_shape == obs.shape == (height, width, 3), name
-        assert step.obs.shape == step.final_obs.shape == (height, width, 3), name
-        assert step.reward.dtype == jnp.float32 and step.terminated.dtype == jnp.bool_, name
+        assert steps.obs.shape == steps.final_obs.shape == (1, *(height, width, 3)), name
+        assert steps.reward.dtype == jnp.float32 and steps.terminated.dtype == jnp.bool_, name
 
 
 @pytest.mark.slow  # a suite's physics or world compiled into a whole run

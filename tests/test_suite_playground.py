@@ -13,7 +13,13 @@ import chex  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from conftest import tiny_training_metrics  # noqa: E402
+from conftest import (  # noqa: E402
+    assert_eager_equals_batched,
+    assert_episode_shapes,
+    episode,
+    rank_promoted_jit,
+    tiny_training_metrics,
+)
 from mujoco_playground import registry  # noqa: E402
 
 from jaxppo import envs  # noqa: E402
@@ -25,33 +31,6 @@ LIMIT = 5  # a short episode_length, so that the time limit is reached in a few 
 ACTIONS = jnp.asarray([[0.5, -1.0, 0.25, 1.0, -0.5, 0.0],
                        [-0.3, 0.8, -1.0, 0.1, 0.6, 1.0],
                        [1.0, 1.0, -0.2, -0.7, 0.0, 0.4]], jnp.float32)[..., None]
-
-
-def _episode(env, key, actions):
-    """``env.reset(key)`` then ``env.step`` over ``actions`` [T, 1], one key per step: the
-    reset observation, the Steps [T] and the step keys [T]."""
-    reset_key, steps_key = jax.random.split(key)
-    obs, state = env.reset(reset_key)
-    keys = jax.random.split(steps_key, actions.shape[0])
-
-    def body(state, inputs):
-        step_key, action = inputs
-        return env.step(step_key, state, action)
-
-    _, steps = jax.lax.scan(body, state, (keys, actions))
-    return obs, steps, keys
-
-
-def _by_hand(method):
-    """A raw playground env's ``method`` under jit, with NumPy's rank promotion (MJX relies
-    on it) as the adapter runs it, so that both share one compilation."""
-    jitted = jax.jit(method)
-
-    def call(*args):
-        with jax.numpy_rank_promotion("allow"):
-            return jitted(*args)
-
-    return call
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +45,8 @@ def keys():
 
 @pytest.fixture(scope="module")
 def batched(env, keys):
-    """`_episode` of 3 envs under jit(vmap): the one compiled program of the batched tests."""
-    return jax.jit(jax.vmap(_episode, in_axes=(None, 0, 0)), static_argnums=0)(env, keys,
+    """`episode` of 3 envs under jit(vmap): the one compiled program of the batched tests."""
+    return jax.jit(jax.vmap(episode, in_axes=(None, 0, 0)), static_argnums=0)(env, keys,
                                                                                ACTIONS)
 
 
@@ -86,11 +65,12 @@ def test_ids_are_the_dm_control_suite_registry():
 
 def test_time_limit_is_a_truncation_with_the_suites_final_observation(env, keys, batched):
     _, steps, step_keys = batched
-    suite_reset, suite_step = _by_hand(env.suite_env.reset), _by_hand(env.suite_env.step)
+    suite_reset = rank_promoted_jit(env.suite_env.reset)
+    suite_step = rank_promoted_jit(env.suite_env.step)
     assert not steps.done[:, :LIMIT - 1].any()
     assert steps.truncated[:, LIMIT - 1].all() and not steps.terminated[:, LIMIT - 1].any()
     for i in range(3):
-        state = suite_reset(jax.random.split(keys[i])[0])  # `_episode`'s reset key
+        state = suite_reset(jax.random.split(keys[i])[0])  # `episode`'s reset key
         for action in ACTIONS[i, :LIMIT]:
             state = suite_step(state, action)
             assert float(state.done) == 0.0  # playground has no time limit of its own
@@ -109,7 +89,7 @@ def test_nan_physics_is_a_termination_with_finite_values(env):
     broken = state.replace(env_state=state.env_state.replace(
         data=data.replace(qvel=jnp.full_like(data.qvel, jnp.nan))))
     action = jnp.zeros((1,), jnp.float32)
-    assert float(_by_hand(env.suite_env.step)(broken.env_state, action).done) == 1.0
+    assert float(rank_promoted_jit(env.suite_env.step)(broken.env_state, action).done) == 1.0
     new_state, step = env.step(jax.random.key(1), broken, action)
     assert bool(step.terminated) and not bool(step.truncated)
     # The NaN observation and reward of that step are zeroed, not passed on.
@@ -120,35 +100,13 @@ def test_nan_physics_is_a_termination_with_finite_values(env):
 
 
 def test_flags_are_bool_scalars_and_obs_keep_their_shape(env, batched):
-    obs, steps, _ = batched
-    assert obs.shape == (3, *env.observation_shape)
-    assert steps.obs.shape == steps.final_obs.shape == (3, 6, *env.observation_shape)
-    for flag in (steps.terminated, steps.truncated):
-        assert flag.shape == (3, 6) and flag.dtype == jnp.bool_
-    assert steps.reward.shape == (3, 6) and steps.reward.dtype == jnp.float32
-    assert obs.dtype == steps.obs.dtype == jnp.float32
+    assert_episode_shapes(env, batched, num_envs=3, steps=6)
 
 
 def test_eager_steps_of_each_env_equal_the_jitted_vmap(env, keys, batched):
     # One comparison for both: each env alone, run eagerly (its physics through the adapter's
     # jitted raw reset and step), against the three under jit(vmap).
-    for i in range(3):
-        obs, steps, step_keys = _episode_eagerly(env, keys[i], ACTIONS[i])
-        chex.assert_trees_all_close((obs, steps), jax.tree.map(lambda x, i=i: x[i], batched[:2]),
-                                    rtol=1e-5, atol=1e-6)
-        assert (jax.random.key_data(step_keys) == jax.random.key_data(batched[2][i])).all()
-        np.testing.assert_array_equal(steps.truncated, batched[1].truncated[i])
-
-
-def _episode_eagerly(env, key, actions):
-    reset_key, steps_key = jax.random.split(key)
-    obs, state = env.reset(reset_key)
-    keys = jax.random.split(steps_key, actions.shape[0])
-    steps = []
-    for step_key, action in zip(keys, actions, strict=True):
-        state, step = env.step(step_key, state, action)
-        steps.append(step)
-    return obs, jax.tree.map(lambda *xs: jnp.stack(xs), *steps), keys
+    assert_eager_equals_batched(env, keys, ACTIONS, batched)
 
 
 @pytest.mark.slow  # a suite's physics or world compiled into a whole run
@@ -192,7 +150,7 @@ def test_traced_physics_params_step_as_a_model_built_with_them(env):
     by_hand.suite_env._mjx_model = mjx.put_model(changed, impl="jax")
 
     def final_obs(one):
-        return _episode(one, jax.random.key(5), ACTIONS[0])[1].final_obs
+        return episode(one, jax.random.key(5), ACTIONS[0])[1].final_obs
 
     traced = jax.jit(lambda g, m: final_obs(env.with_params({"gravity": g, "mass_scale": m})))
     heavy = traced(-20.0, 2.0)

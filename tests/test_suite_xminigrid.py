@@ -121,20 +121,16 @@ def test_vmap_over_three_envs_equals_a_loop():
         chex.assert_trees_all_equal(jax.tree.map(lambda x, i=i: x[i], batched), run(keys[i]))
 
 
-def _reset_and_step(env, key):
-    obs, state = env.reset(key)
-    return obs, env.step(key, state, jnp.int32(FORWARD))[1]
-
-
 def test_every_id_resets_and_steps_when_traced():
     # Traced as jit traces them (jax.eval_shape: no compilation); compiled runs above.
     for name in xminigrid_adapter.ids():
         env = envs.make(f"xminigrid/{name}")
         view = xminigrid.make(name)[1].view_size
-        obs, step = jax.eval_shape(functools.partial(_reset_and_step, env), jax.random.key(0))
+        obs, steps = jax.eval_shape(
+            functools.partial(reset_and_steps, env, actions=(FORWARD,)), jax.random.key(0))
         assert env.observation_shape == obs.shape == (view, view, 2), name
-        assert step.obs.shape == step.final_obs.shape == (view, view, 2), name
-        assert step.reward.dtype == jnp.float32 and step.terminated.dtype == jnp.bool_, name
+        assert steps.obs.shape == steps.final_obs.shape == (1, *(view, view, 2)), name
+        assert steps.reward.dtype == jnp.float32 and steps.terminated.dtype == jnp.bool_, name
 
 
 def test_params_pass_to_xminigrid_and_a_registered_env_trains():
