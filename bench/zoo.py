@@ -126,13 +126,14 @@ NOTES: dict[str, str] = {
         "the MinAtar CNN preset at its 2M steps, 20 to 38 minutes per game for 8 seeds here "
         "(most rows shared the 2 cores with another run). The published figures are "
         "gymnax-blines' checkpoints at 10M steps, 5 times this budget, and no PPO figure at "
-        "2M was found. Asterix's, Freeway's and SpaceInvaders' curves still rise at 2M; "
-        "Breakout's is flat from about 500k steps (0.26 nats of entropy left, explained "
-        "variance 0.998). A search of gamma (0.99, 0.999) x ent_coef (0.01, 0.03) at 1M "
-        "steps (search/Breakout-MinAtar.md) ranged from 6.2 to 6.8, none apart from the "
-        "preset's 6.4 [6.0, 6.9]; entropy 0.03 lifted a few seeds to 10 to 12, and at 2M "
-        "reached 7.0 [6.8, 9.0] (search/Breakout-MinAtar_entropy.md), seeds 6.5 to 13.4, "
-        "against the row's 6.6 [6.4, 8.0]: not yet apart"),
+        "2M was found. Asterix's, Freeway's and SpaceInvaders' curves still rise at 2M"),
+    "Breakout-MinAtar": (
+        "with the other games' entropy bonus (0.01) the policy settled on a few bricks by "
+        "500k steps and stayed at 6.6 [6.4, 8.0] to 2M (0.26 nats of entropy left). jaxppo's "
+        "searches, 8 seeds each: gamma (0.99, 0.999) x ent_coef (0.01, 0.03) at 1M ranged "
+        "from 6.2 to 6.8 (search/Breakout-MinAtar.md); at 2M, ent_coef 0.03 reached 7.0 "
+        "[6.8, 9.0], 0.05 6.9 [6.9, 12.3] and 0.1 19.9 [15.5, 24.4], seeds 11.0 to 30.2 "
+        "(search/Breakout-MinAtar_entropy*.md): the preset's 0.1. Its curve still rises at 2M"),
     "xminigrid/MiniGrid-DoorKey-5x5": (
         "the goal pays 1 - 0.9 t / 250 after t steps (pick up the key, open the door, reach "
         "the goal), so the best return is about 0.96: 7 seeds end at 0.96, one at 0.46. "
@@ -259,12 +260,28 @@ def _windows(result: dict) -> str:
     return "; ".join(wider) if wider else "none here"
 
 
+def _machine(m: dict) -> str:
+    return f"{m['cpu']}, {m['cores']} cores, {m['device']}; jax {m['jax']}"
+
+
+def machines(result: dict) -> str:
+    """Where the rows were measured: one machine, or each machine with its rows (a row keeps
+    the machine it ran on; rows from before that was recorded have the result's)."""
+    rows: dict[str, list[str]] = {}
+    for row in result["envs"].values():
+        rows.setdefault(_machine(row.get("machine", result["machine"])), []).append(
+            row["env_id"])
+    if len(rows) == 1:
+        return f"Machine: {next(iter(rows))}."
+    return "Machines: " + "; ".join(f"{name} ({', '.join(ids)})"
+                                    for name, ids in rows.items()) + "."
+
+
 def markdown(result: dict) -> list[str]:
-    m = result["machine"]
     lines = [
         "# The zoo: every preset re-measured",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['device']}; jax {m['jax']}. Commands:",
+        f"{machines(result)} Commands:",
         "",
         *sorted({f"- `{row.get('command', result['command'])}`"
                  for row in result["envs"].values()}),
@@ -369,6 +386,7 @@ def main() -> None:
               f"{_cell(row['eval_aggregate'])} at {row['env_steps']:,} steps "
               f"({row['train_s']} s)", flush=True)
         row["command"] = command
+        row["machine"] = machine.describe()
         result["envs"][env_id] = row
         result.update(machine=machine.describe(), command=command)
         machine.write(out, "zoo", result, markdown(result))  # each env as it finishes

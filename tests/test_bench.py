@@ -245,6 +245,19 @@ def _zoo_row(env_id, low, value, high, env_steps=1_000_000):
             "eval_aggregate": {"iqm": {"ci_low": low, "value": value, "ci_high": high}}}
 
 
+def test_zoo_header_names_each_machine_with_its_rows():
+    amd = {"cpu": "AMD EPYC", "cores": 2, "device": "cpu:0", "jax": "0.10.2"}
+    intel = {**amd, "cpu": "Intel Xeon"}
+    result = {"machine": intel, "envs": {"A": {"env_id": "A", "machine": amd},
+                                          "B": {"env_id": "B", "machine": intel},
+                                          "C": {"env_id": "C"}}}  # before rows kept theirs
+    assert zoo.machines(result) == (
+        "Machines: AMD EPYC, 2 cores, cpu:0; jax 0.10.2 (A); "
+        "Intel Xeon, 2 cores, cpu:0; jax 0.10.2 (B, C).")
+    del result["envs"]["A"]
+    assert zoo.machines(result) == "Machine: Intel Xeon, 2 cores, cpu:0; jax 0.10.2."
+
+
 def test_zoo_verdict_meets_when_the_interval_reaches_the_published_value():
     assert zoo.PUBLISHED["Acrobot-v1"]["value"] == -73.5
     assert zoo.PUBLISHED["Acrobot-v1"]["env_steps"] == 1_000_000
