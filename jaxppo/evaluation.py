@@ -292,7 +292,8 @@ class LoadedPolicy:
         Args:
             obs: raw observations, as the env gives them: one observation of the env's
                 ``observation_shape`` (for vector observations, any array of their O values)
-                or a batch [B, *observation_shape].
+                or a batch [B, *observation_shape]; for a Discrete(n) observation space (one
+                that reaches the network one-hot), one index or a batch [B] of them.
             key: PRNG key to sample an action; None gives the mode (deterministic).
             mask: valid actions [K] or [B, K] for envs with action masks, else None (for
                 multi-discrete actions, the components' masks concatenated: K = sum(nvec)).
@@ -305,7 +306,7 @@ class LoadedPolicy:
         Raises:
             ValueError: for observations of another shape, or sampling without a key.
         """
-        batch = self._batch_shape(jnp.shape(obs))
+        batch = self._batch_shape(jnp.shape(self._encoded(obs)))
         if self._held is not None and self._held[0] == batch:
             carry, start = self._held[1], False
         else:
@@ -332,6 +333,7 @@ class LoadedPolicy:
         Returns:
             (the carry after ``obs``, the action(s) of ``__call__``).
         """
+        obs = self._encoded(obs)
         batch = self._batch_shape(jnp.shape(obs))
         obs = jnp.reshape(jnp.asarray(obs, jnp.float32), (*(batch or (1,)),
                                                          *self.env.observation_shape))
@@ -352,6 +354,21 @@ class LoadedPolicy:
         if not batch:
             return jax.tree.map(lambda x: x[0], carry), actions[0]
         return carry, actions
+
+    def _encoded(self, obs):
+        """A raw observation as the network reads it: for a Discrete(n) observation space,
+        the index (or a batch [B] of them) one-hot, [n] (or [B, n])."""
+        size = getattr(self.env, "one_hot_size", None)
+        if size is None:
+            return obs
+        if not isinstance(obs, jax.core.Tracer):
+            index = np.asarray(obs)
+            if index.ndim > 1 or not np.all((index == np.round(index)) & (index >= 0)
+                                            & (index < size)):
+                raise ValueError(f"obs {index.tolist()} does not fit {self.config.env_id}: its "
+                                 f"observation is an index in 0..{size - 1}, or a batch [B] "
+                                 "of them")
+        return jax.nn.one_hot(jnp.asarray(obs, jnp.int32), size, dtype=jnp.float32)
 
     def _batch_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         """[] for one observation of ``shape``, [B] for a batch; a ValueError otherwise."""

@@ -230,6 +230,25 @@ def test_loaded_policy_normalizes_observations(tmp_path):
     np.testing.assert_array_equal(policy(obs), jnp.argmax(logits, axis=-1))
 
 
+def test_loaded_policy_takes_a_discrete_observation_as_the_envs_index(tmp_path):
+    """FrozenLake observes a tile index (Discrete(16)); the network reads it one-hot, and the
+    loaded policy takes the index as the env gives it, one or a batch [B]."""
+    config = jaxppo.Config(env_id="FrozenLake-misc", num_envs=4, num_steps=8,
+                           total_timesteps=64, num_minibatches=2, update_epochs=1)
+    experiment.run(config, 1, tmp_path / "lake", output=QUIET)
+    policy = jaxppo.load(tmp_path / "lake")
+    network = networks.make(config, envs.make("FrozenLake-misc"))
+    tiles = np.array([0, 5, 14])
+    logits = network.apply({"params": policy.policy.params["params"]},
+                           jnp.eye(16)[tiles])[0].logits
+    np.testing.assert_array_equal(policy(tiles), jnp.argmax(logits, axis=-1))
+    assert int(policy(14)) == int(jnp.argmax(logits[2]))
+    for bad in (16, -1, 2.5, np.zeros((2, 2))):
+        with pytest.raises(ValueError, match=r"does not fit FrozenLake-misc: its observation is "
+                                             r"an index in 0\.\.15"):
+            policy(bad)
+
+
 # ---------------------------------------------------------------------------------------------
 # Recurrent, image and multi-discrete policies.
 

@@ -193,10 +193,11 @@ class GymnaxEnv(TunableParams):
         self.action_space = _action_space(env.action_space(params))
         # Envs with invalid actions expose them through `action_mask(state, params) -> [K]`.
         self.has_action_mask = callable(getattr(env, "action_mask", None))
-        self._one_hot = _discrete_size(env.observation_space(params))
+        # n for a Discrete(n) observation space, whose index reaches the network one-hot.
+        self.one_hot_size = _discrete_size(env.observation_space(params))
         obs_shape = tuple(int(d) for d in env.observation_space(params).shape)
-        if self._one_hot is not None:
-            obs_shape = (self._one_hot,)
+        if self.one_hot_size is not None:
+            obs_shape = (self.one_hot_size,)
         self.observation_shape = obs_shape or (1,)
         self.observation_size = int(np.prod(self.observation_shape))
         self._problems: dict[str, str | None] | None = None  # see _param_problems
@@ -220,8 +221,8 @@ class GymnaxEnv(TunableParams):
         return _spaces(self, params)
 
     def _shaped(self, obs: jax.Array) -> jax.Array:
-        if self._one_hot is not None:
-            return jax.nn.one_hot(jnp.reshape(obs, ()), self._one_hot, dtype=jnp.float32)
+        if self.one_hot_size is not None:
+            return jax.nn.one_hot(jnp.reshape(obs, ()), self.one_hot_size, dtype=jnp.float32)
         return jnp.reshape(obs, self.observation_shape).astype(jnp.float32)
 
     def _env_action(self, action: jax.Array) -> jax.Array:
