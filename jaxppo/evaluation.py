@@ -361,13 +361,15 @@ class LoadedPolicy:
         size = getattr(self.env, "one_hot_size", None)
         if size is None:
             return obs
-        if not isinstance(obs, jax.core.Tracer):
+        try:
             index = np.asarray(obs)
-            if index.ndim > 1 or not np.all((index == np.round(index)) & (index >= 0)
-                                            & (index < size)):
-                raise ValueError(f"obs {index.tolist()} does not fit {self.config.env_id}: its "
-                                 f"observation is an index in 0..{size - 1}, or a batch [B] "
-                                 "of them")
+        except jax.errors.TracerArrayConversionError:  # traced: checked where it is concrete
+            index = None
+        if index is not None and (index.ndim > 1 or not np.all(
+                (index == np.round(index)) & (index >= 0) & (index < size))):
+            raise ValueError(f"obs {index.tolist()} does not fit {self.config.env_id}: its "
+                             f"observation is an index in 0..{size - 1}, or a batch [B] of "
+                             "them")
         return jax.nn.one_hot(jnp.asarray(obs, jnp.int32), size, dtype=jnp.float32)
 
     def _batch_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:

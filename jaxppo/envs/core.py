@@ -181,9 +181,8 @@ class GymnaxEnv(TunableParams):
     [1]), so a grid reaches a CNN as a grid; the MLP encoder flattens them. An observation
     space that is ``Discrete(n)`` (an index, as FrozenLake's tile) becomes a one-hot [n], as
     Stable-Baselines3 encodes it: the index as one number would ask the network to separate
-    states by their order. Episode return
-    and length are tracked in the state. `with_params` gives the env with some params
-    replaced (``Config.env_params``).
+    states by their order. Episode return and length are tracked in the state. `with_params`
+    gives the env with some params replaced (``Config.env_params``).
     """
 
     def __init__(self, env_id: str, env, params) -> None:
