@@ -74,6 +74,7 @@ def main() -> None:
 
 
 def env_alone(spec: dict, config: jaxppo.Config) -> None:
+    """Emit the timing of one seed's env steps alone (random actions, no policy, no update)."""
     env = envs.make_for(config)
     space = env.action_space
     num_envs = config.num_envs
