@@ -174,7 +174,7 @@ MEASURED: dict[str, tuple[float, int]] = {
     "craftax/Craftax-Classic-Symbolic-v1": (4.6, 1_048_576),
     "FrozenLake-misc": (0.7, 499_712),
     "Pong-misc": (875.7, 499_712),
-    "Seaquest-MinAtar": (1.2, 499_712),
+    "Seaquest-MinAtar": (4.5, 1_998_848),
     "Breakout-MinAtar": (19.9, 1_998_848),
     "SpaceInvaders-MinAtar": (64.7, 1_998_848),
     "Freeway-MinAtar": (54.6, 1_998_848),
