@@ -306,12 +306,13 @@ class LoadedPolicy:
         Raises:
             ValueError: for observations of another shape, or sampling without a key.
         """
-        batch = self._batch_shape(jnp.shape(self._encoded(obs)))
+        obs = self._encoded(obs)
+        batch = self._batch_shape(jnp.shape(obs))
         if self._held is not None and self._held[0] == batch:
             carry, start = self._held[1], False
         else:
             carry, start = self.initial_carry(batch[0] if batch else None), True
-        carry, action = self.step(carry, obs, start, key, mask, deterministic)
+        carry, action = self._step(carry, obs, start, key, mask, deterministic)
         if self.recurrent:
             self._held = (batch, carry)
         return action
@@ -333,7 +334,10 @@ class LoadedPolicy:
         Returns:
             (the carry after ``obs``, the action(s) of ``__call__``).
         """
-        obs = self._encoded(obs)
+        return self._step(carry, self._encoded(obs), start, key, mask, deterministic)
+
+    def _step(self, carry, obs, start, key, mask, deterministic):
+        """`step` on an observation already as the network reads it (`_encoded`)."""
         batch = self._batch_shape(jnp.shape(obs))
         obs = jnp.reshape(jnp.asarray(obs, jnp.float32), (*(batch or (1,)),
                                                          *self.env.observation_shape))
@@ -370,7 +374,7 @@ class LoadedPolicy:
             raise ValueError(f"obs {index.tolist()} does not fit {self.config.env_id}: its "
                              f"observation is an index in 0..{size - 1}, or a batch [B] of "
                              "them")
-        return jax.nn.one_hot(jnp.asarray(obs, jnp.int32), size, dtype=jnp.float32)
+        return self.env.one_hot(obs)
 
     def _batch_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         """[] for one observation of ``shape``, [B] for a batch; a ValueError otherwise."""

@@ -195,7 +195,7 @@ def _frozen_lake_success(raw, steps: int, best: bool) -> float:
     desc = np.asarray(raw.desc)
     rows, cols = desc.shape
     moves = ((0, -1), (1, 0), (0, 1), (-1, 0))  # gymnax's actions: left, down, right, up
-    ends = {int(i) for i in np.flatnonzero(np.isin(desc.ravel(), (1 + 1, 3)))}  # hole, goal
+    ends = {int(i) for i in np.flatnonzero(np.isin(desc.ravel(), (2, 3)))}  # hole, goal
     goal = int(np.flatnonzero(desc.ravel() == 3)[0])  # tiles: 0 start, 1 ice, 2 hole, 3 goal
     slip = (1.0 - raw.success_rate) / 2.0
 

@@ -221,8 +221,14 @@ class GymnaxEnv(TunableParams):
 
     def _shaped(self, obs: jax.Array) -> jax.Array:
         if self.one_hot_size is not None:
-            return jax.nn.one_hot(jnp.reshape(obs, ()), self.one_hot_size, dtype=jnp.float32)
+            return self.one_hot(jnp.reshape(obs, ()))
         return jnp.reshape(obs, self.observation_shape).astype(jnp.float32)
+
+    def one_hot(self, index) -> jax.Array:
+        """A Discrete(n) observation space's index, or an array of them, as the network reads
+        it: float32 one-hot [..., n] (n: ``one_hot_size``)."""
+        return jax.nn.one_hot(jnp.asarray(index, jnp.int32), self.one_hot_size,
+                              dtype=jnp.float32)
 
     def _env_action(self, action: jax.Array) -> jax.Array:
         space = self.action_space
