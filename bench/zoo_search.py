@@ -10,11 +10,11 @@ sizes and switches, are one program; --steps sets total_timesteps). The space is
 its fields are Config's float fields, traced, so the whole search is one compile. All settings
 x --seeds seeds train in one `jaxppo.sweep` call over one CPU device per core.
 
-Each setting is scored by the IQM over seeds of the final training return
-(`stats.final_returns`) with its 95% interval, and ranked by the interval's lower end, which
-prefers settings that work for every seed over a lucky best. The search's base, space, budget,
-command, time and every seed's score go to OUT/NAME.{json,md} (NAME: --name, default the env
-id), under bench/results/zoo/search by default.
+Each setting is scored by the IQM over seeds of the final training return (`stats.final_returns`
+over the zoo's window, `zoo.score_window`) with its 95% interval, and ranked by the interval's
+lower end, which prefers settings that work for every seed over a lucky best. The search's
+base, space, budget, command, time and every seed's score go to OUT/NAME.{json,md} (NAME:
+--name, default the env id), under bench/results/zoo/search by default.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import time
 import jax
 import machine  # bench/machine.py
 import numpy as np
+import zoo  # bench/zoo.py: its training score
 
 import jaxppo
 from jaxppo import stats
@@ -80,7 +81,8 @@ def markdown(result: dict) -> list[str]:
         f"Space: {json.dumps(result['space'])}.",
         "",
         "Ranked by the lower end of the 95% interval of the IQM over seeds of the final "
-        "training return.",
+        f"training return (each seed's mean over its last {result.get('window', 10)} "
+        "updates).",
         "",
         "| rank | " + " | ".join(result["fields"]) + " | IQM [95% CI] | seeds' range |",
         "|---:|" + "---:|" * len(result["fields"]) + "---|---|",
@@ -136,7 +138,9 @@ def main() -> None:
     start = time.perf_counter()
     result = jaxppo.sweep(config, table, seeds=args.seeds, key=jax.random.key(0))
     train_s = round(time.perf_counter() - start, 1)
-    final = stats.final_returns(np.asarray(result.metrics.episode_return, np.float64))  # [H, S]
+    returns = np.asarray(result.metrics.episode_return, np.float64)  # [H, S, U]
+    window = zoo.score_window(config, returns.reshape(-1, returns.shape[-1]))
+    final = stats.final_returns(returns, window)  # [H, S]
     rows = []
     for h in range(result.num_settings):
         finite = final[h][~np.isnan(final[h])]
@@ -152,6 +156,7 @@ def main() -> None:
                                           for k, v in static.items()},
         "space": written, "fields": list(result.settings), "settings": result.num_settings,
         "seeds": args.seeds, "env_steps": config.num_updates * config.batch_size,
+        "window": window,
         "train_s": train_s, "ranking": rows, "machine": machine.describe(),
         "command": "python bench/zoo_search.py " + shlex.join(sys.argv[1:]),
     }
