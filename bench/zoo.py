@@ -113,6 +113,17 @@ NOTES: dict[str, str] = {
         "it 6.2 [6.1, 6.4], no better than random valid actions; normalized observations (the "
         "step count reaches 4,000) 7.6 [7.2, 8.0]; 8 epochs 12.3 [11.8, 12.9]: the preset, "
         "which reaches 19.1 at 2M"),
+    "MountainCarContinuous-v0": (
+        "every action costs reward and the flag pays 100. Without gSDE, Config's defaults "
+        "stood still (-2.0 [-2.1, -2.0] at 500k steps); the preset's settings with gSDE off "
+        "stand still in every seed at its initial log std, -3.29, and with -1 or 0 end "
+        "between -99.9 and 82.2, IQM -98.0 and -4.2 (search/MountainCarContinuous-v0_no_gsde"
+        ".md). With gSDE, RL Baselines3 Zoo's settings reach the flag in some seeds and not "
+        "in others: acting by the mode, 3 of these 8 seeds score 90 to 98, the others -99 to "
+        "-3; two other sets of 8 seeds had 3 and 7 above 85. RL Zoo's 88.3 is one agent. A "
+        "larger initial log std (search/MountainCarContinuous-v0*.md) made the training "
+        "return steadier (-1: every seed 68 to 86) but not the mode's: 2 and 4 of 8 seeds "
+        "above 80 on two sets"),
     "Pong-misc": (
         "every step the ball stays in play pays 1, up to gymnax's 1,000-step limit; uniformly "
         "random actions score 91.7 +- 3.1 (256 first episodes). With the defaults, acting by "

@@ -117,7 +117,7 @@ class Config(struct.PyTreeNode):
     switches ``shared_encoder``, ``anneal_lr``,
     ``normalize_advantages``, ``clip_value_loss``, ``dual_clip``, ``normalize_obs``,
     ``scale_rewards``, ``normalize_values``, ``recompute_advantages``, ``kl_early_stop``,
-    ``action_masking``, ``squash_mean`` (`static_fields`).
+    ``action_masking``, ``squash_mean``, ``gsde``, ``gsde_sample_freq`` (`static_fields`).
 
     Dynamic fields (float leaves, traced, vmappable): ``learning_rate``, ``gamma``,
     ``gae_lambda``, ``clip_eps``, ``dual_clip_c``, ``vf_coef``, ``vf_clip``, ``ent_coef``,
@@ -169,6 +169,14 @@ class Config(struct.PyTreeNode):
         action_masking: take valid-action masks from the env (it must provide them); masked
             actions get zero probability.
         squash_mean: Gaussian mean = tanh-squashed actor output scaled to the action bounds.
+        gsde: generalized state-dependent exploration (Raffin et al. 2022; Stable-Baselines3's
+            ``use_sde``): a Gaussian policy's noise is z(s) E, linear in the actor's last
+            features z(s) (the last hidden layer's, or the core's) through a matrix
+            E ~ N(0, exp(log_std)^2) of [L, D] scales, and each env keeps its E for
+            ``gsde_sample_freq`` steps, so that exploration is smooth in time. Continuous
+            actions only; needs hidden layers or a core.
+        gsde_sample_freq: steps between fresh noise matrices within a rollout; 0 draws one per
+            env per rollout (Stable-Baselines3's ``sde_sample_freq=-1``).
         grad_norm_type: "l2" clips the global L2 norm of the gradient to max_grad_norm; "max"
             clips its global max-norm (largest absolute entry), scaling the whole gradient.
         fourier_features: F > 0 encodes observations as [cos(2 pi x B), sin(2 pi x B)] with
@@ -187,7 +195,9 @@ class Config(struct.PyTreeNode):
         ent_coef: weight of the entropy bonus.
         max_grad_norm: global L2 norm the gradient is clipped to.
         adam_eps: Adam's epsilon (1e-5, not optax's 1e-8).
-        init_log_std: initial state-independent log standard deviation (Gaussian policies).
+        init_log_std: initial log standard deviation of Gaussian policies (with ``gsde``,
+            of every entry of the [L, D] noise scales: the action's std starts near
+            exp(init_log_std) times the norm of z(s)).
         obs_clip: normalized observations are clipped to [-obs_clip, obs_clip], > 0.
         ent_coef_end: final entropy coefficient of a linear or exponential schedule.
         target_kl: the approx_kl threshold of kl_early_stop, > 0.
@@ -227,6 +237,8 @@ class Config(struct.PyTreeNode):
     kl_early_stop: bool = _static(False)
     action_masking: bool = _static(False)
     squash_mean: bool = _static(False)
+    gsde: bool = _static(False)
+    gsde_sample_freq: int = _static(0)
     grad_norm_type: str = _static("l2")
     fourier_features: int = _static(0)
     matmul_dtype: str = _static("float32")
@@ -429,9 +441,10 @@ def _validate_static(config: Config) -> None:
         _check_int(config, name)
     for name in ("anneal_lr", "normalize_advantages", "clip_value_loss", "dual_clip",
                  "normalize_obs", "scale_rewards", "normalize_values", "recompute_advantages",
-                 "kl_early_stop", "action_masking", "squash_mean", "shared_encoder"):
+                 "kl_early_stop", "action_masking", "squash_mean", "shared_encoder", "gsde"):
         _check_bool(config, name)
     _check_int(config, "core_size")
+    _check_int(config, "gsde_sample_freq", minimum=0)
     _check_int(config, "fourier_features", minimum=0)
     for name, allowed in (("shuffle", SHUFFLE_MODES), ("ent_schedule", ENT_SCHEDULES),
                           ("grad_norm_type", GRAD_NORM_TYPES),
@@ -456,6 +469,10 @@ def _validate_static(config: Config) -> None:
         isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1 for s in sizes
     ):
         fail("hidden_sizes", sizes, "must be a sequence of positive integers, e.g. (64, 64)")
+    if config.gsde and not config.hidden_sizes and config.core == "none":
+        fail("gsde", config.gsde,
+             "needs hidden layers or a core: its noise is linear in the actor's last features "
+             "(hidden_sizes is empty and core='none')")
     if config.batch_size % config.num_minibatches:
         fail(
             "num_minibatches",

@@ -1,6 +1,7 @@
 """Action distributions as pytrees of arrays: a masked Categorical, a masked MultiCategorical
-(independent categoricals over one flat logits vector, for MultiDiscrete actions) and a diagonal
-Gaussian.
+(independent categoricals over one flat logits vector, for MultiDiscrete actions), a diagonal
+Gaussian and the state-dependent Gaussian of gSDE (whose noise can also be held over many steps:
+``explore(noise)``).
 
 All have the same methods, batched over any leading axes:
 ``sample(key)``, ``log_prob(action)``, ``entropy()``, ``mode()``.
@@ -174,6 +175,66 @@ class DiagGaussian(struct.PyTreeNode):
     def entropy(self) -> jax.Array:
         """sum_d [log sigma_d + (1 + log(2 pi)) / 2], shape [...]."""
         return jnp.sum(self._log_std() + 0.5 * (1.0 + _LOG_2PI), axis=-1)
+
+    def mode(self) -> jax.Array:
+        """The mean [..., D]."""
+        return self.mean
+
+
+# Added to a state-dependent variance so that features of all zeros (every relu off) still
+# give a finite log-prob.
+SDE_VARIANCE_EPS = 1e-6
+
+
+class StateDependentGaussian(struct.PyTreeNode):
+    """The Gaussian of generalized state-dependent exploration (gSDE; Raffin et al. 2022,
+    "Smooth Exploration for Robotic Reinforcement Learning").
+
+    The action noise is a linear function of the policy's last features z(s) [..., L]:
+    a = mean(s) + z(s) E, with one matrix E [L, D] ~ N(0, sigma^2) (sigma = exp(log_std))
+    held over many steps, so that exploration changes smoothly with the state instead of
+    jumping at every step (`explore`). For one state, a is Gaussian with
+
+        variance_d(s) = sum_l z_l(s)^2 sigma_ld^2 (+ 1e-6),
+
+    which ``log_prob``, ``entropy`` and ``sample`` (an independent draw) use. The features
+    enter the variance without gradient, as in Stable-Baselines3's default
+    (``learn_features=False``): the noise scales learn through ``log_std`` alone.
+
+    Attributes:
+        mean: [..., D].
+        latent: the features z [..., L].
+        log_std: [L, D], one log scale per feature and action.
+    """
+
+    mean: jax.Array
+    latent: jax.Array
+    log_std: jax.Array
+
+    def gaussian(self) -> DiagGaussian:
+        """The per-state diagonal Gaussian N(mean, variance(s))."""
+        z = jax.lax.stop_gradient(self.latent)
+        variance = jnp.matmul(z**2, jnp.exp(2.0 * self.log_std)) + SDE_VARIANCE_EPS
+        return DiagGaussian(self.mean, 0.5 * jnp.log(variance))
+
+    def explore(self, noise: jax.Array) -> jax.Array:
+        """mean + z (sigma * noise): the action under the standard normal noise matrix
+        ``noise`` [..., L, D] (the same matrix over many steps gives smooth exploration)."""
+        z = jax.lax.stop_gradient(self.latent)
+        scales = jnp.broadcast_to(jnp.exp(self.log_std), noise.shape)
+        return self.mean + jnp.einsum("...l,...ld->...d", z, scales * noise)
+
+    def sample(self, key: jax.Array) -> jax.Array:
+        """An independent draw [..., D] of `gaussian` (a fresh noise matrix per state)."""
+        return self.gaussian().sample(key)
+
+    def log_prob(self, action: jax.Array) -> jax.Array:
+        """log N(action; mean, variance(s)), shape [...]."""
+        return self.gaussian().log_prob(action)
+
+    def entropy(self) -> jax.Array:
+        """The entropy of `gaussian`, shape [...]."""
+        return self.gaussian().entropy()
 
     def mode(self) -> jax.Array:
         """The mean [..., D]."""

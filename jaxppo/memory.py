@@ -11,8 +11,9 @@ of the real functions; nothing is compiled or run):
   statistics of the observation's shape, a recurrent policy's carry [N, ...]), twice: the
   update scan holds the state it was given and the state it builds;
 - one update's data: the rollout `Transition` [T, N] (with a recurrent policy's episode starts
-  and carries [T, N, ...]), the GAE arrays (scaled rewards, discounted returns, final
-  observations' values, advantages, targets) [T, N], the training `Batch` and its shuffled
+  and carries [T, N, ...]; with gSDE, the rollout's noise matrices [draws, N, L, D]), the GAE
+  arrays (scaled rewards, discounted returns, final observations' values, advantages,
+  targets) [T, N], the training `Batch` and its shuffled
   copy cut into minibatches (with a recurrent policy's starts and the carries its sequences
   start from) and, with recompute_advantages, the critic's values (and carries) of a rebuilt
   batch;
@@ -69,7 +70,8 @@ class Estimate:
     Attributes:
         train_state: one `TrainState` (the scan holds two; see ``per_run``).
         rollout: one update's data: Transition, GAE arrays, Batch and its shuffled copy
-            (and, with recompute_advantages, a rebuilt Batch and its critic values).
+            (and, with recompute_advantages, a rebuilt Batch and its critic values; with
+            gSDE, the rollout's noise matrices).
         activations: one gradient step's conv and hidden layer outputs and their gradients.
         metrics: the `Metrics` of the whole run, [num_updates] per field.
         core_activations: what one gradient step's scan over T steps saves of a recurrent
@@ -146,11 +148,14 @@ def _update_arrays(config: Config, key: jax.Array) -> _UpdateArrays:
 
 def _update_data_bytes(config: Config, arrays: _UpdateArrays) -> int:
     """Transition + GAE arrays + Batch + its minibatches; with recompute_advantages also the
-    rebuilt Batch and the critic's values (and carries) it is built from."""
+    rebuilt Batch and the critic's values (and carries) it is built from; with gSDE the
+    rollout's noise matrices."""
     gae_arrays = _GAE_ARRAYS * config.batch_size * _FLOAT_BYTES
     rebuilt = tree_bytes(arrays.batch) if config.recompute_advantages else 0
+    noise = rollout.sde_noise_shape(config, networks.make(config, envs.make(config.env_id)))
     return (tree_bytes(arrays.transitions) + gae_arrays + tree_bytes(arrays.batch)
-            + tree_bytes(arrays.minibatches) + rebuilt + tree_bytes(arrays.recomputed))
+            + tree_bytes(arrays.minibatches) + rebuilt + tree_bytes(arrays.recomputed)
+            + (math.prod(noise) * _FLOAT_BYTES if noise else 0))
 
 
 def _one_step_variables(config: Config, key: jax.Array):

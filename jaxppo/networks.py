@@ -289,17 +289,20 @@ class Tower(nn.Module):
     def __call__(self, carry, x: jax.Array, start: jax.Array | None = None,
                  stage: str = "all"):
         """The tower on x, or one stage of it: "features" (encoder and hidden layers, no
-        carry), "core" (x: features; the core's step), "head" (x: the core's output)."""
-        if stage in ("all", "features"):
+        carry), "core" (x: features; the core's step), "body" (all but the head: (carry,
+        the head's input)), "head" (x: the head's input)."""
+        if stage in ("all", "body", "features"):
             x = self._features(x)
             if stage == "features":
                 return x
-        if stage in ("all", "core") and self.core != "none":
+        if stage in ("all", "body", "core") and self.core != "none":
             if start is not None:
                 carry = reset_carry(carry, start)
             carry, x = _CORES[self.core](self.core_size, self.matmul_dtype, name="core")(carry, x)
             if stage == "core":
                 return carry, x
+        if stage == "body":
+            return carry, x
         if self.out_features:
             x = _dense(self.out_features, "head", self.matmul_dtype)(x)
         return carry, x
@@ -367,6 +370,8 @@ class ActorCritic(nn.Module):
         grid: [H, W, C] at the front of a flat input, for a CNN encoder (the env's
             ``observation_grid``); () otherwise.
         encoder, core, core_size, shared_encoder: as the Config fields.
+        sde_size: L > 0 makes a Gaussian policy gSDE's (`distributions.StateDependentGaussian`)
+            over the actor's last L features, with log_std [L, D]; 0: log_std [D].
     """
 
     hidden_sizes: Sequence[int]
@@ -384,6 +389,7 @@ class ActorCritic(nn.Module):
     core_size: int = 128
     shared_encoder: bool = False
     grid: tuple[int, ...] = ()
+    sde_size: int = 0
 
     def setup(self) -> None:
         out = self.num_actions or self.action_size
@@ -399,8 +405,10 @@ class ActorCritic(nn.Module):
             self.actor = tower(out)
             self.critic = tower(1)
         if not self.num_actions:
-            # State-independent log std, a free parameter (set to Config.init_log_std by init).
-            self.log_std = self.param("log_std", nn.initializers.zeros, (self.action_size,))
+            # A free parameter (set to Config.init_log_std by init): the log std of each action,
+            # or with gSDE of each (feature, action) pair.
+            shape = (self.sde_size, self.action_size) if self.sde_size else (self.action_size,)
+            self.log_std = self.param("log_std", nn.initializers.zeros, shape)
 
     @property
     def recurrent(self) -> bool:
@@ -435,15 +443,17 @@ class ActorCritic(nn.Module):
     def step(self, carry, x: jax.Array, start: jax.Array | None):
         """One time step: (carry, distribution, value)."""
         if self.shared_encoder:
-            carry, features = self.torso(carry, x, start)
-            logits, value = self.actor(features), self.critic(features)[..., 0]
+            carry, latent = self.torso(carry, x, start)
+            logits, value = self.actor(latent), self.critic(latent)[..., 0]
         else:
             actor_carry, critic_carry = (None, None) if carry is None else carry
-            actor_carry, logits = self.actor(actor_carry, x, start)
+            # The head's input apart, for gSDE's noise; the same numbers as the whole tower.
+            actor_carry, latent = self.actor(actor_carry, x, start, stage="body")
+            logits = self.actor(None, latent, stage="head")[1]
             critic_carry, value = self.critic(critic_carry, x, start)
             value = value[..., 0]
             carry = None if carry is None else (actor_carry, critic_carry)
-        return carry, self._distribution(logits), value
+        return carry, self._distribution(logits, latent), value
 
     def critic_step(self, carry, x: jax.Array, start: jax.Array | None):
         """One time step of the critic alone: (carry, value)."""
@@ -479,19 +489,26 @@ class ActorCritic(nn.Module):
         """The heads on the cores' outputs: (distribution, value), or the value alone."""
         if self.shared_encoder:
             value = self.critic(outputs)[..., 0]
-            return value if critic_only else (self._distribution(self.actor(outputs)), value)
+            if critic_only:
+                return value
+            return self._distribution(self.actor(outputs), outputs), value
         value = self.critic(None, outputs[1], stage="head")[1][..., 0]
         if critic_only:
             return value
-        return self._distribution(self.actor(None, outputs[0], stage="head")[1]), value
+        logits = self.actor(None, outputs[0], stage="head")[1]
+        return self._distribution(logits, outputs[0]), value
 
-    def _distribution(self, out: jax.Array):
+    def _distribution(self, out: jax.Array, latent: jax.Array):
+        """The policy from the actor head's output and its input ``latent`` (gSDE's
+        features)."""
         if self.nvec:
             return distributions.MultiCategorical.from_logits(out, self.nvec)
         if self.num_actions:
             return distributions.Categorical.from_logits(out)
         if self.squash_mean:
             out = squash(out, self.action_low, self.action_high)
+        if self.sde_size:
+            return distributions.StateDependentGaussian(out, latent, self.log_std)
         return distributions.DiagGaussian(out, self.log_std)
 
 
@@ -517,10 +534,10 @@ def _bounds(space) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 
 def check(config: Config, env) -> None:
-    """Check the network fields of ``config`` against ``env``'s observations; a `ValueError`
-    names the field: a CNN needs [H, W, C] observations, or flat ones that begin with such a
-    grid (the env's ``observation_grid``), which its convolutions fit; Fourier features need
-    flat ones."""
+    """Check the network fields of ``config`` against ``env``; a `ValueError` names the field:
+    a CNN needs [H, W, C] observations, or flat ones that begin with such a grid (the env's
+    ``observation_grid``), which its convolutions fit; Fourier features need flat ones; gSDE
+    needs continuous actions."""
     shape = tuple(env.observation_shape)
     if config.encoder != "mlp":
         shape = _grid(env) or shape
@@ -538,6 +555,9 @@ def check(config: Config, env) -> None:
         fail("fourier_features", config.fourier_features,
              f"needs flat observations; {config.env_id} has observations of shape "
              f"{list(shape)}")
+    if config.gsde and env.action_space.discrete:
+        fail("gsde", config.gsde,
+             f"applies to continuous actions only; {config.env_id}'s are discrete (use False)")
 
 
 def make(config: Config, env) -> ActorCritic:
@@ -565,7 +585,14 @@ def make(config: Config, env) -> ActorCritic:
         core_size=config.core_size,
         shared_encoder=bool(config.shared_encoder),
         grid=(_grid(env) or ()) if config.encoder != "mlp" else (),
+        sde_size=sde_size(config) if config.gsde and not space.discrete else 0,
     )
+
+
+def sde_size(config: Config) -> int:
+    """L, the width of the actor's last features, on which gSDE's noise is linear: the core's
+    width, else the last hidden layer's (`Config.gsde` needs one of them)."""
+    return config.core_size if config.core != "none" else config.hidden_sizes[-1]
 
 
 def _grid(env) -> tuple[int, ...] | None:

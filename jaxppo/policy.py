@@ -50,14 +50,17 @@ def critic_value(config: Config, network, policy: Policy, obs: jax.Array, core=N
 
 
 def act(config: Config, network, policy: Policy, obs: jax.Array, mask: jax.Array | None,
-        key: jax.Array, core=None, start: jax.Array | None = None):
+        key: jax.Array, core=None, start: jax.Array | None = None,
+        noise: jax.Array | None = None):
     """Sample actions at obs [N, *obs] (as the networks see them), one step of `networks.step`
     from the recurrent carry ``core`` (None without a core), zeroed where ``start`` [N].
+    With gSDE, ``noise`` [N, L, D] is each env's standard normal noise matrix
+    (`distributions.StateDependentGaussian.explore`) and ``key`` is not used.
 
     Returns:
         (the carry after obs, action, log pi(action | obs), V(obs) in return units), each
         batched over [N].
     """
     core, dist, value = networks.step(network, policy.params, config, core, obs, start, mask)
-    action = dist.sample(key)
+    action = dist.sample(key) if noise is None else dist.explore(noise)
     return core, action, dist.log_prob(action), in_return_units(config, policy, value)

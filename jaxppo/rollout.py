@@ -6,6 +6,7 @@ import functools
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 from flax import struct
 
 from jaxppo import envs
@@ -80,13 +81,15 @@ class EnvCarry(struct.PyTreeNode):
 
 
 def policy_step(carry: EnvCarry, key: jax.Array, config: Config, env, network,
-                policy: policy_lib.Policy) -> tuple[EnvCarry, Transition]:
-    """Act in every env once. Returns the new carry and the transition of this step."""
+                policy: policy_lib.Policy, noise: jax.Array | None = None
+                ) -> tuple[EnvCarry, Transition]:
+    """Act in every env once (with gSDE, under the noise matrices ``noise`` [N, L, D]).
+    Returns the new carry and the transition of this step."""
     action_key, env_key = jax.random.split(key)
     obs = policy_lib.observe(config, policy.normalizers, carry.obs)
     mask = jax.vmap(env.action_mask)(carry.env_state) if config.action_masking else None
     core, action, log_prob, value = policy_lib.act(config, network, policy, obs, mask,
-                                                   action_key, carry.core, carry.start)
+                                                   action_key, carry.core, carry.start, noise)
     env_keys = jax.random.split(env_key, carry.obs.shape[0])
     env_state, step = envs.step_batch(env, env_keys, carry.env_state, action)
     transition = Transition(
@@ -109,6 +112,16 @@ def policy_step(carry: EnvCarry, key: jax.Array, config: Config, env, network,
     return EnvCarry(step.obs, env_state, core, start), transition
 
 
+def sde_noise_shape(config: Config, network) -> tuple[int, ...] | None:
+    """[draws, N, L, D]: the standard normal gSDE noise matrices of one rollout, one per env
+    and draw (ceil(T / gsde_sample_freq) draws, or 1); None without gSDE."""
+    if not network.sde_size:
+        return None
+    every = config.gsde_sample_freq or config.num_steps
+    return (-(-config.num_steps // every), config.num_envs, network.sde_size,
+            network.action_size)
+
+
 def rollout(config: Config, env, network, policy: policy_lib.Policy, carry: EnvCarry,
             key: jax.Array) -> tuple[EnvCarry, Transition]:
     """Run the policy for config.num_steps steps in N envs with auto-reset.
@@ -122,9 +135,24 @@ def rollout(config: Config, env, network, policy: policy_lib.Policy, carry: EnvC
             policy's carry and episode starts).
         key: PRNG key for actions and env steps.
 
+    With gSDE, each env draws a standard normal noise matrix [L, D] at the start of the
+    rollout and every ``gsde_sample_freq`` steps after (once, when it is 0), from a key split
+    off ``key`` first; without it, the keys of the steps are those of ``split(key, T)``.
+
     Returns:
         The carry after T steps, and the `Transition` [T, N, ...].
     """
-    body = functools.partial(policy_step, config=config, env=env, network=network,
+    step = functools.partial(policy_step, config=config, env=env, network=network,
                              policy=policy)
-    return jax.lax.scan(body, carry, jax.random.split(key, config.num_steps))
+    if not network.sde_size:
+        return jax.lax.scan(step, carry, jax.random.split(key, config.num_steps))
+    noise_key, key = jax.random.split(key)
+    every = config.gsde_sample_freq or config.num_steps
+    noise = jax.random.normal(noise_key, sde_noise_shape(config, network), jnp.float32)
+
+    def body(carry, inputs):
+        step_key, t = inputs
+        return step(carry, step_key, noise=noise[t // every])
+
+    steps = jnp.arange(config.num_steps)
+    return jax.lax.scan(body, carry, (jax.random.split(key, config.num_steps), steps))

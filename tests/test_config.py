@@ -243,7 +243,7 @@ def test_zero_loss_coefficients_are_accepted(name):
 
 _SWITCHES = ("anneal_lr", "normalize_advantages", "clip_value_loss", "dual_clip",
              "normalize_obs", "scale_rewards", "normalize_values", "recompute_advantages",
-             "kl_early_stop", "action_masking", "squash_mean")
+             "kl_early_stop", "action_masking", "squash_mean", "gsde")
 
 
 @pytest.mark.parametrize("name", _SWITCHES)
@@ -439,7 +439,8 @@ _OTHER_STATIC = dict(
     anneal_lr=False, normalize_advantages=False, clip_value_loss=False, dual_clip=True,
     normalize_obs=True, scale_rewards=True, normalize_values=True, recompute_advantages=True,
     shuffle="trajectories", ent_schedule="linear", kl_early_stop=True, action_masking=True,
-    squash_mean=True, grad_norm_type="max", fourier_features=4, matmul_dtype="bfloat16",
+    squash_mean=True, gsde=True, gsde_sample_freq=4, grad_norm_type="max", fourier_features=4,
+    matmul_dtype="bfloat16",
 )
 
 

@@ -436,3 +436,68 @@ def test_multi_categorical_accepts_a_component_with_one_action():
     chex.assert_trees_all_close(dist.log_prob(jnp.int32([0, 2])), -math.log(2.0), rtol=1e-6)
     chex.assert_trees_all_close(dist.entropy(), 1.5 * math.log(2.0), rtol=1e-6)
     chex.assert_trees_all_equal(dist.mode(), jnp.int32([0, 2]))
+
+
+# --- gSDE's state-dependent Gaussian --------------------------------------------------------
+
+
+def _sde(mean=(0.3,), latent=(1.0, 2.0), scales=((0.5,), (0.25,))):
+    return distributions.StateDependentGaussian(
+        jnp.float32(mean), jnp.float32(latent), jnp.log(jnp.float32(scales)))
+
+
+def test_state_dependent_gaussian_known_values():
+    dist = _sde()
+    # variance = 1^2 * 0.5^2 + 2^2 * 0.25^2 (+ 1e-6) = 0.25 + 0.25 + 1e-6 = 0.500001. At
+    # a = mean + 1: log p = -1 / (2 * 0.500001) - log(0.500001) / 2 - log(2 pi) / 2
+    # = -0.999998 + 0.34657259 - 0.91893853 = -1.57236394.
+    chex.assert_trees_all_close(dist.log_prob(jnp.float32([1.3])), -1.57236394, rtol=1e-6)
+    # H = log(0.500001) / 2 + (1 + log 2 pi) / 2 = -0.34657259 + 1.41893853 = 1.07236594.
+    chex.assert_trees_all_close(dist.entropy(), 1.07236594, rtol=1e-6)
+    # Under the noise matrix [[1], [-2]]: z (sigma * noise) = 1 * 0.5 * 1 + 2 * 0.25 * -2
+    # = -0.5, so the action is 0.3 - 0.5 = -0.2.
+    chex.assert_trees_all_close(dist.explore(jnp.float32([[1.0], [-2.0]])), jnp.float32([-0.2]),
+                                rtol=1e-6)
+    chex.assert_trees_all_equal(dist.mode(), jnp.float32([0.3]))
+
+
+def test_state_dependent_gaussian_matches_numpy_on_random_inputs():
+    rng = np.random.default_rng(0)
+    mean, latent = rng.normal(size=(5, 3)), np.tanh(rng.normal(size=(5, 4)))
+    log_std, action = rng.normal(scale=0.5, size=(4, 3)), rng.normal(size=(5, 3))
+    dist = distributions.StateDependentGaussian(jnp.float32(mean), jnp.float32(latent),
+                                                jnp.float32(log_std))
+    variance = latent**2 @ np.exp(2 * log_std) + 1e-6
+    expected = (-(action - mean) ** 2 / (2 * variance) - 0.5 * np.log(2 * np.pi * variance)).sum(-1)
+    np.testing.assert_allclose(dist.log_prob(jnp.float32(action)), expected, rtol=1e-5)
+    np.testing.assert_allclose(dist.entropy(),
+                               0.5 * np.log(2 * np.pi * np.e * variance).sum(-1), rtol=1e-5)
+
+
+def test_explore_has_the_state_distribution():
+    # Over many noise matrices, the actions at one state have the mean and the variance
+    # (0.500001) that log_prob uses; a standard error of 0.5 * sqrt(2 / 20,000) = 0.005 for
+    # the variance.
+    dist = _sde()
+    noise = jax.random.normal(jax.random.key(0), (NUM_SAMPLES, 2, 1))
+    actions = jax.vmap(dist.explore)(noise)
+    chex.assert_trees_all_close(jnp.mean(actions), 0.3, atol=0.02)
+    chex.assert_trees_all_close(jnp.var(actions), 0.5, atol=0.025)
+    # `sample` draws each state's action on its own, with the same distribution.
+    batch = jax.tree.map(lambda x: jnp.broadcast_to(x, (NUM_SAMPLES, *x.shape)), dist)
+    samples = distributions.StateDependentGaussian(batch.mean, batch.latent, dist.log_std).sample(
+        jax.random.key(1))
+    chex.assert_trees_all_close(jnp.var(samples), 0.5, atol=0.025)
+
+
+def test_state_dependent_variance_sends_no_gradient_to_the_features():
+    # Stable-Baselines3's default (learn_features=False): the noise scales learn through
+    # log_std, the features only through the mean's head.
+    def log_prob(mean, latent, log_std):
+        dist = distributions.StateDependentGaussian(mean, latent, log_std)
+        return dist.log_prob(jnp.float32([1.3])) + dist.entropy()
+
+    args = _sde()
+    grads = jax.grad(log_prob, argnums=(0, 1, 2))(args.mean, args.latent, args.log_std)
+    chex.assert_trees_all_equal(grads[1], jnp.zeros(2))
+    assert np.all(np.asarray(grads[0]) != 0) and np.all(np.asarray(grads[2]) != 0)

@@ -90,6 +90,20 @@ def test_action_masks_count_in_the_transition_and_both_batches():
     assert on.rollout - off.rollout == 16 * 4 * 3 == 192
 
 
+@pytest.mark.parametrize(("every", "draws"), [(0, 1), (3, 3)])
+def test_gsde_counts_its_noise_matrices(every, draws):
+    # Pendulum (D = 1 action), hidden (16, 8): L = 8 features; N = 4 envs, T = 8 steps; a
+    # matrix [L, D] per env and draw: draws x 4 x 8 x 1 x 4 B. Every 3 steps over 8 steps
+    # is ceil(8 / 3) = 3 draws. The state's log_std grows from [1] to [8, 1]: 7 floats in
+    # the params and in Adam's two moments, 3 x 7 x 4 B = 84 B.
+    config = jaxppo.Config(env_id="Pendulum-v1", hidden_sizes=(16, 8), num_envs=4, num_steps=8,
+                           num_minibatches=2, total_timesteps=64)
+    off = memory.estimate(config)
+    on = memory.estimate(config.replace(gsde=True, gsde_sample_freq=every))
+    assert on.rollout - off.rollout == draws * 4 * 8 * 1 * 4
+    assert on.train_state - off.train_state == 3 * 7 * 4 == 84
+
+
 @pytest.mark.layout
 def test_cnn_counts_image_observations_and_conv_activations():
     est = memory.estimate(CNN)
