@@ -174,7 +174,9 @@ class Config(struct.PyTreeNode):
             features z(s) (the last hidden layer's, or the core's) through a matrix
             E ~ N(0, exp(log_std)^2) of [L, D] scales, and each env keeps its E for
             ``gsde_sample_freq`` steps, so that exploration is smooth in time. Continuous
-            actions only; needs hidden layers or a core.
+            actions only; needs hidden layers or a core. Outside the rollout (`evaluate`
+            with deterministic=False, a loaded policy given a key) each step's action is an
+            independent draw of the same per-state Gaussian.
         gsde_sample_freq: steps between fresh noise matrices within a rollout; 0 draws one per
             env per rollout (Stable-Baselines3's ``sde_sample_freq=-1``).
         grad_norm_type: "l2" clips the global L2 norm of the gradient to max_grad_norm; "max"

@@ -13,10 +13,9 @@ of the real functions; nothing is compiled or run):
 - one update's data: the rollout `Transition` [T, N] (with a recurrent policy's episode starts
   and carries [T, N, ...]; with gSDE, the rollout's noise matrices [draws, N, L, D]), the GAE
   arrays (scaled rewards, discounted returns, final observations' values, advantages,
-  targets) [T, N], the training `Batch` and its shuffled
-  copy cut into minibatches (with a recurrent policy's starts and the carries its sequences
-  start from) and, with recompute_advantages, the critic's values (and carries) of a rebuilt
-  batch;
+  targets) [T, N], the training `Batch` and its shuffled copy cut into minibatches (with a
+  recurrent policy's starts and the carries its sequences start from) and, with
+  recompute_advantages, the critic's values (and carries) of a rebuilt batch;
 - the activations of one gradient step (``activations``): every conv layer's output
   [H', W', C'] and windows [H', W', k k C] (a conv is `networks.patches` times a matmul) and
   every hidden layer's output, of both towers (one with shared_encoder), kept over a
