@@ -48,6 +48,7 @@ SWITCHES: dict[str, tuple[dict, tuple[str, ...]]] = {
     "no lr annealing": ({"anneal_lr": False}, ("discrete", "continuous")),
     "temperature=0.5": ({"temperature": 0.5}, ("discrete",)),
     "squash_mean": ({"squash_mean": True}, ("continuous",)),
+    "gsde (every 4 steps)": ({"gsde": True, "gsde_sample_freq": 4}, ("continuous",)),
 }
 
 
