@@ -122,6 +122,7 @@ class _UpdateArrays(struct.PyTreeNode):
     batch: update.Batch
     minibatches: update.Batch
     recomputed: Any  # critic values [T, N] (and carries) of a rebuilt batch, or None
+    sde_noise: Any  # the rollout's gSDE noise matrices [draws, N, L, D], or None
 
 
 def _update_arrays(config: Config, key: jax.Array) -> _UpdateArrays:
@@ -141,8 +142,10 @@ def _update_arrays(config: Config, key: jax.Array) -> _UpdateArrays:
     if config.recompute_advantages:
         recomputed = networks.critic_sequence(network, state.params, config, state.core,
                                               transitions.obs, transitions.start)
+    shape = rollout.sde_noise_shape(config, network)
+    sde_noise = None if shape is None else jnp.zeros(shape, jnp.float32)
     return _UpdateArrays(state, transitions, batch,
-                         update.shuffle_minibatches(batch, key, config), recomputed)
+                         update.shuffle_minibatches(batch, key, config), recomputed, sde_noise)
 
 
 def _update_data_bytes(config: Config, arrays: _UpdateArrays) -> int:
@@ -151,10 +154,9 @@ def _update_data_bytes(config: Config, arrays: _UpdateArrays) -> int:
     rollout's noise matrices."""
     gae_arrays = _GAE_ARRAYS * config.batch_size * _FLOAT_BYTES
     rebuilt = tree_bytes(arrays.batch) if config.recompute_advantages else 0
-    noise = rollout.sde_noise_shape(config, networks.make(config, envs.make(config.env_id)))
     return (tree_bytes(arrays.transitions) + gae_arrays + tree_bytes(arrays.batch)
             + tree_bytes(arrays.minibatches) + rebuilt + tree_bytes(arrays.recomputed)
-            + (math.prod(noise) * _FLOAT_BYTES if noise else 0))
+            + tree_bytes(arrays.sde_noise))
 
 
 def _one_step_variables(config: Config, key: jax.Array):

@@ -112,13 +112,17 @@ def policy_step(carry: EnvCarry, key: jax.Array, config: Config, env, network,
     return EnvCarry(step.obs, env_state, core, start), transition
 
 
+def _sde_every(config: Config) -> int:
+    """Steps each gSDE noise matrix is held: gsde_sample_freq, or the whole rollout (0)."""
+    return config.gsde_sample_freq or config.num_steps
+
+
 def sde_noise_shape(config: Config, network) -> tuple[int, ...] | None:
     """[draws, N, L, D]: the standard normal gSDE noise matrices of one rollout, one per env
     and draw (ceil(T / gsde_sample_freq) draws, or 1); None without gSDE."""
     if not network.sde_size:
         return None
-    every = config.gsde_sample_freq or config.num_steps
-    return (-(-config.num_steps // every), config.num_envs, network.sde_size,
+    return (-(-config.num_steps // _sde_every(config)), config.num_envs, network.sde_size,
             network.action_size)
 
 
@@ -147,12 +151,11 @@ def rollout(config: Config, env, network, policy: policy_lib.Policy, carry: EnvC
     if not network.sde_size:
         return jax.lax.scan(step, carry, jax.random.split(key, config.num_steps))
     noise_key, key = jax.random.split(key)
-    every = config.gsde_sample_freq or config.num_steps
     noise = jax.random.normal(noise_key, sde_noise_shape(config, network), jnp.float32)
 
     def body(carry, inputs):
         step_key, t = inputs
-        return step(carry, step_key, noise=noise[t // every])
+        return step(carry, step_key, noise=noise[t // _sde_every(config)])
 
     steps = jnp.arange(config.num_steps)
     return jax.lax.scan(body, carry, (jax.random.split(key, config.num_steps), steps))
