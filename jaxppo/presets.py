@@ -217,11 +217,12 @@ KNOWN_FAILURES: dict[str, str] = {
         "policy beats the mean arm, 0.5"),
     "GaussianBandit-misc": (
         "a meta-learning bandit: the second arm's mean is drawn per episode, mostly below "
-        "the first arm's 0, so a policy without memory keeps to the first arm (0). One pull "
-        "shows the second arm's mean (its pulls vary by 0.1), and trying it once is worth "
-        "about 7.2 an episode (-1 for the pull, then 99 x E[max(mean, 0)] = 99 x 0.083), yet "
-        "the bandit's GRU preset kept to the first arm too: 0.0 at lr 1e-3 and 3e-3 and with "
-        "entropy bonuses 0.05 and 0.2 (search/GaussianBandit-misc*.md, 8 seeds at 500k)"),
+        "the first arm's 0. One pull shows it (its pulls vary by 0.1), and the observation "
+        "holds the last action, its reward and the time, so pulling the second arm first and "
+        "keeping to it while it pays is worth about 7.2 an episode (-1 for the first pull, "
+        "then 99 x E[max(mean, 0)] = 99 x 0.083). PPO keeps to the first arm (0) instead: "
+        "with the defaults' MLP, and with the bandit's GRU preset at lr 1e-3 and 3e-3 and "
+        "with entropy bonuses 0.05 and 0.2 (search/GaussianBandit-misc*.md, 8 seeds at 500k)"),
     "navix/Navix-DoorKey-8x8-v0": (
         "navix.make ends episodes at 100 steps, and in them no random episode of 2,048 "
         "picks up the key, opens the door and reaches the goal, so PPO never sees a reward: "
