@@ -133,7 +133,9 @@ NOTES: dict[str, str] = {
         "the MinAtar CNN preset at its 2M steps, 2,532 s for 8 seeds here; gymnax lists no PPO "
         "checkpoint for Seaquest, and no PPO figure was found. The first updates score 0.1 to "
         "0.3; at 500k steps the preset stood at 1.2 [1.1, 1.3], and its curve is nearly flat "
-        "over the last 200k steps (4.4 to 4.5)"),
+        "over the last 200k steps (4.4 to 4.5). Breakout's and Asterix's entropy bonus, 0.1, "
+        "did worse as a whole zoo row at 2M (search/Seaquest-MinAtar_entropy_row.json, 2,458 "
+        "s): training 3.0 [2.8, 3.2], evaluation 4.5 [4.0, 5.2], so the preset keeps 0.01"),
     "Asterix-MinAtar, Breakout-MinAtar, Freeway-MinAtar, SpaceInvaders-MinAtar": (
         "the MinAtar CNN preset at its 2M steps (Freeway's at 4M), 20 to 38 minutes per game "
         "for 8 seeds here at 2M (most rows shared the 2 cores with another run). The "

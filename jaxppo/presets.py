@@ -159,8 +159,8 @@ for _game in ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders"):
 # 19.9 [15.5, 24.4] against 6.6 [6.4, 8.0].
 PRESETS["Breakout-MinAtar"] = PRESETS["Breakout-MinAtar"].replace(ent_coef=0.1)
 # Asterix: the same bonus steadied its seeds in jaxppo's search (8 seeds at 2M): 8.7 [8.0,
-# 10.3], seeds 7.8 to 10.7, against 6.8 [5.4, 10.0], seeds 3.8 to 14.2. SpaceInvaders lost
-# with it (37.7 against 64.7) and keeps 0.01.
+# 10.3], seeds 7.8 to 10.7, against 6.8 [5.4, 10.0], seeds 3.8 to 14.2. SpaceInvaders (37.7
+# against 64.7) and Seaquest (3.0 against 4.5) lost with it and keep 0.01.
 PRESETS["Asterix-MinAtar"] = PRESETS["Asterix-MinAtar"].replace(ent_coef=0.1)
 # Freeway's curve still rose at 2M steps, where it evaluated at 55.1 [52.3, 57.0], short of
 # gymnax-blines' 58 at 10M; at 4M it evaluates at 62.8 [61.2, 63.8] (the zoo, 8 seeds).
