@@ -156,21 +156,18 @@ for _game in ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders"):
     )
 # Breakout's policy settles on a few bricks (0.26 nats of entropy left at 2M steps with 0.01);
 # ten times the entropy bonus won jaxppo's search (bench/results/zoo/search, 8 seeds at 2M):
-# 19.9 [15.5, 24.4] against 6.6 [6.4, 8.0]. Its curve still rose at 2M, where it evaluated at
-# 23.3 [17.5, 32.3]; at 4M it evaluates at 27.3 [21.7, 31.0] (the zoo, 8 seeds).
-PRESETS["Breakout-MinAtar"] = PRESETS["Breakout-MinAtar"].replace(
-    ent_coef=0.1, total_timesteps=4_000_000)
+# 19.9 [15.5, 24.4] against 6.6 [6.4, 8.0].
+PRESETS["Breakout-MinAtar"] = PRESETS["Breakout-MinAtar"].replace(ent_coef=0.1)
 # Asterix: the same bonus steadied its seeds in jaxppo's search (8 seeds at 2M): 8.7 [8.0,
 # 10.3], seeds 7.8 to 10.7, against 6.8 [5.4, 10.0], seeds 3.8 to 14.2. SpaceInvaders (37.7
 # against 64.7) and Seaquest (3.0 against 4.5) lost with it and keep 0.01.
 PRESETS["Asterix-MinAtar"] = PRESETS["Asterix-MinAtar"].replace(ent_coef=0.1)
-# Freeway's curve still rose at 2M steps, where it evaluated at 55.1 [52.3, 57.0], short of
-# gymnax-blines' 58 at 10M; at 4M it evaluates at 62.8 [61.2, 63.8] (the zoo, 8 seeds).
-PRESETS["Freeway-MinAtar"] = PRESETS["Freeway-MinAtar"].replace(total_timesteps=4_000_000)
-# SpaceInvaders' curve still rose at 2M too, where it evaluated at 101.2 [64.2, 145.2] against
-# gymnax-blines' 131 at 10M; at 4M it evaluates at 152.5 [147.0, 157.2] (the zoo, 8 seeds).
-PRESETS["SpaceInvaders-MinAtar"] = PRESETS["SpaceInvaders-MinAtar"].replace(
-    total_timesteps=4_000_000)
+# Three curves still rose at 2M steps, where they evaluated short of gymnax-blines' 10M
+# figures: Breakout 23.3 [17.5, 32.3] (28), Freeway 55.1 [52.3, 57.0] (58), SpaceInvaders
+# 101.2 [64.2, 145.2] (131). At 4M they evaluate at 27.3 [21.7, 31.0], 62.8 [61.2, 63.8] and
+# 152.5 [147.0, 157.2] (the zoo, 8 seeds).
+for _game in ("Breakout", "Freeway", "SpaceInvaders"):
+    PRESETS[f"{_game}-MinAtar"] = PRESETS[f"{_game}-MinAtar"].replace(total_timesteps=4_000_000)
 
 
 def preset(env_id: str) -> Config:
