@@ -459,7 +459,7 @@ def _report(result) -> int:
 
 def _train(args, sweep: bool) -> int:
     from jaxppo import config as config_lib
-    from jaxppo import experiment, memory, rundir
+    from jaxppo import experiment, memory, presets, rundir
     from jaxppo import spec as spec_lib
 
     config, space = _config_from_args(args, sweep)
@@ -482,6 +482,9 @@ def _train(args, sweep: bool) -> int:
     print(f"PPO on {config.env_id}: {what} x {config.num_updates} updates x "
           f"{config.batch_size} env steps, one compiled call per chunk of "
           f"{spec.chunk_updates} updates ({_devices_text()}); compiling...")
+    if config.env_id in presets.KNOWN_FAILURES:
+        print(f"note: PPO is known to fail on {config.env_id}; "
+              f"jaxppo.presets.KNOWN_FAILURES[{config.env_id!r}] says why")
     output = experiment.Output(progress=not args.no_progress, tensorboard=args.tensorboard,
                                overwrite=args.overwrite)
     result = experiment.run(config, seeds, out, space=space or None, seed=args.seed,

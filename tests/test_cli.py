@@ -427,6 +427,16 @@ def test_train_and_sweep_pass_their_flags_to_run(run_spy, capsys, argv, expected
     assert call["config"] == jaxppo.preset("CartPole-v1")
 
 
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_training_on_a_known_failure_says_so_before_it_starts(run_spy, capsys, command):
+    code, out, _ = run_cli(capsys, command, "--env", "SimpleBandit-bsuite")
+    assert code == 2 and len(run_spy) == 1
+    assert ("note: PPO is known to fail on SimpleBandit-bsuite; "
+            "jaxppo.presets.KNOWN_FAILURES['SimpleBandit-bsuite'] says why") in out
+    code, out, _ = run_cli(capsys, command, "--env", "CartPole-v1")
+    assert code == 2 and "known to fail" not in out
+
+
 @pytest.mark.parametrize("argv", [
     ["train"], ["sweep"], ["resume", "/nonexistent/run"],
 ])
