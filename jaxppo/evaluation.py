@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxppo import backend, envs, networks
+from jaxppo import backend, envs, networks, rollout
 from jaxppo import config as config_lib
 from jaxppo import policy as policy_lib
 from jaxppo import train as train_lib
@@ -71,6 +71,7 @@ class _EvalCarry(struct.PyTreeNode):
     lengths: jax.Array
     core: Any = None
     start: jax.Array | None = None
+    noise: jax.Array | None = None
 
 
 def _running(carry: _EvalCarry, max_steps: int) -> jax.Array:
@@ -86,7 +87,15 @@ def _eval_step(carry: _EvalCarry, config: Config, env, network, policy: policy_l
     obs = policy_lib.observe(config, policy.normalizers, carry.obs)
     core, dist, _ = networks.step(network, policy.params, config, carry.core, obs, carry.start,
                                   mask)
-    action = dist.mode() if deterministic else dist.sample(act_key)
+    noise = carry.noise
+    if deterministic:
+        action = dist.mode()
+    elif noise is None:
+        action = dist.sample(act_key)
+    else:  # gSDE: a fresh matrix where the episode's current block of steps begins
+        fresh = jax.random.normal(act_key, noise.shape, noise.dtype)
+        noise = jnp.where(carry.t % rollout.sde_every(config) == 0, fresh, noise)
+        action = dist.explore(noise)
     env_state, step = envs.step_batch(env, jax.random.split(step_key, num_episodes),
                                       carry.env_state, action)
     ended = jnp.logical_and(step.done, ~carry.done)
@@ -97,7 +106,8 @@ def _eval_step(carry: _EvalCarry, config: Config, env, network, policy: policy_l
         lengths=jnp.where(ended, step.episode_length, carry.lengths),
         core=core,
         # Where an episode ended, the env has reset: its next observation begins one.
-        start=None if carry.start is None else step.done)
+        start=None if carry.start is None else step.done,
+        noise=noise)
 
 
 def _episodes(config: Config, policy: policy_lib.Policy, key: jax.Array, *, num_episodes: int,
@@ -114,7 +124,10 @@ def _episodes(config: Config, policy: policy_lib.Policy, key: jax.Array, *, num_
         returns=jnp.zeros((num_episodes,), jnp.float32),
         lengths=jnp.zeros((num_episodes,), jnp.int32),
         core=networks.initial_carry(network, (num_episodes,)),
-        start=jnp.ones((num_episodes,), jnp.bool_) if network.recurrent else None)
+        start=jnp.ones((num_episodes,), jnp.bool_) if network.recurrent else None,
+        # Drawn at the first step (t = 0), then held as in training.
+        noise=(jnp.zeros((num_episodes, network.sde_size, network.action_size), jnp.float32)
+               if network.sde_size and not deterministic else None))
     end = jax.lax.while_loop(
         functools.partial(_running, max_steps=max_steps),
         functools.partial(_eval_step, config=config, env=env, network=network, policy=policy,
@@ -165,6 +178,9 @@ def evaluate(config: Config, state_or_policy, key: jax.Array, num_episodes: int 
     """Run the policy for ``num_episodes`` episodes per run; vmapped over envs and runs.
 
     A recurrent policy starts each episode from a zero carry and carries it to the end.
+    Sampling a gSDE policy explores as its rollouts did: each episode draws a noise matrix
+    at its start and holds it for ``gsde_sample_freq`` steps (for the rollout's
+    ``num_steps`` where that is 0) before the next.
 
     Args:
         config: the Config the policy was trained with: one Config, or one stacked over the
@@ -294,7 +310,9 @@ class LoadedPolicy:
                 ``observation_shape`` (for vector observations, any array of their O values)
                 or a batch [B, *observation_shape]; for a Discrete(n) observation space (one
                 that reaches the network one-hot), one index or a batch [B] of them.
-            key: PRNG key to sample an action; None gives the mode (deterministic).
+            key: PRNG key to sample an action; None gives the mode (deterministic). A
+                gSDE policy's sample is a fresh draw at each call (`jaxppo.evaluate` holds
+                each episode's noise matrix instead).
             mask: valid actions [K] or [B, K] for envs with action masks, else None (for
                 multi-discrete actions, the components' masks concatenated: K = sum(nvec)).
             deterministic: overrides the choice made by ``key``; see `networks.act`.

@@ -112,7 +112,7 @@ def policy_step(carry: EnvCarry, key: jax.Array, config: Config, env, network,
     return EnvCarry(step.obs, env_state, core, start), transition
 
 
-def _sde_every(config: Config) -> int:
+def sde_every(config: Config) -> int:
     """Steps each gSDE noise matrix is held: gsde_sample_freq, or the whole rollout (0)."""
     return config.gsde_sample_freq or config.num_steps
 
@@ -122,7 +122,7 @@ def sde_noise_shape(config: Config, network) -> tuple[int, ...] | None:
     and draw (ceil(T / gsde_sample_freq) draws, or 1); None without gSDE."""
     if not network.sde_size:
         return None
-    return (-(-config.num_steps // _sde_every(config)), config.num_envs, network.sde_size,
+    return (-(-config.num_steps // sde_every(config)), config.num_envs, network.sde_size,
             network.action_size)
 
 
@@ -155,7 +155,7 @@ def rollout(config: Config, env, network, policy: policy_lib.Policy, carry: EnvC
 
     def body(carry, inputs):
         step_key, t = inputs
-        return step(carry, step_key, noise=noise[t // _sde_every(config)])
+        return step(carry, step_key, noise=noise[t // sde_every(config)])
 
     steps = jnp.arange(config.num_steps)
     return jax.lax.scan(body, carry, (jax.random.split(key, config.num_steps), steps))
