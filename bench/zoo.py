@@ -138,10 +138,11 @@ NOTES: dict[str, str] = {
         "did worse as a whole zoo row at 2M (search/Seaquest-MinAtar_entropy_row.json, 2,458 "
         "s): training 3.0 [2.8, 3.2], evaluation 4.5 [4.0, 5.2], so the preset keeps 0.01"),
     "Asterix-MinAtar, Breakout-MinAtar, Freeway-MinAtar, SpaceInvaders-MinAtar": (
-        "the MinAtar CNN preset at its 2M steps (Breakout's, Freeway's and SpaceInvaders' at "
-        "4M), 20 to 38 minutes per game for 8 seeds here at 2M (most rows shared the 2 cores "
-        "with another run). The published figures are gymnax-blines' checkpoints at 10M "
-        "steps, 2.5 to 5 times these budgets, and no PPO figure at 2M or 4M was found. "
+        "the MinAtar CNN preset at its 2M steps (Freeway's and SpaceInvaders' at 4M, "
+        "Breakout's at 6M), 20 to 38 minutes per game for 8 seeds here at 2M (most rows shared "
+        "the 2 cores with another run). The published figures are gymnax-blines' checkpoints "
+        "at 10M steps, 1.7 to 5 times these budgets, and no PPO figure at 2M, 4M or 6M was "
+        "found. "
         "Asterix's curve still rises at 2M"),
     "Freeway-MinAtar": (
         "at 2M steps, the preset's budget before, the curve still rose (52.2 at 1.6M, 54.6 at "
@@ -168,8 +169,11 @@ NOTES: dict[str, str] = {
         "[6.8, 9.0], 0.05 6.9 [6.9, 12.3] and 0.1 19.9 [15.5, 24.4], seeds 11.0 to 30.2 "
         "(search/Breakout-MinAtar_entropy*.md): the preset's 0.1. Its curve still rose at 2M, "
         "where the row stood at 19.9 [15.5, 24.4] in training and 23.3 [17.5, 32.3] acting by "
-        "the mode; the preset now trains 4M steps (2,625 s for 8 seeds, alone on the "
-        "machine)"),
+        "the mode, and at 4M (2,625 s, alone on the machine), where it still rose (23.0 at "
+        "3.3M, 25.2 at 3.9M), at 25.0 [20.6, 28.4] and 27.3 [21.7, 31.0], 0.7 below "
+        "gymnax-blines' 28 at 10M. The preset now trains 6M steps (4,004 s for 8 seeds, "
+        "sharing the 2 cores with lighter runs for its first minutes); its seeds evaluate "
+        "from 17.9 to 70.1"),
     "xminigrid/MiniGrid-DoorKey-5x5": (
         "the goal pays 1 - 0.9 t / 250 after t steps (pick up the key, open the door, reach "
         "the goal), so the best return is about 0.96: 7 seeds end at 0.96, one at 0.46. "

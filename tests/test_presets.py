@@ -59,7 +59,7 @@ def test_minatar_presets_use_the_cnn_and_memory_chain_a_recurrent_core():
     breakout = jaxppo.preset("Breakout-MinAtar")
     assert (breakout.encoder, breakout.hidden_sizes, breakout.shared_encoder) == (
         "cnn", (128,), True)
-    assert breakout.batch_size == 8192 and breakout.num_updates == 488  # 4M // (64 x 128)
+    assert breakout.batch_size == 8192 and breakout.num_updates == 732  # 6M // (64 x 128)
     chain = jaxppo.preset("MemoryChain-bsuite")
     assert chain.core == "gru" and chain.shuffle == "trajectories"
 
