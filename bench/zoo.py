@@ -172,7 +172,7 @@ NOTES: dict[str, str] = {
         "the mode, and at 4M (2,625 s, alone on the machine), where it still rose (23.0 at "
         "3.3M, 25.2 at 3.9M), at 25.0 [20.6, 28.4] and 27.3 [21.7, 31.0], 0.7 below "
         "gymnax-blines' 28 at 10M. The preset now trains 6M steps (4,004 s for 8 seeds, "
-        "sharing the 2 cores with lighter runs for its first minutes); its seeds evaluate "
+        "sharing the 2 cores with lighter runs for a few minutes); its seeds evaluate "
         "from 17.9 to 70.1"),
     "xminigrid/MiniGrid-DoorKey-5x5": (
         "the goal pays 1 - 0.9 t / 250 after t steps (pick up the key, open the door, reach "
