@@ -369,10 +369,22 @@ def check_fits(config: Config, device=None) -> None:
     if need > have:
         raise TooLarge(
             f"one run of this config needs an estimated {_gib(need)} of memory, more than "
-            f"the {_gib(have)} {device} has free (hidden_sizes={tuple(config.hidden_sizes)}, "
-            f"num_envs={config.num_envs}, num_steps={config.num_steps}, "
-            f"num_minibatches={config.num_minibatches}); make the network or the batch "
-            f"smaller")
+            f"the {_gib(have)} {device} has free ({', '.join(_sizes(config))}); make the "
+            f"network or the batch smaller")
+
+
+def _sizes(config: Config) -> list[str]:
+    """The fields that set a run's memory, as ``name=value``; the network's optional parts
+    only where the config uses them, so the one set too large is named."""
+    sizes = [f"hidden_sizes={tuple(config.hidden_sizes)}"]
+    if config.encoder != "mlp":
+        sizes.append(f"encoder={config.encoder!r}")
+    if config.core != "none":
+        sizes.append(f"core_size={config.core_size}")
+    if config.fourier_features:
+        sizes.append(f"fourier_features={config.fourier_features}")
+    return sizes + [f"num_envs={config.num_envs}", f"num_steps={config.num_steps}",
+                    f"num_minibatches={config.num_minibatches}"]
 
 
 class ChunkWarning(UserWarning):

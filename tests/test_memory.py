@@ -250,6 +250,25 @@ def test_a_config_of_which_one_run_does_not_fit_is_refused_by_its_sizes(monkeypa
         memory.check_fits(TINY.replace(hidden_sizes=(10**11,)))
 
 
+@pytest.mark.parametrize("change, named", [
+    ({"fourier_features": 3_000_000}, "fourier_features=3000000"),
+    ({"core": "gru", "core_size": 3_000_000, "shuffle": "trajectories"}, "core_size=3000000"),
+    ({"env_id": "Breakout-MinAtar", "encoder": "cnn", "hidden_sizes": (3_000_000,)},
+     "encoder='cnn'"),
+])
+def test_a_refusal_names_the_optional_part_that_is_too_large(monkeypatch, change, named):
+    config = TINY.replace(**change)
+    # Each change puts at least 3e6 float32 weights (12 MiB) in one layer; the device has 1 MiB.
+    monkeypatch.setattr(memory, "device_bytes", lambda device=None: 2**20)
+    with pytest.raises(memory.TooLarge) as refused:
+        memory.check_fits(config)
+    assert named in str(refused.value)
+    # A part the config does not use is not named.
+    for other in ("fourier_features=", "core_size=", "encoder="):
+        if not named.startswith(other):
+            assert other not in str(refused.value)
+
+
 @pytest.fixture(scope="module")
 def chunked_and_whole():
     """Five runs of TINY in one call and in calls of two, and how many programs of
